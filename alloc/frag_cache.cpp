@@ -1,97 +1,143 @@
 #include "alloc/frag_cache.hpp"
 
-#include "alloc/check.hpp"
-#include "alloc/frag.hpp"
-#include "alloc/frag_debug.hpp"
-#include "alloc/poison.hpp"
+#include <utility>
 
 namespace fp {
-namespace {
 
-constexpr bool is_pow2(std::size_t x) { return x && !(x & (x - 1)); }
-constexpr std::uint32_t align_up(std::uint32_t off, std::size_t align) {
-    return static_cast<std::uint32_t>((off + align - 1) & ~(align - 1));
+// All the page's references are back with the cache: the bias filled up through owner frees, or
+// the count fell to the bias through frag_free() elsewhere. Either way nobody else holds the page.
+bool FragCache::Held::all_back() const noexcept {
+    return bias == size + 1 || page->refs.load(std::memory_order_acquire) == bias;
 }
 
-}  // namespace
+std::uint32_t FragCache::bias_of(const Page* page) const noexcept {
+    if (page && page == cur_.page) return cur_.bias;
+    for (const Held& h : retired_)
+        if (page && h.page == page) return h.bias;
+    return 0;
+}
 
-void* FragCache::alloc(std::size_t size, std::size_t align) noexcept {
-    FP_CHECK(size != 0 && size <= max_alloc(), "frag alloc of %zu bytes: sizes are 1..%zu", size,
-             max_alloc());
-    FP_CHECK(is_pow2(align) && align <= max_alloc(),
-             "frag alloc aligned to %zu: alignment must be a power of two up to %zu", align,
-             max_alloc());
-    FP_DCHECK(probe_off_ == kNoProbe, "frag alloc between probe() and commit()");
-    std::uint32_t off = align_up(offset_, align);
-    if (FP_UNLIKELY(!page_ || off + size > size_)) {
-        if (!refill(size)) return nullptr;
-        off = 0;
-    }
-    return carve(off, size);
+void* FragCache::alloc_slow(std::size_t size) noexcept {
+    if (!refill(size)) return nullptr;
+    return carve(0, size);
+}
+
+// A fragment of a retired page hands its reference back to that page's bias; when the bias is
+// full the page is ready for reuse. Any other fragment takes the atomic path.
+void FragCache::free_slow(std::byte* frag) noexcept {
+    Page* page = pool_.page_of(frag);
+    unsigned i = page && page->held ? page->held - 1u : kRetired;
+    if (i >= kRetired || retired_[i].page != page) return frag_free(pool_, frag);
+    poison(frag, frag_debug::untrack(frag));
+    Held& h = retired_[i];
+    if (++h.bias == h.size + 1) ready_ |= 1u << i;
 }
 
 std::span<std::byte> FragCache::probe(std::size_t min, std::size_t align) noexcept {
-    FP_CHECK(min != 0 && min <= max_alloc(), "frag probe of %zu bytes: sizes are 1..%zu", min,
-             max_alloc());
-    FP_CHECK(is_pow2(align) && align <= max_alloc(), "frag probe aligned to %zu", align);
+    check_request(min, align, max_alloc());
     std::uint32_t off = align_up(offset_, align);
-    if (FP_UNLIKELY(!page_ || off + min > size_)) {
+    if (FP_UNLIKELY(!cur_.page || off + min > cur_.size)) {
         if (!refill(min)) return {};
         off = 0;
     }
     probe_off_ = off;
-    unpoison(va_ + off, size_ - off);
-    return {va_ + off, size_ - off};
+    unpoison(cur_.va + off, cur_.size - off);
+    return {cur_.va + off, cur_.size - off};
 }
 
 void* FragCache::commit(std::size_t used) noexcept {
-    FP_CHECK(probe_off_ != kNoProbe && used <= size_ - probe_off_,
+    FP_CHECK(probe_off_ != kNoProbe && used <= cur_.size - probe_off_,
              "frag commit of %zu bytes without a probe() that large", used);
     std::uint32_t off = probe_off_;
     probe_off_ = kNoProbe;
     void* frag = used ? carve(off, used) : nullptr;
     std::uint32_t tail = off + static_cast<std::uint32_t>(used);
-    poison(va_ + tail, size_ - tail);
+    poison(cur_.va + tail, cur_.size - tail);
     return frag;
 }
 
-void* FragCache::carve(std::uint32_t off, std::size_t size) noexcept {
-    --bias_;  // never reaches zero: a page holds at most size_ fragments, the bias starts at size_+1
-    offset_ = off + static_cast<std::uint32_t>(size);
-    stats_.fragments.add();
-    std::byte* p = va_ + off;
-    unpoison(p, size);
-    frag_debug::track(p, size);
-    return p;
-}
-
-// The cached page cannot take the request. Give the bias back; reuse the page in place if that
-// freed it, else take a new one. Keeps a cached page that is merely too small when no new page
-// can be had.
+// The current page cannot take the request. In order of preference, with no atomic RMW for the
+// first two: reuse it in place if all its references are back (the kernel's path); take a retired
+// page whose references all came back through owner frees; evict the ring's oldest page with the
+// kernel's single sub_and_test and reuse it if that was its last reference; take a pool page. The
+// current page then retires into the ring. When no page can be had the current one stays, even if
+// it is too small for this request.
 bool FragCache::refill(std::size_t size) noexcept {
-    if (page_ && size <= size_) {
-        if (page_ref_sub_and_test(*page_, bias_)) {
-            if (!page_->reserve) {
-                frag_debug::forget_page(va_, size_);
-                charge(page_);
-                stats_.reuses.add();
-                return true;
-            }
-            page_release(pool_, *page_);  // pfmemalloc rule: reserve pages go back
+    if (cur_.page && size <= cur_.size && cur_.all_back()) {
+        if (!cur_.page->reserve) {
+            charge(cur_);
+            stats_.reuses.add();
+            return true;
         }
-        page_ = nullptr;
+        reconcile(cur_);  // pfmemalloc rule: a reserve page goes back to the pool
     }
-    Page* fresh = new_page(size);
-    if (!fresh) {
+    if (reuse_ready(size)) return true;
+    Page* next = evict_oldest(size);
+    if (next) {
+        stats_.reuses.add();
+    } else if (!(next = new_page(size))) {
         stats_.failures.add();
         return false;
+    } else {
+        stats_.refills.add();
+        if (next->reserve) stats_.reserve_pages.add();
     }
-    detach();  // a page too small for this request, if one is still cached
-    va_ = pool_.address(fresh);
-    charge(fresh);
-    stats_.refills.add();
-    if (fresh->reserve) stats_.reserve_pages.add();
+    install(next);
     return true;
+}
+
+bool FragCache::reuse_ready(std::size_t size) noexcept {
+    for (std::uint32_t mask = ready_; mask; mask &= mask - 1) {
+        unsigned i = static_cast<unsigned>(__builtin_ctz(mask));
+        Held& h = retired_[i];
+        if (h.page->reserve) {
+            reconcile(h);
+            clear_slot(i);
+            continue;
+        }
+        if (size > h.size) continue;
+        ready_ &= ~(1u << i);
+        h.page->held = 0;
+        std::swap(h, cur_);  // the old current page retires into the ready page's slot
+        if (h.page) h.page->held = static_cast<std::uint8_t>(i + 1);
+        charge(cur_);
+        stats_.reuses.add();
+        return true;
+    }
+    return false;
+}
+
+// Makes room in the ring for the current page: reconciles the oldest retired page with one atomic
+// op. Returns it when that was its last reference and it can serve the request (in-place reuse).
+Page* FragCache::evict_oldest(std::size_t size) noexcept {
+    Held h = retired_[next_slot_];
+    if (!h.page) return nullptr;
+    stats_.evictions.add();
+    clear_slot(next_slot_);
+    Page* page = h.page;
+    if (!page_ref_sub_and_test(*page, h.bias)) return nullptr;
+    if (!page->reserve && PagePool::page_bytes(*page) >= size) return page;
+    page_release(pool_, *page);
+    return nullptr;
+}
+
+// Retires the current page into the ring's oldest slot (emptied by evict_oldest) and makes `page`
+// current.
+void FragCache::install(Page* page) noexcept {
+    if (cur_.page) {
+        Held& slot = retired_[next_slot_];
+        slot = std::exchange(cur_, Held{});
+        slot.page->held = static_cast<std::uint8_t>(next_slot_ + 1);
+        next_slot_ = (next_slot_ + 1) % kRetired;
+    }
+    cur_ = {page, pool_.address(page), static_cast<std::uint32_t>(PagePool::page_bytes(*page)), 0};
+    charge(cur_);
+}
+
+void FragCache::clear_slot(unsigned i) noexcept {
+    if (retired_[i].page) retired_[i].page->held = 0;
+    retired_[i] = Held{};
+    ready_ &= ~(1u << i);
 }
 
 // The kernel's refill order: the high order, then order 0; reserve pages only when the normal zone
@@ -109,29 +155,33 @@ Page* FragCache::new_page(std::size_t size) noexcept {
     return nullptr;
 }
 
-// One store, not an atomic add: the page is ours alone (fresh, or its count just reached zero).
-void FragCache::charge(Page* page) noexcept {
-    page_ = page;
-    size_ = static_cast<std::uint32_t>(PagePool::page_bytes(*page));
-    bias_ = size_ + 1;
+// One store, not an atomic add: the page is ours alone (fresh, or all its references are back).
+void FragCache::charge(Held& h) noexcept {
+    frag_debug::forget_page(h.va, h.size);
+    h.bias = h.size + 1;
+    h.page->refs.store(h.bias, std::memory_order_relaxed);
     offset_ = 0;
-    page->refs.store(bias_, std::memory_order_relaxed);
-    poison(va_, size_);
+    probe_off_ = kNoProbe;
+    poison(h.va, h.size);
 }
 
-void FragCache::detach() noexcept {
-    if (!page_) return;
-    if (page_ref_sub_and_test(*page_, bias_)) page_release(pool_, *page_);
-    page_ = nullptr;
-    probe_off_ = kNoProbe;
+// Gives the bias back in one atomic op; the page goes to the pool if that was the last reference.
+void FragCache::reconcile(Held& h) noexcept {
+    h.page->held = 0;
+    if (page_ref_sub_and_test(*h.page, h.bias)) page_release(pool_, *h.page);
+    h = Held{};
 }
 
 void FragCache::drain() noexcept {
-    if (!page_) return;
-    stats_.drains.add();
-    detach();
+    bool held = cur_.page != nullptr;
+    if (cur_.page) reconcile(cur_);
+    for (unsigned i = 0; i < kRetired; ++i) {
+        held |= retired_[i].page != nullptr;
+        if (retired_[i].page) reconcile(retired_[i]);
+        clear_slot(i);
+    }
+    probe_off_ = kNoProbe;
+    if (held) stats_.drains.add();
 }
-
-void FragCache::free(void* frag) noexcept { frag_free(pool_, frag); }
 
 }  // namespace fp

@@ -4,38 +4,55 @@
 // A cache holds one page, an offset counting up, and a *local, non-atomic* bias. On refill the
 // page's atomic count is charged once with `bias = page bytes + 1` (more than the fragments the page
 // can ever hold). Each fragment only decrements the local bias: no atomic op per allocation. Each
-// fragment free is one atomic decrement of the page count, so at any quiet moment
+// free through frag_free() is one atomic decrement of the page count, so at any quiet moment
 //     page.refs == live fragments of the page + bias still held by the cache.
-// When a request does not fit, the cache gives its bias back in one atomic sub_and_test. Zero
-// means every fragment is already gone and the page is reused in place, with no trip to the pool
-// (unless it came from the reserve: then it goes back). Otherwise the page now belongs to its
-// fragments alone, the last free returns it to the pool, and the cache refills.
+// When all the references of a page are back (refs == bias) it is reused in place, with no trip
+// to the pool (unless it came from the reserve: then it goes back, the pfmemalloc rule).
 //
-// Unlike the kernel, a request larger than a base page is served by refilling whenever the
-// configured page could hold it: fragproxy's fragments are routinely whole 64 KiB receives. A request
-// that even an empty page could not hold (the cache fell back to order 0) fails without dropping
-// the cached page, as in the kernel.
+// Two steps beyond the kernel, both because fragproxy's owner knows its cache when it frees (the
+// kernel's page_frag_free() does not), and both keep the invariant above:
+//  - Owner frees move the bias back. free() of a fragment of a page the cache holds increments
+//    that page's local bias instead of decrementing the atomic count. When the current page's bias
+//    is full again (size + 1), every fragment came back this way: the page is rewound to offset 0
+//    while still hot in the CPU cache, with no atomic op at all.
+//  - Retired pages. When the current page is full the kernel gives its bias back at once (one
+//    atomic sub_and_test). Here the page is retired into a small ring with its bias still held, so
+//    the owner's frees of its fragments stay local too; a retired page whose references are all
+//    back becomes the next current page (no pool trip, no atomic RMW). Only a page pushed out of
+//    the ring is reconciled with the kernel's single sub_and_test. In fragproxy a worker receives
+//    into fragments and frees them when their sends complete, on the same thread, a few pages
+//    later: the common case costs no atomic op per fragment on either side.
+//
+// A request larger than a base page is served by refilling whenever the configured page could hold
+// it (fragproxy's fragments are routinely whole 64 KiB receives). A request that even an empty page
+// could not hold (the cache fell back to order 0) fails and keeps the cached page, as in the kernel.
 //
 // probe(min)/commit(used) is the prepare/probe/commit API of the newer patch sets: an io_uring
 // receive learns its size only at completion, so the caller borrows the free tail and charges only
 // what arrived.
 //
 // Not thread-safe: one owner (a worker's completion handler, the "softirq context"). Fragments may
-// be freed on any thread (frag.hpp). SharedFragCache is the locked variant.
+// be freed on any thread with frag_free() (frag.hpp). SharedFragCache is the locked variant.
 #include <cstddef>
 #include <cstdint>
 #include <span>
 
+#include "alloc/check.hpp"
 #include "alloc/counter.hpp"
+#include "alloc/frag.hpp"
+#include "alloc/frag_debug.hpp"
 #include "alloc/page_pool.hpp"
+#include "alloc/poison.hpp"
 
 namespace fp {
 
 struct FragStats {
     Counter refills;        // pages taken from the pool
-    Counter reuses;         // pages reused in place after every fragment came back
+    Counter reuses;         // pages reused in place after every reference came back
+    Counter rewinds;        // current pages rewound by owner frees alone
     Counter fragments;      // fragments carved
     Counter drains;         // drain() of the whole cache
+    Counter evictions;      // retired pages reconciled with one atomic op to make room
     Counter fallbacks;      // refills that had to take an order-0 page
     Counter reserve_pages;  // refills served from the reserve (past the soft limit)
     Counter failures;       // requests that got no memory
@@ -43,6 +60,8 @@ struct FragStats {
 
 class FragCache {
 public:
+    static constexpr unsigned kRetired = 32;  // 2 MiB of 64 KiB pages in flight per worker
+
     explicit FragCache(PagePool& pool) noexcept : pool_(pool) {}
     ~FragCache() { drain(); }
     FragCache(const FragCache&) = delete;
@@ -56,34 +75,96 @@ public:
     std::span<std::byte> probe(std::size_t min, std::size_t align = 1) noexcept;
     // Turns the first `used` bytes of the probed tail into a fragment; null for used == 0.
     void* commit(std::size_t used) noexcept;
-    // Gives the cache's bias back (page_frag_cache_drain): the cache no longer holds a page.
-    void drain() noexcept;
-    // frag_free() for a fragment of this cache's pool, without the registry lookup.
+    // Frees a fragment of this cache's pool. Owner thread only: no atomic op when the cache holds
+    // its page, else frag_free() without the registry lookup.
     void free(void* frag) noexcept;
+    // Gives every bias back (page_frag_cache_drain, for the current and the retired pages).
+    void drain() noexcept;
 
     std::size_t max_alloc() const noexcept { return pool_.block_bytes(); }
     const FragStats& stats() const noexcept { return stats_; }
     PagePool& pool() noexcept { return pool_; }
-    const Page* page() const noexcept { return page_; }
-    std::uint32_t bias() const noexcept { return page_ ? bias_ : 0; }
+    const Page* page() const noexcept { return cur_.page; }
+    std::uint32_t bias() const noexcept { return cur_.page ? cur_.bias : 0; }
+    // The references the cache holds on `page` (current or retired), 0 if it holds none.
+    std::uint32_t bias_of(const Page* page) const noexcept;
+    // Calls fn(const Page&, bias) for every page the cache holds (introspection, metrics, tests).
+    template <class Fn>
+    void for_each_held(Fn&& fn) const {
+        if (cur_.page) fn(*cur_.page, cur_.bias);
+        for (const Held& h : retired_)
+            if (h.page) fn(*h.page, h.bias);
+    }
 
 private:
+    struct Held {
+        Page* page = nullptr;
+        std::byte* va = nullptr;
+        std::uint32_t size = 0;
+        std::uint32_t bias = 0;
+        bool contains(const std::byte* p) const noexcept {
+            return page && p >= va && p < va + size;
+        }
+        bool all_back() const noexcept;
+    };
     static constexpr std::uint32_t kNoProbe = UINT32_MAX;
 
+    static void check_request(std::size_t size, std::size_t align, std::size_t max) noexcept {
+        FP_CHECK(size != 0 && size <= max, "frag alloc of %zu bytes: sizes are 1..%zu", size, max);
+        FP_CHECK(align && !(align & (align - 1)) && align <= max,
+                 "frag alloc aligned to %zu: alignment must be a power of two up to %zu", align, max);
+    }
+    static std::uint32_t align_up(std::uint32_t off, std::size_t align) noexcept {
+        return static_cast<std::uint32_t>((off + align - 1) & ~(align - 1));
+    }
+    void* alloc_slow(std::size_t size) noexcept;
+    void free_slow(std::byte* frag) noexcept;
     bool refill(std::size_t size) noexcept;
+    bool reuse_ready(std::size_t size) noexcept;
+    Page* evict_oldest(std::size_t size) noexcept;
     Page* new_page(std::size_t size) noexcept;
-    void charge(Page* page) noexcept;
-    void detach() noexcept;
-    void* carve(std::uint32_t off, std::size_t size) noexcept;
+    void install(Page* page) noexcept;
+    void charge(Held& h) noexcept;
+    void reconcile(Held& h) noexcept;
+    void clear_slot(unsigned i) noexcept;
+    inline void* carve(std::uint32_t off, std::size_t size) noexcept;
 
     PagePool& pool_;
-    Page* page_ = nullptr;
-    std::byte* va_ = nullptr;
-    std::uint32_t size_ = 0;    // bytes in the cached page
-    std::uint32_t offset_ = 0;  // first free byte
-    std::uint32_t bias_ = 0;    // references held by the cache, not yet given to fragments
+    Held cur_;
+    std::uint32_t offset_ = 0;  // first free byte of the current page
     std::uint32_t probe_off_ = kNoProbe;
+    unsigned next_slot_ = 0;   // the ring's oldest slot: the next to be evicted
+    std::uint32_t ready_ = 0;  // bit i: retired_[i] has every reference back (owner frees)
+    Held retired_[kRetired];
     FragStats stats_;
 };
+
+inline void* FragCache::alloc(std::size_t size, std::size_t align) noexcept {
+    check_request(size, align, max_alloc());
+    FP_DCHECK(probe_off_ == kNoProbe, "frag alloc between probe() and commit()");
+    std::uint32_t off = align_up(offset_, align);
+    if (FP_LIKELY(cur_.page && off + size <= cur_.size)) return carve(off, size);
+    return alloc_slow(size);
+}
+
+inline void* FragCache::carve(std::uint32_t off, std::size_t size) noexcept {
+    --cur_.bias;  // never reaches 0: a page holds at most `size` fragments, the bias starts at size+1
+    offset_ = off + static_cast<std::uint32_t>(size);
+    stats_.fragments.add();
+    std::byte* p = cur_.va + off;
+    unpoison(p, size);
+    frag_debug::track(p, size);
+    return p;
+}
+
+inline void FragCache::free(void* frag) noexcept {
+    auto* p = static_cast<std::byte*>(frag);
+    if (FP_UNLIKELY(!cur_.contains(p))) return free_slow(p);
+    poison(p, frag_debug::untrack(p));
+    if (++cur_.bias == cur_.size + 1 && probe_off_ == kNoProbe) {
+        offset_ = 0;  // every reference is back with the cache: rewind
+        stats_.rewinds.add();
+    }
+}
 
 }  // namespace fp

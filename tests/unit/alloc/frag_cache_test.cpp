@@ -47,7 +47,7 @@ TEST_CASE("a page whose fragments are all gone is reused in place") {
     const Page* page = cache.page();
     std::byte* first = static_cast<std::byte*>(frags[0]);
     for (void* f : frags) frag_free(f);
-    void* again = cache.alloc(1000);
+    void* again = cache.alloc(kPage / 2);
     CHECK(again == first);
     CHECK(cache.page() == page);
     CHECK(cache.stats().reuses.get() == 1);
@@ -56,18 +56,44 @@ TEST_CASE("a page whose fragments are all gone is reused in place") {
     frag_free(again);
 }
 
-TEST_CASE("a page with live fragments is left to them, and returns with the last free") {
+TEST_CASE("a full page retires with its bias; owner frees of its fragments stay local") {
     PagePool pool(small_pool());
     FragCache cache(pool);
     void* a = cache.alloc(kPage - 10);
-    const Page* first = cache.page();
-    void* b = cache.alloc(100);  // does not fit: bias given back, new page
+    void* b = cache.alloc(kPage - 10);  // does not fit: the first page retires, a new one comes
+    const Page* first = pool.page_of(a);
     CHECK(cache.page() != first);
-    CHECK(refs(first) == 1);  // only a's reference is left
-    CHECK(pool.pages_in_use() == 2);
-    frag_free(a);
-    CHECK(pool.pages_in_use() == 1);
-    frag_free(b);
+    CHECK(cache.bias_of(first) == kPage);  // the bias stays with the cache
+    CHECK(refs(first) == 1 + cache.bias_of(first));
+    cache.free(a);  // no atomic op: the retired page's bias takes the reference back
+    CHECK(refs(first) == kPage + 1);
+    CHECK(cache.bias_of(first) == kPage + 1);
+    void* c = cache.alloc(kPage - 10);  // the retired page, all references back, is reused
+    CHECK(c == a);
+    CHECK(cache.stats().reuses.get() == 1);
+    CHECK(cache.stats().refills.get() == 2);
+    cache.free(b);
+    cache.free(c);
+    cache.drain();
+    CHECK(pool.pages_in_use() == 0);
+}
+
+TEST_CASE("a page pushed out of a full ring is left to its fragments and returns with the last") {
+    PagePool pool(PoolConfig{8 * kMiB, 4, 0, false});
+    FragCache cache(pool);
+    std::vector<void*> frags;
+    for (unsigned i = 0; i < FragCache::kRetired + 2; ++i) frags.push_back(cache.alloc(kPage));
+    CHECK(cache.stats().evictions.get() == 1);
+    const Page* oldest = pool.page_of(frags[0]);
+    CHECK(cache.bias_of(oldest) == 0);
+    CHECK(refs(oldest) == 1);  // only the fragment's reference is left
+    CHECK(pool.pages_in_use() == FragCache::kRetired + 2);
+    cache.free(frags[0]);  // not held by the cache any more: the atomic path
+    CHECK(pool.pages_in_use() == FragCache::kRetired + 1);
+    frag_free(frags[1]);  // held (retired): the count falls to the bias, the page stays cached
+    CHECK(refs(pool.page_of(frags[1])) == cache.bias_of(pool.page_of(frags[1])));
+    CHECK(pool.pages_in_use() == FragCache::kRetired + 1);
+    for (std::size_t i = 2; i < frags.size(); ++i) cache.free(frags[i]);
     cache.drain();
     CHECK(pool.pages_in_use() == 0);
 }
@@ -218,6 +244,34 @@ TEST_CASE("FragRef frees on scope exit and can hand ownership on") {
     }
     CHECK(refs(page) == 1 + cache.bias());
     frag_free(kept);
+    cache.drain();
+    CHECK(pool.pages_in_use() == 0);
+}
+
+TEST_CASE("owner frees of the cached page move the bias back and rewind it, with no atomic op") {
+    PagePool pool(small_pool());
+    FragCache cache(pool);
+    void* a = cache.alloc(100);
+    void* b = cache.alloc(100);
+    const Page* page = cache.page();
+    cache.free(a);
+    CHECK(refs(page) == kPage + 1);  // the count was never touched
+    CHECK(refs(page) == 1 + cache.bias());
+    cache.free(b);
+    CHECK(cache.bias() == kPage + 1);
+    CHECK(cache.stats().rewinds.get() == 1);
+    CHECK(cache.alloc(100) == a);  // rewound to offset 0
+
+    // One atomic free in between: the bias can no longer fill up, so no rewind; the next
+    // reconcile still finds the page free and reuses it.
+    void* c = cache.alloc(100);
+    frag_free(c);
+    cache.free(a);
+    CHECK(cache.stats().rewinds.get() == 1);
+    CHECK(refs(page) == cache.bias());
+    CHECK(cache.alloc(kPage) == a);
+    CHECK(cache.stats().reuses.get() == 1);
+    cache.free(a);
     cache.drain();
     CHECK(pool.pages_in_use() == 0);
 }

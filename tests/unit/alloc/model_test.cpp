@@ -1,8 +1,10 @@
-// Randomized model test: thousands of random alloc / free / probe+commit / drain steps against a
-// reference model of the kernel's algorithm. After every step:
-//   - each fragment's address is the one the model predicts (same page, in-place reuse, or refill),
-//   - for every page in use, refs == live fragments + bias still held by the cache,
-//   - the pool's count of pages in use equals the pages the model knows about,
+// Randomized model test: thousands of random alloc / free (owner or atomic) / probe+commit / drain
+// steps against a reference model. After every step:
+//   - a fragment that fits the current page is exactly where the model says; one that does not
+//     starts a page (reused or fresh) that no live fragment is on,
+//   - the cache rewinds exactly when the model says every reference came back through owner frees,
+//   - for every page, refs == live fragments + bias held by the cache (current or retired),
+//   - the pool's pages in use are exactly the pages with live fragments or held by the cache,
 //   - every live fragment still holds the byte pattern written into it (no overlap, no reuse).
 #include <doctest/doctest.h>
 
@@ -33,7 +35,8 @@ struct Model {
     std::map<std::byte*, Frag> live;
     std::byte* va = nullptr;  // the model's idea of the cached page
     std::size_t offset = 0;
-    std::size_t expect_reuses = 0;
+    std::size_t expect_rewinds = 0;
+    bool atomic_hit = false;  // an atomic decrement reached the cached page since it was charged
 
     std::size_t live_in(const Page* p) const {
         std::size_t n = 0;
@@ -43,21 +46,24 @@ struct Model {
 
     // Where the next fragment of `size` aligned to `align` must start; null = a fresh page.
     std::byte* predict(std::size_t size, std::size_t align) {
-        if (!va) return nullptr;
+        if (!va) {
+            atomic_hit = false;
+            return nullptr;
+        }
         std::size_t off = (offset + align - 1) & ~(align - 1);
         if (off + size <= pool.block_bytes()) return va + off;
-        Page* page = pool.page_of(va);
-        if (live_in(page) == 0 && !page->reserve) {
-            ++expect_reuses;
-            return va;
-        }
+        atomic_hit = false;  // the page changes or is charged again
         return nullptr;
     }
 
     void born(std::byte* p, std::size_t size, std::byte* predicted) {
         REQUIRE(p);
-        if (predicted) CHECK(p == predicted);
-        else if (va) CHECK(pool.page_of(p) != pool.page_of(va));  // a fresh page
+        if (predicted) {
+            CHECK(p == predicted);
+        } else {
+            CHECK(p == pool.address(pool.page_of(p)));  // the start of a page
+            CHECK(live_in(pool.page_of(p)) == 0);       // that nothing else lives on
+        }
         auto fill = static_cast<unsigned char>(rng());
         std::memset(p, fill, size);
         live[p] = {size, pool.page_of(p), fill};
@@ -95,16 +101,27 @@ struct Model {
             offset = static_cast<std::size_t>(tail.data() - va);
             return;
         }
-        born(p, used, predicted ? predicted : tail.data());
+        if (!predicted) CHECK(tail.data() == pool.address(pool.page_of(tail.data())));
+        born(p, used, tail.data());
     }
 
+    bool cached(const Page* p) const { return va && p == pool.page_of(va); }
+
+    // Frees through the owning cache (no atomic op on the cached page, rewinds when the page is
+    // empty again) or through frag_free (always the atomic decrement), at random.
     void step_free() {
         auto it = std::next(live.begin(), static_cast<long>(rng() % live.size()));
         auto* bytes = reinterpret_cast<unsigned char*>(it->first);
         for (std::size_t i = 0; i < it->second.size; i += 97) REQUIRE(bytes[i] == it->second.fill);
         REQUIRE(bytes[it->second.size - 1] == it->second.fill);
-        frag_free(it->first);
+        Page* page = it->second.page;
+        bool via_cache = rng() % 2;
+        if (via_cache) cache.free(it->first);
+        else frag_free(it->first);
         live.erase(it);
+        if (!cached(page)) return;
+        if (!via_cache) atomic_hit = true;
+        else if (!atomic_hit && live_in(page) == 0) offset = 0, ++expect_rewinds;
     }
 
     // A closing connection: every live fragment of one page, released with one drain call.
@@ -119,19 +136,18 @@ struct Model {
                 ++it;
             }
         }
+        if (cached(page)) atomic_hit = true;
         drain(pool, *page, n);
     }
 
     void check_invariant() {
         std::set<const Page*> pages;
         for (auto& [p, f] : live) pages.insert(f.page);
-        if (cache.page()) pages.insert(cache.page());
-        for (const Page* page : pages) {
-            std::uint32_t held = page == cache.page() ? cache.bias() : 0;
-            REQUIRE(page->refs.load() == live_in(page) + held);
-        }
+        cache.for_each_held([&](const Page& page, std::uint32_t) { pages.insert(&page); });
+        for (const Page* page : pages)
+            REQUIRE(page->refs.load() == live_in(page) + cache.bias_of(page));
         REQUIRE(pool.pages_in_use() == pages.size());
-        REQUIRE(cache.stats().reuses.get() == expect_reuses);
+        REQUIRE(cache.stats().rewinds.get() == expect_rewinds);
     }
 };
 
@@ -154,6 +170,7 @@ TEST_CASE("random alloc/free/probe/commit/drain steps keep refs == live + bias")
             m.check_invariant();
         }
         CHECK(cache.stats().reuses.get() > 0);
+        CHECK(cache.stats().rewinds.get() > 0);
         CHECK(cache.stats().failures.get() == 0);
         CHECK(cache.stats().reserve_pages.get() == 0);
         while (!m.live.empty()) m.step_free();
