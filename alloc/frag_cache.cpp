@@ -11,8 +11,8 @@ bool FragCache::Held::all_back() const noexcept {
 }
 
 std::uint32_t FragCache::bias_of(const Page* page) const noexcept {
-    if (page && page == cur_.page) return cur_.bias;
-    for (const Held& h : retired_)
+    if (va_ && page == slots_[cur_].page) return bias_;
+    for (const Held& h : slots_)
         if (page && h.page == page) return h.bias;
     return 0;
 }
@@ -26,33 +26,33 @@ void* FragCache::alloc_slow(std::size_t size) noexcept {
 // full the page is ready for reuse. Any other fragment takes the atomic path.
 void FragCache::free_slow(std::byte* frag) noexcept {
     Page* page = pool_.page_of(frag);
-    unsigned i = page && page->held ? page->held - 1u : kRetired;
-    if (i >= kRetired || retired_[i].page != page) return frag_free(pool_, frag);
+    unsigned i = page && page->held ? page->held - 1u : kSlots;
+    if (i >= kSlots || slots_[i].page != page) return frag_free(pool_, frag);
     poison(frag, frag_debug::untrack(frag));
-    Held& h = retired_[i];
+    Held& h = slots_[i];
     if (++h.bias == h.size + 1) ready_ |= 1u << i;
 }
 
 std::span<std::byte> FragCache::probe(std::size_t min, std::size_t align) noexcept {
     check_request(min, align, max_alloc());
     std::uint32_t off = align_up(offset_, align);
-    if (FP_UNLIKELY(!cur_.page || off + min > cur_.size)) {
+    if (FP_UNLIKELY(off + min > size_)) {
         if (!refill(min)) return {};
         off = 0;
     }
     probe_off_ = off;
-    unpoison(cur_.va + off, cur_.size - off);
-    return {cur_.va + off, cur_.size - off};
+    unpoison(va_ + off, size_ - off);
+    return {va_ + off, size_ - off};
 }
 
 void* FragCache::commit(std::size_t used) noexcept {
-    FP_CHECK(probe_off_ != kNoProbe && used <= cur_.size - probe_off_,
+    FP_CHECK(probe_off_ != kNoProbe && used <= size_ - probe_off_,
              "frag commit of %zu bytes without a probe() that large", used);
     std::uint32_t off = probe_off_;
     probe_off_ = kNoProbe;
     void* frag = used ? carve(off, used) : nullptr;
     std::uint32_t tail = off + static_cast<std::uint32_t>(used);
-    poison(cur_.va + tail, cur_.size - tail);
+    poison(va_ + tail, size_ - tail);
     return frag;
 }
 
@@ -63,8 +63,10 @@ void* FragCache::commit(std::size_t used) noexcept {
 // current page then retires into the ring. When no page can be had the current one stays, even if
 // it is too small for this request.
 bool FragCache::refill(std::size_t size) noexcept {
-    if (cur_.page && size <= cur_.size && cur_.all_back()) {
-        if (!cur_.page->reserve) {
+    leave_current();
+    Held& c = slots_[cur_];
+    if (c.page && size <= c.size && c.all_back()) {
+        if (!c.page->reserve) {
             charge(cur_);
             stats_.reuses.add();
             return true;
@@ -72,72 +74,55 @@ bool FragCache::refill(std::size_t size) noexcept {
         reconcile(cur_);  // pfmemalloc rule: a reserve page goes back to the pool
     }
     if (reuse_ready(size)) return true;
-    Page* next = evict_oldest(size);
-    if (next) {
+    unsigned slot = next_ == cur_ ? (next_ + 1) % kSlots : next_;
+    Page* page = evict(slot, size);
+    if (page) {
         stats_.reuses.add();
-    } else if (!(next = new_page(size))) {
-        stats_.failures.add();
-        return false;
-    } else {
+    } else if ((page = new_page(size))) {
         stats_.refills.add();
-        if (next->reserve) stats_.reserve_pages.add();
+        if (page->reserve) stats_.reserve_pages.add();
+    } else {
+        stats_.failures.add();
+        if (slots_[cur_].page) make_current(cur_);  // the current page stays current
+        return false;
     }
-    install(next);
+    slots_[slot] = {page, pool_.address(page), static_cast<std::uint32_t>(PagePool::page_bytes(*page)),
+                    0};
+    page->held = static_cast<std::uint8_t>(slot + 1);
+    next_ = (slot + 1) % kSlots;
+    charge(slot);  // the old current page is retired where it is
     return true;
 }
 
 bool FragCache::reuse_ready(std::size_t size) noexcept {
     for (std::uint32_t mask = ready_; mask; mask &= mask - 1) {
         unsigned i = static_cast<unsigned>(__builtin_ctz(mask));
-        Held& h = retired_[i];
-        if (h.page->reserve) {
-            reconcile(h);
-            clear_slot(i);
+        if (slots_[i].page->reserve) {
+            reconcile(i);
             continue;
         }
-        if (size > h.size) continue;
+        if (size > slots_[i].size) continue;
         ready_ &= ~(1u << i);
-        h.page->held = 0;
-        std::swap(h, cur_);  // the old current page retires into the ready page's slot
-        if (h.page) h.page->held = static_cast<std::uint8_t>(i + 1);
-        charge(cur_);
+        charge(i);
         stats_.reuses.add();
         return true;
     }
     return false;
 }
 
-// Makes room in the ring for the current page: reconciles the oldest retired page with one atomic
-// op. Returns it when that was its last reference and it can serve the request (in-place reuse).
-Page* FragCache::evict_oldest(std::size_t size) noexcept {
-    Held h = retired_[next_slot_];
+// Empties a ring slot: one atomic sub_and_test gives the retired page's bias back. Returns the
+// page when that was its last reference and it can serve the request (in-place reuse).
+Page* FragCache::evict(unsigned slot, std::size_t size) noexcept {
+    Held h = slots_[slot];
     if (!h.page) return nullptr;
     stats_.evictions.add();
-    clear_slot(next_slot_);
-    Page* page = h.page;
-    if (!page_ref_sub_and_test(*page, h.bias)) return nullptr;
-    if (!page->reserve && PagePool::page_bytes(*page) >= size) return page;
-    page_release(pool_, *page);
+    h.page->held = 0;
+    slots_[slot] = Held{};
+    ready_ &= ~(1u << slot);
+    if (!page_ref_sub_and_test(*h.page, h.bias)) return nullptr;
+    if (!h.page->reserve && h.size >= size) return h.page;
+    page_release(pool_, *h.page);
     return nullptr;
-}
-
-// Retires the current page into the ring's oldest slot (emptied by evict_oldest) and makes `page`
-// current.
-void FragCache::install(Page* page) noexcept {
-    if (cur_.page) {
-        Held& slot = retired_[next_slot_];
-        slot = std::exchange(cur_, Held{});
-        slot.page->held = static_cast<std::uint8_t>(next_slot_ + 1);
-        next_slot_ = (next_slot_ + 1) % kRetired;
-    }
-    cur_ = {page, pool_.address(page), static_cast<std::uint32_t>(PagePool::page_bytes(*page)), 0};
-    charge(cur_);
-}
-
-void FragCache::clear_slot(unsigned i) noexcept {
-    if (retired_[i].page) retired_[i].page->held = 0;
-    retired_[i] = Held{};
-    ready_ &= ~(1u << i);
 }
 
 // The kernel's refill order: the high order, then order 0; reserve pages only when the normal zone
@@ -156,29 +141,48 @@ Page* FragCache::new_page(std::size_t size) noexcept {
 }
 
 // One store, not an atomic add: the page is ours alone (fresh, or all its references are back).
-void FragCache::charge(Held& h) noexcept {
+// The slot's page becomes current.
+void FragCache::charge(unsigned slot) noexcept {
+    Held& h = slots_[slot];
     frag_debug::forget_page(h.va, h.size);
     h.bias = h.size + 1;
     h.page->refs.store(h.bias, std::memory_order_relaxed);
-    offset_ = 0;
-    probe_off_ = kNoProbe;
     poison(h.va, h.size);
+    make_current(slot);
+    offset_ = 0;
+}
+
+void FragCache::make_current(unsigned slot) noexcept {
+    cur_ = slot;
+    va_ = slots_[slot].va;
+    size_ = slots_[slot].size;
+    bias_ = slots_[slot].bias;
+    probe_off_ = kNoProbe;
+}
+
+// Writes the current page's bias back to its slot; no page is current until the next charge.
+void FragCache::leave_current() noexcept {
+    if (va_) slots_[cur_].bias = bias_;
+    va_ = nullptr;
+    size_ = bias_ = 0;
 }
 
 // Gives the bias back in one atomic op; the page goes to the pool if that was the last reference.
-void FragCache::reconcile(Held& h) noexcept {
+void FragCache::reconcile(unsigned slot) noexcept {
+    Held& h = slots_[slot];
     h.page->held = 0;
     if (page_ref_sub_and_test(*h.page, h.bias)) page_release(pool_, *h.page);
     h = Held{};
+    ready_ &= ~(1u << slot);
 }
 
 void FragCache::drain() noexcept {
-    bool held = cur_.page != nullptr;
-    if (cur_.page) reconcile(cur_);
-    for (unsigned i = 0; i < kRetired; ++i) {
-        held |= retired_[i].page != nullptr;
-        if (retired_[i].page) reconcile(retired_[i]);
-        clear_slot(i);
+    leave_current();
+    bool held = false;
+    for (unsigned i = 0; i < kSlots; ++i) {
+        if (!slots_[i].page) continue;
+        held = true;
+        reconcile(i);
     }
     probe_off_ = kNoProbe;
     if (held) stats_.drains.add();

@@ -16,7 +16,7 @@
 //    is full again (size + 1), every fragment came back this way: the page is rewound to offset 0
 //    while still hot in the CPU cache, with no atomic op at all.
 //  - Retired pages. When the current page is full the kernel gives its bias back at once (one
-//    atomic sub_and_test). Here the page is retired into a small ring with its bias still held, so
+//    atomic sub_and_test). Here the page stays in a ring of 32 slots with its bias still held, so
 //    the owner's frees of its fragments stay local too; a retired page whose references are all
 //    back becomes the next current page (no pool trip, no atomic RMW). Only a page pushed out of
 //    the ring is reconciled with the kernel's single sub_and_test. In fragproxy a worker receives
@@ -60,7 +60,7 @@ struct FragStats {
 
 class FragCache {
 public:
-    static constexpr unsigned kRetired = 32;  // 2 MiB of 64 KiB pages in flight per worker
+    static constexpr unsigned kSlots = 32;  // current + retired pages: 2 MiB of 64 KiB pages
 
     explicit FragCache(PagePool& pool) noexcept : pool_(pool) {}
     ~FragCache() { drain(); }
@@ -84,16 +84,15 @@ public:
     std::size_t max_alloc() const noexcept { return pool_.block_bytes(); }
     const FragStats& stats() const noexcept { return stats_; }
     PagePool& pool() noexcept { return pool_; }
-    const Page* page() const noexcept { return cur_.page; }
-    std::uint32_t bias() const noexcept { return cur_.page ? cur_.bias : 0; }
+    const Page* page() const noexcept { return va_ ? slots_[cur_].page : nullptr; }
+    std::uint32_t bias() const noexcept { return va_ ? bias_ : 0; }
     // The references the cache holds on `page` (current or retired), 0 if it holds none.
     std::uint32_t bias_of(const Page* page) const noexcept;
     // Calls fn(const Page&, bias) for every page the cache holds (introspection, metrics, tests).
     template <class Fn>
     void for_each_held(Fn&& fn) const {
-        if (cur_.page) fn(*cur_.page, cur_.bias);
-        for (const Held& h : retired_)
-            if (h.page) fn(*h.page, h.bias);
+        for (unsigned i = 0; i < kSlots; ++i)
+            if (slots_[i].page) fn(*slots_[i].page, i == cur_ && va_ ? bias_ : slots_[i].bias);
     }
 
 private:
@@ -121,21 +120,26 @@ private:
     void free_slow(std::byte* frag) noexcept;
     bool refill(std::size_t size) noexcept;
     bool reuse_ready(std::size_t size) noexcept;
-    Page* evict_oldest(std::size_t size) noexcept;
+    Page* evict(unsigned slot, std::size_t size) noexcept;
     Page* new_page(std::size_t size) noexcept;
-    void install(Page* page) noexcept;
-    void charge(Held& h) noexcept;
-    void reconcile(Held& h) noexcept;
-    void clear_slot(unsigned i) noexcept;
+    void charge(unsigned slot) noexcept;
+    void reconcile(unsigned slot) noexcept;
+    void make_current(unsigned slot) noexcept;
+    void leave_current() noexcept;
     inline void* carve(std::uint32_t off, std::size_t size) noexcept;
 
     PagePool& pool_;
-    Held cur_;
+    // The current page, copied out of its slot for the fast paths (its slot's bias is stale while
+    // it is current). No current page: va_ null, size_ 0, so every request takes the slow path.
+    std::byte* va_ = nullptr;
+    std::uint32_t size_ = 0;
+    std::uint32_t bias_ = 0;
+    Held slots_[kSlots];
+    unsigned cur_ = 0;          // the current page's slot; the others hold retired pages
+    unsigned next_ = 0;         // round-robin cursor: the slot the next new page evicts
+    std::uint32_t ready_ = 0;   // bit i: slot i, retired, has every reference back (owner frees)
     std::uint32_t offset_ = 0;  // first free byte of the current page
     std::uint32_t probe_off_ = kNoProbe;
-    unsigned next_slot_ = 0;   // the ring's oldest slot: the next to be evicted
-    std::uint32_t ready_ = 0;  // bit i: retired_[i] has every reference back (owner frees)
-    Held retired_[kRetired];
     FragStats stats_;
 };
 
@@ -143,15 +147,15 @@ inline void* FragCache::alloc(std::size_t size, std::size_t align) noexcept {
     check_request(size, align, max_alloc());
     FP_DCHECK(probe_off_ == kNoProbe, "frag alloc between probe() and commit()");
     std::uint32_t off = align_up(offset_, align);
-    if (FP_LIKELY(cur_.page && off + size <= cur_.size)) return carve(off, size);
+    if (FP_LIKELY(off + size <= size_)) return carve(off, size);
     return alloc_slow(size);
 }
 
 inline void* FragCache::carve(std::uint32_t off, std::size_t size) noexcept {
-    --cur_.bias;  // never reaches 0: a page holds at most `size` fragments, the bias starts at size+1
+    --bias_;  // never reaches 0: a page holds at most size_ fragments, the bias starts at size_ + 1
     offset_ = off + static_cast<std::uint32_t>(size);
     stats_.fragments.add();
-    std::byte* p = cur_.va + off;
+    std::byte* p = va_ + off;
     unpoison(p, size);
     frag_debug::track(p, size);
     return p;
@@ -159,9 +163,9 @@ inline void* FragCache::carve(std::uint32_t off, std::size_t size) noexcept {
 
 inline void FragCache::free(void* frag) noexcept {
     auto* p = static_cast<std::byte*>(frag);
-    if (FP_UNLIKELY(!cur_.contains(p))) return free_slow(p);
+    if (FP_UNLIKELY(static_cast<std::size_t>(p - va_) >= size_)) return free_slow(p);
     poison(p, frag_debug::untrack(p));
-    if (++cur_.bias == cur_.size + 1 && probe_off_ == kNoProbe) {
+    if (++bias_ == size_ + 1 && probe_off_ == kNoProbe) {
         offset_ = 0;  // every reference is back with the cache: rewind
         stats_.rewinds.add();
     }

@@ -82,17 +82,17 @@ TEST_CASE("a page pushed out of a full ring is left to its fragments and returns
     PagePool pool(PoolConfig{8 * kMiB, 4, 0, false});
     FragCache cache(pool);
     std::vector<void*> frags;
-    for (unsigned i = 0; i < FragCache::kRetired + 2; ++i) frags.push_back(cache.alloc(kPage));
+    for (unsigned i = 0; i < (FragCache::kSlots - 1) + 2; ++i) frags.push_back(cache.alloc(kPage));
     CHECK(cache.stats().evictions.get() == 1);
     const Page* oldest = pool.page_of(frags[0]);
     CHECK(cache.bias_of(oldest) == 0);
     CHECK(refs(oldest) == 1);  // only the fragment's reference is left
-    CHECK(pool.pages_in_use() == FragCache::kRetired + 2);
+    CHECK(pool.pages_in_use() == (FragCache::kSlots - 1) + 2);
     cache.free(frags[0]);  // not held by the cache any more: the atomic path
-    CHECK(pool.pages_in_use() == FragCache::kRetired + 1);
+    CHECK(pool.pages_in_use() == (FragCache::kSlots - 1) + 1);
     frag_free(frags[1]);  // held (retired): the count falls to the bias, the page stays cached
     CHECK(refs(pool.page_of(frags[1])) == cache.bias_of(pool.page_of(frags[1])));
-    CHECK(pool.pages_in_use() == FragCache::kRetired + 1);
+    CHECK(pool.pages_in_use() == (FragCache::kSlots - 1) + 1);
     for (std::size_t i = 2; i < frags.size(); ++i) cache.free(frags[i]);
     cache.drain();
     CHECK(pool.pages_in_use() == 0);
