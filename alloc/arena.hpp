@@ -7,7 +7,7 @@
 namespace fp {
 
 class Arena {
-public:
+  public:
     static constexpr std::size_t kAlign = std::size_t{2} << 20;  // 2 MiB, one huge page
 
     // size must be a non-zero multiple of kAlign.
@@ -25,7 +25,7 @@ public:
         return b >= base_ && b < base_ + size_;
     }
 
-private:
+  private:
     std::byte* base_ = nullptr;
     std::size_t size_ = 0;
 };

@@ -14,8 +14,8 @@ namespace fp::detail {
 #define FP_LIKELY(x) __builtin_expect(!!(x), 1)
 #define FP_UNLIKELY(x) __builtin_expect(!!(x), 0)
 
-#define FP_CHECK(cond, ...)                                                  \
-    do {                                                                     \
+#define FP_CHECK(cond, ...)                                                                    \
+    do {                                                                                       \
         if (FP_UNLIKELY(!(cond))) ::fp::detail::check_failed(__FILE__, __LINE__, __VA_ARGS__); \
     } while (0)
 

@@ -25,7 +25,7 @@ void page_release(PagePool& pool, Page& page) noexcept;
 
 // Owns one fragment; frees it on destruction. Move-only.
 class FragRef {
-public:
+  public:
     FragRef() noexcept = default;
     FragRef(void* frag, std::size_t size) noexcept : p_(static_cast<std::byte*>(frag)), n_(size) {}
     ~FragRef() { reset(); }
@@ -55,7 +55,7 @@ public:
         n_ = 0;
     }
 
-private:
+  private:
     std::byte* p_ = nullptr;
     std::size_t n_ = 0;
 };

@@ -86,8 +86,8 @@ bool FragCache::refill(std::size_t size) noexcept {
         if (slots_[cur_].page) make_current(cur_);  // the current page stays current
         return false;
     }
-    slots_[slot] = {page, pool_.address(page), static_cast<std::uint32_t>(PagePool::page_bytes(*page)),
-                    0};
+    slots_[slot] = {page, pool_.address(page),
+                    static_cast<std::uint32_t>(PagePool::page_bytes(*page)), 0};
     page->held = static_cast<std::uint8_t>(slot + 1);
     next_ = (slot + 1) % kSlots;
     charge(slot);  // the old current page is retired where it is

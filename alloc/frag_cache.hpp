@@ -2,9 +2,9 @@
 // FragCache: the kernel's page_frag_cache in userspace (mm/page_frag_cache.c).
 //
 // A cache holds one page, an offset counting up, and a *local, non-atomic* bias. On refill the
-// page's atomic count is charged once with `bias = page bytes + 1` (more than the fragments the page
-// can ever hold). Each fragment only decrements the local bias: no atomic op per allocation. Each
-// free through frag_free() is one atomic decrement of the page count, so at any quiet moment
+// page's atomic count is charged once with `bias = page bytes + 1` (more than the fragments the
+// page can ever hold). Each fragment only decrements the local bias: no atomic op per allocation.
+// Each free through frag_free() is one atomic decrement of the page count, so at any quiet moment
 //     page.refs == live fragments of the page + bias still held by the cache.
 // When all the references of a page are back (refs == bias) it is reused in place, with no trip
 // to the pool (unless it came from the reserve: then it goes back, the pfmemalloc rule).
@@ -25,7 +25,8 @@
 //
 // A request larger than a base page is served by refilling whenever the configured page could hold
 // it (fragproxy's fragments are routinely whole 64 KiB receives). A request that even an empty page
-// could not hold (the cache fell back to order 0) fails and keeps the cached page, as in the kernel.
+// could not hold (the cache fell back to order 0) fails and keeps the cached page, as in the
+// kernel.
 //
 // probe(min)/commit(used) is the prepare/probe/commit API of the newer patch sets: an io_uring
 // receive learns its size only at completion, so the caller borrows the free tail and charges only
@@ -59,7 +60,7 @@ struct FragStats {
 };
 
 class FragCache {
-public:
+  public:
     static constexpr unsigned kSlots = 32;  // current + retired pages: 2 MiB of 64 KiB pages
 
     explicit FragCache(PagePool& pool) noexcept : pool_(pool) {}
@@ -95,7 +96,7 @@ public:
             if (slots_[i].page) fn(*slots_[i].page, i == cur_ && va_ ? bias_ : slots_[i].bias);
     }
 
-private:
+  private:
     struct Held {
         Page* page = nullptr;
         std::byte* va = nullptr;
@@ -111,7 +112,8 @@ private:
     static void check_request(std::size_t size, std::size_t align, std::size_t max) noexcept {
         FP_CHECK(size != 0 && size <= max, "frag alloc of %zu bytes: sizes are 1..%zu", size, max);
         FP_CHECK(align && !(align & (align - 1)) && align <= max,
-                 "frag alloc aligned to %zu: alignment must be a power of two up to %zu", align, max);
+                 "frag alloc aligned to %zu: alignment must be a power of two up to %zu", align,
+                 max);
     }
     static std::uint32_t align_up(std::uint32_t off, std::size_t align) noexcept {
         return static_cast<std::uint32_t>((off + align - 1) & ~(align - 1));

@@ -26,8 +26,10 @@ void track(const void* p, std::size_t n) noexcept {
 std::size_t untrack(const void* p) noexcept {
     std::lock_guard lock(g_mu);
     auto it = live().find(reinterpret_cast<std::uintptr_t>(p));
-    FP_CHECK(it != live().end(), "frag_free(%p): not a live fragment (freed twice, or not a "
-             "fragment's start)", p);
+    FP_CHECK(it != live().end(),
+             "frag_free(%p): not a live fragment (freed twice, or not a "
+             "fragment's start)",
+             p);
     std::size_t n = it->second;
     live().erase(it);
     return n;

@@ -13,7 +13,9 @@ std::size_t untrack(const void* p) noexcept;               // aborts when p is n
 void forget_page(const void* va, std::size_t n) noexcept;  // the page's count reached zero
 #else
 inline void track(const void*, std::size_t) noexcept {}
-inline std::size_t untrack(const void*) noexcept { return 0; }
+inline std::size_t untrack(const void*) noexcept {
+    return 0;
+}
 inline void forget_page(const void*, std::size_t) noexcept {}
 #endif
 

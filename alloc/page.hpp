@@ -18,7 +18,8 @@ struct Page {
     std::uint8_t order = 0;
     PageState state = PageState::kFree;
     bool reserve = false;  // taken past the soft limit: returned, never reused in place
-    std::uint8_t held = 0;  // FragCache retired slot + 1 while a cache holds it retired (owner only)
+    std::uint8_t held =
+        0;                 // FragCache retired slot + 1 while a cache holds it retired (owner only)
     Page* prev = nullptr;  // pool free list (owner only)
     Page* next = nullptr;  // pool free list, or the remote-free stack while being returned
 };

@@ -10,8 +10,9 @@ namespace fp {
 
 bool page_ref_sub_and_test(Page& page, std::uint32_t n) noexcept {
     std::uint32_t old = page.refs.fetch_sub(n, std::memory_order_acq_rel);
-    FP_CHECK(old >= n, "page refcount underflow (%u - %u): a fragment freed twice or drained too much",
-             old, n);
+    FP_CHECK(old >= n,
+             "page refcount underflow (%u - %u): a fragment freed twice or drained too much", old,
+             n);
     return old == n;
 }
 
@@ -29,8 +30,10 @@ Page* PagePool::FreeList::pop() noexcept {
 }
 
 void PagePool::FreeList::remove(Page* p) noexcept {
-    if (p->prev) p->prev->next = p->next;
-    else head = p->next;
+    if (p->prev)
+        p->prev->next = p->next;
+    else
+        head = p->next;
     if (p->next) p->next->prev = p->prev;
     p->prev = p->next = nullptr;
 }
@@ -45,10 +48,10 @@ std::size_t resolve_reserve(const PoolConfig& c, std::size_t block) {
 }  // namespace
 
 PagePool::PagePool(const PoolConfig& c, Owner owner)
-    : arena_((c.order > kMaxOrder ? throw std::invalid_argument(
-                                        "memory.page_order " + std::to_string(c.order) +
-                                        " is out of range 0..9")
-                                  : c.arena_bytes),
+    : arena_((c.order > kMaxOrder
+                  ? throw std::invalid_argument("memory.page_order " + std::to_string(c.order) +
+                                                " is out of range 0..9")
+                  : c.arena_bytes),
              c.hugetlb),
       order_(c.order),
       nblocks_(arena_.size() >> (kBaseShift + order_)),
@@ -70,14 +73,18 @@ PagePool::PagePool(const PoolConfig& c, Owner owner)
     registry_add(this, arena_.base(), arena_.size());
 }
 
-PagePool::~PagePool() { registry_remove(this); }
+PagePool::~PagePool() {
+    registry_remove(this);
+}
 
-PagePool* PagePool::owner_of(const void* p) noexcept { return registry_find(p); }
+PagePool* PagePool::owner_of(const void* p) noexcept {
+    return registry_find(p);
+}
 
 Page* PagePool::page_of(const void* p) noexcept {
     if (!arena_.contains(p)) return nullptr;
-    std::size_t unit = static_cast<std::size_t>(static_cast<const std::byte*>(p) - arena_.base()) >>
-                       kBaseShift;
+    std::size_t unit =
+        static_cast<std::size_t>(static_cast<const std::byte*>(p) - arena_.base()) >> kBaseShift;
     std::size_t block = unit >> order_;
     if (!blocks_[block].split.load(std::memory_order_relaxed)) unit = block << order_;
     return &pages_[unit];
@@ -139,7 +146,8 @@ void PagePool::free_page(Page* p) noexcept {
     std::size_t n = std::size_t{1} << order_;
     Block& b = blocks_[first >> order_];
     if (++b.free_small < n) return;
-    for (std::size_t u = first; u < first + n; ++u) zone.small.remove(&pages_[u]);  // merge
+    for (std::size_t u = first; u < first + n; ++u)
+        zone.small.remove(&pages_[u]);  // merge
     b.free_small = 0;
     b.split.store(false, std::memory_order_relaxed);
     pages_[first].order = static_cast<std::uint8_t>(order_);

@@ -26,13 +26,13 @@ namespace fp {
 
 struct PoolConfig {
     std::size_t arena_bytes = std::size_t{64} << 20;
-    unsigned order = 4;               // 4 → 64 KiB pages
-    std::size_t reserve_bytes = 0;    // past the soft limit; 0 → 1/16 of the arena, at least 1 page
-    bool hugetlb = false;             // MAP_HUGETLB instead of transparent huge pages
+    unsigned order = 4;             // 4 → 64 KiB pages
+    std::size_t reserve_bytes = 0;  // past the soft limit; 0 → 1/16 of the arena, at least 1 page
+    bool hugetlb = false;           // MAP_HUGETLB instead of transparent huge pages
 };
 
 class PagePool {
-public:
+  public:
     enum class Owner { kCurrentThread, kShared };
     static constexpr unsigned kBaseShift = 12;
     static constexpr std::size_t kBasePage = std::size_t{1} << kBaseShift;
@@ -73,7 +73,7 @@ public:
     // The pool whose arena holds p, or null. Any thread.
     static PagePool* owner_of(const void* p) noexcept;
 
-private:
+  private:
     struct FreeList {
         Page* head = nullptr;
         void push(Page* p) noexcept;
@@ -90,7 +90,9 @@ private:
     };
 
     Zone& zone_of(const Page& p) noexcept { return p.reserve ? reserve_ : normal_; }
-    std::size_t unit_of(const Page* p) const noexcept { return static_cast<std::size_t>(p - pages_.get()); }
+    std::size_t unit_of(const Page* p) const noexcept {
+        return static_cast<std::size_t>(p - pages_.get());
+    }
     Page* take(Zone& zone, unsigned order) noexcept;
     Page* split(Zone& zone) noexcept;
     void free_page(Page* page) noexcept;

@@ -30,7 +30,8 @@ void registry_add(PagePool* pool, const void* base, std::size_t size) {
         s.hi.store(lo + size, std::memory_order_relaxed);
         s.pool.store(pool, std::memory_order_release);
         std::size_t used = g_used.load(std::memory_order_relaxed);
-        while (used < i + 1 && !g_used.compare_exchange_weak(used, i + 1, std::memory_order_release))
+        while (used < i + 1 &&
+               !g_used.compare_exchange_weak(used, i + 1, std::memory_order_release))
             ;
         return;
     }

@@ -11,7 +11,7 @@
 namespace fp {
 
 class SharedFragCache {
-public:
+  public:
     explicit SharedFragCache(const PoolConfig& config)
         : pool_(config, PagePool::Owner::kShared), cache_(pool_) {}
 
@@ -29,7 +29,7 @@ public:
     }
     const FragStats& stats() const noexcept { return cache_.stats(); }
 
-private:
+  private:
     PagePool pool_;
     std::mutex mu_;
     FragCache cache_;  // declared last: drained before the pool goes

@@ -14,8 +14,7 @@
 int main(int argc, char** argv) {
     CLI::App cli{"fragproxy: an io_uring TCP/UDP proxy fed by a page-fragment allocator"};
     std::string config_path;
-    cli.add_option("-c,--config", config_path, "YAML configuration file")
-        ->check(CLI::ExistingFile);
+    cli.add_option("-c,--config", config_path, "YAML configuration file")->check(CLI::ExistingFile);
     cli.set_version_flag("--version", std::string("fragproxy ") + FRAGPROXY_VERSION);
     CLI11_PARSE(cli, argc, argv);
 

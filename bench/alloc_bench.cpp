@@ -18,7 +18,7 @@ constexpr int kBatch = 32;
 // The naive page-fragment allocator: same pages and pool, but it takes one atomic reference per
 // fragment (get_page per allocation), the cost the kernel's bias trick was written to remove.
 class NaiveFragAlloc {
-public:
+  public:
     explicit NaiveFragAlloc(fp::PagePool& pool) : pool_(pool) {}
     void* alloc(std::size_t size) {
         if (!page_ || offset_ + size > fp::PagePool::page_bytes(*page_)) {
@@ -34,7 +34,7 @@ public:
         return p;
     }
 
-private:
+  private:
     fp::PagePool& pool_;
     fp::Page* page_ = nullptr;
     std::size_t offset_ = 0;
@@ -46,8 +46,10 @@ void bm_frag_cache(benchmark::State& state) {
     const auto size = static_cast<std::size_t>(state.range(0));
     void* frags[kBatch];
     for (auto _ : state) {
-        for (auto& f : frags) benchmark::DoNotOptimize(f = cache.alloc(size));
-        for (auto* f : frags) cache.free(f);
+        for (auto& f : frags)
+            benchmark::DoNotOptimize(f = cache.alloc(size));
+        for (auto* f : frags)
+            cache.free(f);
     }
     state.SetItemsProcessed(state.iterations() * kBatch);
 }
@@ -60,8 +62,10 @@ void bm_frag_cache_atomic_free(benchmark::State& state) {
     const auto size = static_cast<std::size_t>(state.range(0));
     void* frags[kBatch];
     for (auto _ : state) {
-        for (auto& f : frags) benchmark::DoNotOptimize(f = cache.alloc(size));
-        for (auto* f : frags) fp::frag_free(pool, f);
+        for (auto& f : frags)
+            benchmark::DoNotOptimize(f = cache.alloc(size));
+        for (auto* f : frags)
+            fp::frag_free(pool, f);
     }
     state.SetItemsProcessed(state.iterations() * kBatch);
 }
@@ -70,8 +74,10 @@ void bm_malloc(benchmark::State& state) {
     const auto size = static_cast<std::size_t>(state.range(0));
     void* frags[kBatch];
     for (auto _ : state) {
-        for (auto& f : frags) benchmark::DoNotOptimize(f = std::malloc(size));
-        for (auto* f : frags) std::free(f);
+        for (auto& f : frags)
+            benchmark::DoNotOptimize(f = std::malloc(size));
+        for (auto* f : frags)
+            std::free(f);
     }
     state.SetItemsProcessed(state.iterations() * kBatch);
 }
@@ -82,8 +88,10 @@ void bm_naive_atomic(benchmark::State& state) {
     const auto size = static_cast<std::size_t>(state.range(0));
     void* frags[kBatch];
     for (auto _ : state) {
-        for (auto& f : frags) benchmark::DoNotOptimize(f = naive.alloc(size));
-        for (auto* f : frags) fp::frag_free(pool, f);
+        for (auto& f : frags)
+            benchmark::DoNotOptimize(f = naive.alloc(size));
+        for (auto* f : frags)
+            fp::frag_free(pool, f);
     }
     state.SetItemsProcessed(state.iterations() * kBatch);
 }

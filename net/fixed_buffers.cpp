@@ -35,7 +35,8 @@ FixedBuffers::FixedBuffers(Ring& ring, const PagePool& pool)
     : ring_(ring), base_(pool.arena().base()) {
     const std::size_t bytes = pool.arena().size();
     shift_ = PagePool::kBaseShift + pool.order();
-    while ((bytes >> shift_) > kMaxBuffers) ++shift_;
+    while ((bytes >> shift_) > kMaxBuffers)
+        ++shift_;
     count_ = static_cast<unsigned>(bytes >> shift_);
     std::vector<iovec> iov(count_);
     for (unsigned i = 0; i < count_; ++i)
@@ -44,6 +45,8 @@ FixedBuffers::FixedBuffers(Ring& ring, const PagePool& pool)
     if (rc < 0) fail(-rc, bytes);
 }
 
-FixedBuffers::~FixedBuffers() { io_uring_unregister_buffers(ring_.get()); }
+FixedBuffers::~FixedBuffers() {
+    io_uring_unregister_buffers(ring_.get());
+}
 
 }  // namespace fp::net

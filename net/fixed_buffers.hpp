@@ -20,7 +20,7 @@ struct FixedSlice {
 };
 
 class FixedBuffers {
-public:
+  public:
     static constexpr std::size_t kMaxBuffers = 16384;  // the kernel's IORING_MAX_REG_BUFFERS
 
     FixedBuffers(Ring& ring, const PagePool& pool);
@@ -35,7 +35,7 @@ public:
     unsigned count() const noexcept { return count_; }
     std::size_t buffer_bytes() const noexcept { return std::size_t{1} << shift_; }
 
-private:
+  private:
     Ring& ring_;
     const std::byte* base_;
     unsigned shift_;

@@ -12,6 +12,8 @@ Ring::Ring(unsigned entries, unsigned flags) {
                                 "io_uring_queue_init(" + std::to_string(entries) + ")");
 }
 
-Ring::~Ring() { io_uring_queue_exit(&ring_); }
+Ring::~Ring() {
+    io_uring_queue_exit(&ring_);
+}
 
 }  // namespace fp::net

@@ -6,7 +6,7 @@
 namespace fp::net {
 
 class Ring {
-public:
+  public:
     explicit Ring(unsigned entries, unsigned flags = 0);
     ~Ring();
     Ring(const Ring&) = delete;
@@ -14,7 +14,7 @@ public:
 
     io_uring* get() noexcept { return &ring_; }
 
-private:
+  private:
     io_uring ring_{};
 };
 

@@ -27,7 +27,8 @@ Death run_in_child(Fn&& fn) {
     ::close(pipefd[1]);
     Death d;
     char buf[512];
-    for (ssize_t n; (n = ::read(pipefd[0], buf, sizeof buf)) > 0;) d.stderr_text.append(buf, n);
+    for (ssize_t n; (n = ::read(pipefd[0], buf, sizeof buf)) > 0;)
+        d.stderr_text.append(buf, n);
     ::close(pipefd[0]);
     int status = 0;
     ::waitpid(pid, &status, 0);

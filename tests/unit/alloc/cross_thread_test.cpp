@@ -74,7 +74,8 @@ TEST_CASE("fragments allocated on the owner thread are freed on three others") {
         std::lock_guard lock(q.mu);
         q.done = true;
     }
-    for (auto& t : freers) t.join();
+    for (auto& t : freers)
+        t.join();
     CHECK(freed.load() == kFrags);
     CHECK(cache.stats().fragments.get() == kFrags);
     cache.drain();
@@ -85,13 +86,16 @@ TEST_CASE("the owner reuses a page in place after foreign threads freed its frag
     PagePool pool(PoolConfig{2 * kMiB, 4, 0, false});
     FragCache cache(pool);
     std::vector<void*> frags;
-    for (int i = 0; i < 64; ++i) frags.push_back(cache.alloc(1024));
+    for (int i = 0; i < 64; ++i)
+        frags.push_back(cache.alloc(1024));
     const Page* page = cache.page();
     std::thread([&] {
-        for (std::size_t i = 0; i < frags.size(); i += 2) frag_free(frags[i]);
+        for (std::size_t i = 0; i < frags.size(); i += 2)
+            frag_free(frags[i]);
     }).join();
     std::thread([&] {
-        for (std::size_t i = 1; i < frags.size(); i += 2) frag_free(frags[i]);
+        for (std::size_t i = 1; i < frags.size(); i += 2)
+            frag_free(frags[i]);
     }).join();
     void* again = cache.alloc(100);
     CHECK(cache.page() == page);
@@ -119,9 +123,11 @@ TEST_CASE("SharedFragCache serves and frees from many threads at once") {
                 mine.emplace_back(p, n);
                 if (mine.size() > 32) mine.erase(mine.begin());
             }
-            for (auto& f : mine) CHECK(f.data()[f.size() - 1] == std::byte(t));
+            for (auto& f : mine)
+                CHECK(f.data()[f.size() - 1] == std::byte(t));
         });
-    for (auto& t : threads) t.join();
+    for (auto& t : threads)
+        t.join();
     CHECK(failures.load() == 0);
     CHECK(shared.stats().fragments.get() == 20000);
     shared.drain();

@@ -12,8 +12,12 @@ using namespace fp;
 namespace {
 constexpr std::size_t kMiB = std::size_t{1} << 20;
 constexpr std::size_t kPage = 64 * 1024;
-PoolConfig small_pool() { return {2 * kMiB, 4, 4 * kPage, false}; }
-std::uint32_t refs(const Page* p) { return p->refs.load(); }
+PoolConfig small_pool() {
+    return {2 * kMiB, 4, 4 * kPage, false};
+}
+std::uint32_t refs(const Page* p) {
+    return p->refs.load();
+}
 }  // namespace
 
 TEST_CASE("a refill charges the page once; fragments only move the local bias") {
@@ -43,10 +47,12 @@ TEST_CASE("a page whose fragments are all gone is reused in place") {
     PagePool pool(small_pool());
     FragCache cache(pool);
     std::vector<void*> frags;
-    for (int i = 0; i < 4; ++i) frags.push_back(cache.alloc(kPage / 4));
+    for (int i = 0; i < 4; ++i)
+        frags.push_back(cache.alloc(kPage / 4));
     const Page* page = cache.page();
     std::byte* first = static_cast<std::byte*>(frags[0]);
-    for (void* f : frags) frag_free(f);
+    for (void* f : frags)
+        frag_free(f);
     void* again = cache.alloc(kPage / 2);
     CHECK(again == first);
     CHECK(cache.page() == page);
@@ -82,7 +88,8 @@ TEST_CASE("a page pushed out of a full ring is left to its fragments and returns
     PagePool pool(PoolConfig{8 * kMiB, 4, 0, false});
     FragCache cache(pool);
     std::vector<void*> frags;
-    for (unsigned i = 0; i < (FragCache::kSlots - 1) + 2; ++i) frags.push_back(cache.alloc(kPage));
+    for (unsigned i = 0; i < (FragCache::kSlots - 1) + 2; ++i)
+        frags.push_back(cache.alloc(kPage));
     CHECK(cache.stats().evictions.get() == 1);
     const Page* oldest = pool.page_of(frags[0]);
     CHECK(cache.bias_of(oldest) == 0);
@@ -93,7 +100,8 @@ TEST_CASE("a page pushed out of a full ring is left to its fragments and returns
     frag_free(frags[1]);  // held (retired): the count falls to the bias, the page stays cached
     CHECK(refs(pool.page_of(frags[1])) == cache.bias_of(pool.page_of(frags[1])));
     CHECK(pool.pages_in_use() == (FragCache::kSlots - 1) + 1);
-    for (std::size_t i = 2; i < frags.size(); ++i) cache.free(frags[i]);
+    for (std::size_t i = 2; i < frags.size(); ++i)
+        cache.free(frags[i]);
     cache.drain();
     CHECK(pool.pages_in_use() == 0);
 }
@@ -111,7 +119,8 @@ TEST_CASE("alignment is honoured within the page") {
     void* whole = cache.alloc(kPage, kPage);  // a page-aligned full page: always a fresh one
     CHECK(reinterpret_cast<std::uintptr_t>(whole) % kPage == 0);
     frags.push_back(whole);
-    for (void* f : frags) frag_free(f);
+    for (void* f : frags)
+        frag_free(f);
     cache.drain();
     CHECK(pool.pages_in_use() == 0);
 }
@@ -135,7 +144,8 @@ TEST_CASE("probe exposes the free tail without charging it; commit charges what 
     auto full = cache.probe(kPage);  // needs a whole page: refill
     CHECK(full.size() == kPage);
     CHECK(cache.commit(kPage) == full.data());
-    for (void* f : {head, got, static_cast<void*>(full.data())}) frag_free(f);
+    for (void* f : {head, got, static_cast<void*>(full.data())})
+        frag_free(f);
     cache.drain();
     CHECK(pool.pages_in_use() == 0);
 }
@@ -144,7 +154,8 @@ TEST_CASE("drain(page, count) drops several references in one call") {
     PagePool pool(small_pool());
     FragCache cache(pool);
     std::vector<void*> frags;
-    for (int i = 0; i < 10; ++i) frags.push_back(cache.alloc(128));
+    for (int i = 0; i < 10; ++i)
+        frags.push_back(cache.alloc(128));
     Page* page = pool.page_of(frags[0]);
     cache.drain();  // the cache lets go of the page; 10 fragment references remain
     CHECK(refs(page) == 10);
@@ -159,7 +170,8 @@ TEST_CASE("drain(page, count) drops several references in one call") {
 TEST_CASE("reserve pages serve past the soft limit and are never reused in place") {
     PagePool pool(small_pool());
     std::vector<Page*> hog;
-    while (Page* p = pool.alloc(4, false)) hog.push_back(p);  // the normal zone is gone
+    while (Page* p = pool.alloc(4, false))
+        hog.push_back(p);  // the normal zone is gone
     FragCache cache(pool);
     void* a = cache.alloc(kPage / 2);
     REQUIRE(a);
@@ -167,7 +179,8 @@ TEST_CASE("reserve pages serve past the soft limit and are never reused in place
     CHECK(reserve->reserve);
     CHECK(cache.stats().reserve_pages.get() == 1);
     frag_free(a);
-    for (Page* p : hog) pool.release(p);  // pressure gone
+    for (Page* p : hog)
+        pool.release(p);           // pressure gone
     void* b = cache.alloc(kPage);  // does not fit: reconcile hits zero, but reserve → back to pool
     CHECK(cache.stats().reuses.get() == 0);
     CHECK_FALSE(cache.page()->reserve);
@@ -180,8 +193,10 @@ TEST_CASE("exhausted high orders fall back to order 0; too-large requests then f
     PagePool pool(small_pool());
     Page* splitter = pool.alloc(0, false);  // splits one block: 15 base pages stay free
     std::vector<Page*> hog;
-    while (Page* p = pool.alloc(4, false)) hog.push_back(p);
-    while (Page* p = pool.alloc(4, true)) hog.push_back(p);
+    while (Page* p = pool.alloc(4, false))
+        hog.push_back(p);
+    while (Page* p = pool.alloc(4, true))
+        hog.push_back(p);
     FragCache cache(pool);
     void* a = cache.alloc(1000);
     REQUIRE(a);
@@ -197,7 +212,8 @@ TEST_CASE("exhausted high orders fall back to order 0; too-large requests then f
     frag_free(b);
     cache.drain();
     pool.release(splitter);
-    for (Page* p : hog) pool.release(p);
+    for (Page* p : hog)
+        pool.release(p);
     CHECK(pool.pages_in_use() == 0);
 }
 
@@ -205,7 +221,8 @@ TEST_CASE("exhaustion returns null, counts it, and recovers when pages come back
     PagePool pool(small_pool());
     FragCache cache(pool);
     std::vector<void*> held;
-    while (void* p = cache.alloc(kPage)) held.push_back(p);
+    while (void* p = cache.alloc(kPage))
+        held.push_back(p);
     CHECK(held.size() == 32);  // every block, reserve included
     CHECK(cache.stats().failures.get() == 1);
     frag_free(held.back());
@@ -213,7 +230,8 @@ TEST_CASE("exhaustion returns null, counts it, and recovers when pages come back
     void* again = cache.alloc(kPage);
     CHECK(again != nullptr);
     held.push_back(again);
-    for (void* p : held) frag_free(p);
+    for (void* p : held)
+        frag_free(p);
     cache.drain();
     CHECK(pool.pages_in_use() == 0);
 }

@@ -57,9 +57,8 @@ TEST_CASE("a pointer from no arena is rejected") {
 }
 
 TEST_CASE("a fragment of a free page is rejected") {
-    expect_abort(
-        [](PagePool& pool, FragCache&) { frag_free(pool.arena().base() + 100); },
-        "not a fragment of a page in use");
+    expect_abort([](PagePool& pool, FragCache&) { frag_free(pool.arena().base() + 100); },
+                 "not a fragment of a page in use");
 }
 
 TEST_CASE("draining more references than a page holds is rejected") {

@@ -40,7 +40,8 @@ struct Model {
 
     std::size_t live_in(const Page* p) const {
         std::size_t n = 0;
-        for (auto& [ptr, f] : live) n += f.page == p;
+        for (auto& [ptr, f] : live)
+            n += f.page == p;
         return n;
     }
 
@@ -73,10 +74,14 @@ struct Model {
 
     std::size_t pick_size() {
         switch (rng() % 4) {
-            case 0: return 1 + rng() % 64;
-            case 1: return 1 + rng() % 1500;
-            case 2: return 1 + rng() % 9000;
-            default: return 1 + rng() % pool.block_bytes();
+            case 0:
+                return 1 + rng() % 64;
+            case 1:
+                return 1 + rng() % 1500;
+            case 2:
+                return 1 + rng() % 9000;
+            default:
+                return 1 + rng() % pool.block_bytes();
         }
     }
     std::size_t pick_align() { return std::size_t{1} << (rng() % 8 == 0 ? rng() % 13 : 0); }
@@ -112,16 +117,21 @@ struct Model {
     void step_free() {
         auto it = std::next(live.begin(), static_cast<long>(rng() % live.size()));
         auto* bytes = reinterpret_cast<unsigned char*>(it->first);
-        for (std::size_t i = 0; i < it->second.size; i += 97) REQUIRE(bytes[i] == it->second.fill);
+        for (std::size_t i = 0; i < it->second.size; i += 97)
+            REQUIRE(bytes[i] == it->second.fill);
         REQUIRE(bytes[it->second.size - 1] == it->second.fill);
         Page* page = it->second.page;
         bool via_cache = rng() % 2;
-        if (via_cache) cache.free(it->first);
-        else frag_free(it->first);
+        if (via_cache)
+            cache.free(it->first);
+        else
+            frag_free(it->first);
         live.erase(it);
         if (!cached(page)) return;
-        if (!via_cache) atomic_hit = true;
-        else if (!atomic_hit && live_in(page) == 0) offset = 0, ++expect_rewinds;
+        if (!via_cache)
+            atomic_hit = true;
+        else if (!atomic_hit && live_in(page) == 0)
+            offset = 0, ++expect_rewinds;
     }
 
     // A closing connection: every live fragment of one page, released with one drain call.
@@ -142,7 +152,8 @@ struct Model {
 
     void check_invariant() {
         std::set<const Page*> pages;
-        for (auto& [p, f] : live) pages.insert(f.page);
+        for (auto& [p, f] : live)
+            pages.insert(f.page);
         cache.for_each_held([&](const Page& page, std::uint32_t) { pages.insert(&page); });
         for (const Page* page : pages)
             REQUIRE(page->refs.load() == live_in(page) + cache.bias_of(page));
@@ -162,18 +173,24 @@ TEST_CASE("random alloc/free/probe/commit/drain steps keep refs == live + bias")
         Model m{pool, cache, std::mt19937_64(seed), {}};
         for (int step = 0; step < 5000; ++step) {
             unsigned op = m.rng() % 100;
-            if (m.live.size() > 150 || (op < 40 && !m.live.empty())) m.step_free();
-            else if (op < 45 && !m.live.empty()) m.step_drain_page();
-            else if (op < 47) m.cache.drain(), m.va = nullptr;
-            else if (op < 70) m.step_probe_commit();
-            else m.step_alloc();
+            if (m.live.size() > 150 || (op < 40 && !m.live.empty()))
+                m.step_free();
+            else if (op < 45 && !m.live.empty())
+                m.step_drain_page();
+            else if (op < 47)
+                m.cache.drain(), m.va = nullptr;
+            else if (op < 70)
+                m.step_probe_commit();
+            else
+                m.step_alloc();
             m.check_invariant();
         }
         CHECK(cache.stats().reuses.get() > 0);
         CHECK(cache.stats().rewinds.get() > 0);
         CHECK(cache.stats().failures.get() == 0);
         CHECK(cache.stats().reserve_pages.get() == 0);
-        while (!m.live.empty()) m.step_free();
+        while (!m.live.empty())
+            m.step_free();
         cache.drain();
         CHECK(pool.pages_in_use() == 0);
     }

@@ -13,7 +13,9 @@ using fp::PoolConfig;
 
 namespace {
 constexpr std::size_t kMiB = std::size_t{1} << 20;
-PoolConfig small_pool(unsigned order = 4) { return {2 * kMiB, order, 4 * 64 * 1024, false}; }
+PoolConfig small_pool(unsigned order = 4) {
+    return {2 * kMiB, order, 4 * 64 * 1024, false};
+}
 }  // namespace
 
 TEST_CASE("arena is 2 MiB aligned and carved into blocks of the configured order") {
@@ -66,7 +68,8 @@ TEST_CASE("the normal zone runs out, then the reserve, and everything comes back
     }
     CHECK(pages.size() == 32);
     CHECK(pool.pages_in_use() == 32);
-    for (Page* p : pages) pool.release(p);
+    for (Page* p : pages)
+        pool.release(p);
     CHECK(pool.pages_in_use() == 0);
 }
 
@@ -83,7 +86,8 @@ TEST_CASE("order-0 requests split a block, and the block merges back when all ar
     }
     // 16 base pages = one split block: 27 whole blocks remain in the normal zone.
     std::vector<Page*> big;
-    while (Page* p = pool.alloc(4, false)) big.push_back(p);
+    while (Page* p = pool.alloc(4, false))
+        big.push_back(p);
     CHECK(big.size() == 27);
     CHECK(pool.alloc(0, false) == nullptr);  // no whole block left to split
     pool.release(small.back());
@@ -91,14 +95,17 @@ TEST_CASE("order-0 requests split a block, and the block merges back when all ar
     Page* last = pool.alloc(0, false);  // the freed base page is handed out again
     REQUIRE(last);
     CHECK(pool.page_of(pool.address(last)) == last);
-    for (Page* p : big) pool.release(p);
-    for (Page* p : small) pool.release(p);
+    for (Page* p : big)
+        pool.release(p);
+    for (Page* p : small)
+        pool.release(p);
     // The split block merges back only when its last base page returns.
     CHECK(pool.pages_in_use() == 1);
     pool.release(last);
     CHECK(pool.pages_in_use() == 0);
     std::size_t whole = 0;
-    while (pool.alloc(4, false)) ++whole;
+    while (pool.alloc(4, false))
+        ++whole;
     CHECK(whole == 28);
 }
 
@@ -115,9 +122,11 @@ TEST_CASE("fault injection makes the next allocations fail") {
 TEST_CASE("pages released on another thread wait on the remote list until reclaimed") {
     PagePool pool(small_pool());
     std::vector<Page*> pages;
-    for (int i = 0; i < 8; ++i) pages.push_back(pool.alloc(4, false));
+    for (int i = 0; i < 8; ++i)
+        pages.push_back(pool.alloc(4, false));
     std::thread([&] {
-        for (Page* p : pages) pool.release(p);
+        for (Page* p : pages)
+            pool.release(p);
     }).join();
     CHECK(pool.reclaim());
     CHECK_FALSE(pool.reclaim());
