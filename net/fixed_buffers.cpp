@@ -25,7 +25,7 @@ std::string memlock_limit() {
         what += " (the arena is pinned and counts against RLIMIT_MEMLOCK, which is " +
                 memlock_limit() +
                 " for this user: raise it (ulimit -l, systemd LimitMEMLOCK=), grant "
-                "CAP_IPC_LOCK, or lower memory.arena_mib)";
+                "CAP_IPC_LOCK, or lower memory.arena)";
     throw std::system_error(err, std::generic_category(), what);
 }
 

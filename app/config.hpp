@@ -1,0 +1,33 @@
+#pragma once
+// The YAML configuration, parsed into typed settings before anything starts. Every error is
+// reported as `file:line:col: message` (ConfigError); unknown keys are errors.
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+
+#include "net/settings.hpp"
+
+namespace fp::app {
+
+class ConfigError : public std::runtime_error {
+  public:
+    using std::runtime_error::runtime_error;
+};
+
+struct Config {
+    std::string source;  // file name, for messages
+    unsigned workers = 1;
+    net::WorkerSettings worker;
+};
+
+Config load_config(const std::string& path);                              // throws ConfigError
+Config parse_config(const std::string& text, const std::string& source);  // throws ConfigError
+std::string describe(const Config& config);  // the resolved config, as YAML, for --check
+
+std::optional<std::chrono::milliseconds> parse_duration(std::string_view text);  // 250ms, 5s, 2m
+std::optional<std::uint64_t> parse_size(std::string_view text);  // 512, 64KiB, 64MiB, 1GiB
+
+}  // namespace fp::app

@@ -1,0 +1,26 @@
+#pragma once
+// SockAddr: an IPv4 or IPv6 socket address, parsed from "host:port" or "[v6]:port" (numeric only:
+// a proxy's config names addresses, and resolving names at startup would hide DNS failures).
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace fp::net {
+
+struct SockAddr {
+    sockaddr_storage ss{};
+    socklen_t len = 0;
+
+    int family() const noexcept { return ss.ss_family; }
+    const sockaddr* sa() const noexcept { return reinterpret_cast<const sockaddr*>(&ss); }
+    std::string str() const;
+    bool operator==(const SockAddr& o) const noexcept;
+};
+
+// Null with a reason in *why when the text is not a numeric address with a port.
+std::optional<SockAddr> parse_address(std::string_view text, std::string* why = nullptr);
+
+}  // namespace fp::net
