@@ -1,0 +1,57 @@
+#include "app/proxy.hpp"
+
+namespace fp::app {
+
+Proxy::Proxy(const Config& config) : config_(config), shared_(config.worker.listeners.size()) {}
+
+Proxy::~Proxy() {
+    stop();
+}
+
+void Proxy::start() {
+    for (unsigned i = 0; i < config_.workers; ++i) {
+        workers_.push_back(std::make_unique<net::Worker>(config_.worker, shared_, i));
+        try {
+            workers_.back()->start();
+        } catch (...) {
+            workers_.pop_back();
+            stop();
+            throw;
+        }
+    }
+}
+
+void Proxy::stop() {
+    for (auto& w : workers_)
+        w->stop();
+}
+
+void Proxy::report(std::ostream& out) const {
+    std::uint64_t accepted = 0, refused = 0, closed = 0, resets = 0, failures = 0, in = 0, back = 0;
+    std::size_t pages = 0;
+    long fds = 0;
+    for (const auto& w : workers_) {
+        const auto& s = w->stats();
+        accepted += s.accepted.get();
+        refused += s.refused.get();
+        closed += s.closed.get();
+        resets += s.resets.get();
+        failures += s.upstream_failures.get();
+        in += s.bytes_client.get();
+        back += s.bytes_upstream.get();
+        pages += w->leaked_pages();
+        fds += w->leaked_fds();
+    }
+    out << "fragproxy: connections accepted " << accepted << ", refused " << refused << ", closed "
+        << closed << " (" << resets << " reset), upstream failures " << failures << "; bytes " << in
+        << " client->upstream, " << back << " upstream->client\n"
+        << "fragproxy: at exit: pages in use " << pages << ", fds open " << fds << "\n";
+}
+
+bool Proxy::leaked() const {
+    for (const auto& w : workers_)
+        if (w->leaked_pages() || w->leaked_fds()) return true;
+    return false;
+}
+
+}  // namespace fp::app

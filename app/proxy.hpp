@@ -1,0 +1,29 @@
+#pragma once
+// Proxy: the workers of one configuration, started together and stopped together.
+#include <memory>
+#include <ostream>
+#include <vector>
+
+#include "app/config.hpp"
+#include "net/worker.hpp"
+
+namespace fp::app {
+
+class Proxy {
+  public:
+    explicit Proxy(const Config& config);
+    ~Proxy();
+    // Starts every worker; throws (and stops those already started) if one fails to set up.
+    void start();
+    void stop();
+    // Totals over the workers, and what they still held at exit (pages, fds: both 0 = no leak).
+    void report(std::ostream& out) const;
+    bool leaked() const;
+
+  private:
+    Config config_;
+    std::vector<net::ListenerShared> shared_;
+    std::vector<std::unique_ptr<net::Worker>> workers_;
+};
+
+}  // namespace fp::app

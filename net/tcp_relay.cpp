@@ -1,0 +1,317 @@
+// The TCP relay: what a worker does with each connection. A connection has two sides (client,
+// upstream); bytes received on one are queued, as the very fragments they landed in, for sending
+// on the other. One send in flight per side keeps the order.
+//
+// CQE results, per operation (anything not listed closes the connection):
+//   recv     > 0 data; 0 peer FIN (half-close); -ENOBUFS no receive pages: wait for some, re-arm;
+//            -ECANCELED our pause or close; -ECONNRESET/-EPIPE/-ETIMEDOUT peer gone: reset the
+//            other
+//   send     >= 0 bytes sent (a short send resubmits the rest); < 0 peer gone: reset the other
+//   connect  0 connected; < 0 (refused, unreachable, timed out: -ECANCELED) next upstream, and
+//            after the last one a clean close of the client
+//   shutdown, cancel, link timeout: only their completion counts
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
+#include <cerrno>
+
+#include "alloc/frag_debug.hpp"
+#include "net/uapi.hpp"
+#include "net/worker.hpp"
+
+namespace fp::net {
+namespace {
+
+void set_nodelay(int fd) noexcept {
+    int one = 1;
+    ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+}
+
+}  // namespace
+
+void Worker::open_conn(unsigned listener, int client_fd) noexcept {
+    const auto& l = settings_.listeners[listener];
+    auto& count = shared_[listener].connections;
+    bool full = free_slots_.empty() && conns_.size() == conns_.capacity();
+    if (full || count.fetch_add(1, std::memory_order_relaxed) >= l.max_connections) {
+        if (!full) count.fetch_sub(1, std::memory_order_relaxed);
+        stats_.refused.add();
+        return close_fd(client_fd);  // refused cleanly: the client sees the connection close
+    }
+    std::uint32_t slot;
+    if (!free_slots_.empty()) {
+        slot = free_slots_.back();
+        free_slots_.pop_back();
+    } else {
+        slot = std::uint32_t(conns_.size());
+        conns_.emplace_back();
+    }
+    Conn& c = conns_[slot];
+    std::uint32_t gen = c.gen + 1;
+    c.~Conn();
+    new (&c) Conn{};
+    c.gen = gen;
+    c.live = true;
+    c.listener = std::uint16_t(listener);
+    c.upstream = rr_[listener]++;
+    c.last_active = now_ms_;
+    c.side[0].fd = client_fd;
+    ++live_conns_;
+    stats_.accepted.add();
+    set_nodelay(client_fd);
+    connect_upstream(slot);
+}
+
+void Worker::connect_upstream(std::uint32_t slot) noexcept {
+    Conn& c = conns_[slot];
+    const auto& l = settings_.listeners[c.listener];
+    const SockAddr& up = l.upstreams[c.upstream % l.upstreams.size()];
+    int fd = ::socket(up.family(), SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return close_conn(c, slot, false);
+    ++open_fds_;
+    set_nodelay(fd);
+    c.side[1].fd = fd;
+    ring_->reserve(2);  // the connect and its timeout go in as one linked pair
+    io_uring_sqe* s = sqe(Op::kConnect, slot);
+    io_uring_sqe* t = s ? sqe(Op::kLinkTimeout, slot) : nullptr;
+    if (!t) return close_conn(c, slot, false);
+    io_uring_prep_connect(s, fd, up.sa(), up.len);
+    s->flags |= IOSQE_IO_LINK;
+    io_uring_prep_link_timeout(t, &connect_ts_[c.listener], 0);
+    io_uring_sqe_set_data64(t, Tag{Op::kLinkTimeout, 0, slot, c.gen}.pack());
+    c.pending += 2;
+}
+
+void Worker::on_connect(Conn& c, std::uint32_t slot, int res) noexcept {
+    --c.pending;
+    if (c.closing) return maybe_finish(c, slot);
+    if (res == 0) {
+        c.connected = true;
+        c.last_active = now_ms_;
+        arm_recv(c, slot, 0);
+        arm_recv(c, slot, 1);
+        return;
+    }
+    stats_.upstream_failures.add();
+    close_fd(c.side[1].fd);
+    c.side[1].fd = -1;
+    const auto& l = settings_.listeners[c.listener];
+    if (++c.attempts < l.upstreams.size()) {
+        ++c.upstream;
+        return connect_upstream(slot);
+    }
+    close_conn(c, slot, false);
+}
+
+void Worker::arm_recv(Conn& c, std::uint32_t slot, unsigned s) noexcept {
+    Side& side = c.side[s];
+    if (side.recv_armed || side.paused || side.read_eof || c.closing) return;
+    if (recv_->offered() == 0) {  // nothing to receive into: wait for pages
+        if (!side.starved) starved_.push_back(slot << 1 | s);
+        side.starved = true;
+        stats_.starved.add();
+        return;
+    }
+    io_uring_sqe* q = sqe(Op::kRecv, slot, s);
+    if (!q) return close_conn(c, slot, true);
+    io_uring_prep_recv_multishot(q, side.fd, nullptr, 0, 0);
+    q->flags |= IOSQE_BUFFER_SELECT;
+    q->buf_group = recv_->group();
+    side.recv_armed = true;
+    side.starved = false;
+    ++c.pending;
+}
+
+void Worker::on_recv(Conn& c, std::uint32_t slot, unsigned s, io_uring_cqe* cqe) noexcept {
+    Side& side = c.side[s];
+    Side& other = c.side[s ^ 1];
+    const int res = cqe->res;
+    if (!(cqe->flags & IORING_CQE_F_MORE)) {
+        --c.pending;
+        side.recv_armed = false;
+    }
+    if (res > 0) {
+        std::byte* frag = recv_->take(std::uint16_t(cqe->flags >> IORING_CQE_BUFFER_SHIFT),
+                                      std::uint32_t(res), cqe->flags & uapi::kCqeBufMore);
+        FragNode* n = c.closing ? nullptr : nodes_->get();
+        if (!n) {
+            recv_->free(frag);
+            if (!c.closing)
+                close_conn(c, slot, true);  // queue nodes exhausted: never drop silently
+            return maybe_finish(c, slot);
+        }
+        n->frag = frag;
+        n->len = std::uint32_t(res);
+        other.out.push(n);
+        (s ? stats_.bytes_upstream : stats_.bytes_client).add(std::uint64_t(res));
+        c.last_active = now_ms_;
+        kick_send(c, slot, s ^ 1);
+        const auto& l = settings_.listeners[c.listener];
+        if (other.out.bytes > l.max_inflight_bytes || nodes_->available() < 4096)
+            pause_recv(c, slot, s);
+    } else if (res == 0) {
+        side.read_eof = true;
+        if (other.out.empty() && !other.sending) shutdown_side(c, slot, s ^ 1);
+    } else if (res == -ENOBUFS) {
+        if (!side.starved) starved_.push_back(slot << 1 | s);
+        side.starved = true;
+        stats_.starved.add();
+    } else if (res != -ECANCELED && !c.closing) {
+        return close_conn(c, slot, true);
+    }
+    if (!side.recv_armed && !side.starved && res != 0) arm_recv(c, slot, s);
+    check_done(c, slot);
+}
+
+void Worker::pause_recv(Conn& c, std::uint32_t slot, unsigned s) noexcept {
+    Side& side = c.side[s];
+    if (side.paused) return;
+    side.paused = true;
+    if (!side.recv_armed) return;
+    io_uring_sqe* q = sqe(Op::kCancel, slot, s);
+    if (!q) return;
+    io_uring_prep_cancel64(q, Tag{Op::kRecv, s, slot, c.gen}.pack(), 0);
+    io_uring_sqe_set_data64(q, Tag{Op::kCancel, s, slot, c.gen}.pack());
+    ++c.pending;
+}
+
+void Worker::kick_send(Conn& c, std::uint32_t slot, unsigned s) noexcept {
+    Side& side = c.side[s];
+    if (side.sending || side.out.empty() || c.closing) return;
+    unsigned n = 0;
+    for (FragNode* f = side.out.head; f && n < kMaxIov; f = f->next, ++n)
+        side.iov[n] = {f->frag + f->sent, f->len - f->sent};
+    side.msg = {};
+    side.msg.msg_iov = side.iov;
+    side.msg.msg_iovlen = n;
+    io_uring_sqe* q = sqe(Op::kSend, slot, s);
+    if (!q) return close_conn(c, slot, true);
+    io_uring_prep_sendmsg(q, side.fd, &side.msg, MSG_NOSIGNAL);
+    side.sending = true;
+    ++c.pending;
+}
+
+void Worker::on_send(Conn& c, std::uint32_t slot, unsigned s, int res) noexcept {
+    Side& side = c.side[s];
+    Side& source = c.side[s ^ 1];
+    --c.pending;
+    side.sending = false;
+    if (c.closing) return maybe_finish(c, slot);
+    if (res < 0) return close_conn(c, slot, true);
+    c.last_active = now_ms_;
+    auto left = std::uint32_t(res);
+    side.out.bytes -= left;
+    while (left > 0) {
+        FragNode* f = side.out.head;
+        std::uint32_t rest = f->len - f->sent;
+        if (left < rest) {
+            f->sent += left;
+            break;
+        }
+        left -= rest;
+        recv_->free(side.out.pop()->frag);
+        nodes_->put(f);
+    }
+    const auto& l = settings_.listeners[c.listener];
+    if (source.paused && side.out.bytes <= l.max_inflight_bytes / 2) {
+        source.paused = false;
+        arm_recv(c, slot, s ^ 1);
+    }
+    if (!side.out.empty()) return kick_send(c, slot, s);
+    if (source.read_eof) shutdown_side(c, slot, s);
+    check_done(c, slot);
+}
+
+void Worker::shutdown_side(Conn& c, std::uint32_t slot, unsigned s) noexcept {
+    Side& side = c.side[s];
+    if (side.shut_wr || side.fd < 0 || c.closing) return;
+    io_uring_sqe* q = sqe(Op::kShutdown, slot, s);
+    if (!q) return close_conn(c, slot, true);
+    io_uring_prep_shutdown(q, side.fd, SHUT_WR);
+    side.shut_wr = true;
+    ++c.pending;
+}
+
+// Both directions finished: each side sent FIN and we passed it on.
+void Worker::check_done(Conn& c, std::uint32_t slot) noexcept {
+    if (c.closing) return maybe_finish(c, slot);
+    const Side& a = c.side[0];
+    const Side& b = c.side[1];
+    if (a.read_eof && b.read_eof && a.shut_wr && b.shut_wr && !a.sending && !b.sending)
+        close_conn(c, slot, false);
+}
+
+// Cancels everything the connection has in flight; maybe_finish() frees it once the last CQE is in.
+void Worker::close_conn(Conn& c, std::uint32_t slot, bool reset) noexcept {
+    if (c.closing) return;
+    c.closing = true;
+    if (reset) stats_.resets.add();
+    for (Side& side : c.side) {
+        if (side.fd < 0) continue;
+        if (reset) {  // SO_LINGER 0: the close sends RST, so the peer learns of the reset
+            linger lg{1, 0};
+            ::setsockopt(side.fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+        }
+        io_uring_sqe* q = sqe(Op::kCancel, slot);
+        if (!q) continue;
+        io_uring_prep_cancel_fd(q, side.fd, IORING_ASYNC_CANCEL_ALL);
+        ++c.pending;
+    }
+    maybe_finish(c, slot);
+}
+
+void Worker::maybe_finish(Conn& c, std::uint32_t slot) noexcept {
+    if (!c.closing || c.pending > 0) return;
+    for (Side& side : c.side) {
+        drain_queue(side.out);
+        if (side.fd >= 0) close_fd(side.fd);
+        side.fd = -1;
+    }
+    c.live = false;
+    free_slots_.push_back(slot);
+    shared_[c.listener].connections.fetch_sub(1, std::memory_order_relaxed);
+    --live_conns_;
+    stats_.closed.add();
+}
+
+// A closing connection's queued fragments: one release per run of fragments on the same page.
+void Worker::drain_queue(FragQueue& q) noexcept {
+    while (!q.empty()) {
+        FragNode* first = q.pop();
+        std::byte* page_start = first->frag;
+        std::uint32_t run = 1;
+        frag_debug::untrack(first->frag);
+        nodes_->put(first);
+        const std::size_t page_bytes = pool_->block_bytes();
+        auto same_page = [&](const std::byte* p) {
+            return (std::uintptr_t(p) / page_bytes) == (std::uintptr_t(page_start) / page_bytes);
+        };
+        while (!q.empty() && same_page(q.head->frag)) {
+            FragNode* n = q.pop();
+            frag_debug::untrack(n->frag);
+            nodes_->put(n);
+            ++run;
+        }
+        recv_->free_run(page_start, run);
+    }
+    q.bytes = 0;
+}
+
+void Worker::rearm_starved() noexcept {
+    if (recv_->offered() == 0) return;
+    auto pending = std::move(starved_);
+    starved_.clear();
+    starved_.reserve(pending.capacity());
+    for (std::uint32_t v : pending) {
+        std::uint32_t slot = v >> 1;
+        unsigned s = v & 1;
+        if (slot >= conns_.size()) continue;
+        Conn& c = conns_[slot];
+        if (!c.live || !c.side[s].starved) continue;
+        c.side[s].starved = false;
+        arm_recv(c, slot, s);
+    }
+}
+
+}  // namespace fp::net
