@@ -101,7 +101,17 @@ void Worker::on_connect(Conn& c, std::uint32_t slot, int res) noexcept {
         ++c.upstream;
         return connect_upstream(slot);
     }
-    close_conn(c, slot, false);
+    linger_close(c, slot);
+}
+
+// A clean close of a client whose request cannot be served: closing a socket with unread data
+// makes the kernel send RST, so send FIN first and read (and drop) what the client still sends
+// until its FIN, the idle tick's linger limit, or an error; then close.
+void Worker::linger_close(Conn& c, std::uint32_t slot) noexcept {
+    c.lingering = true;
+    c.last_active = now_ms_;
+    shutdown_side(c, slot, 0);
+    arm_recv(c, slot, 0);
 }
 
 void Worker::arm_recv(Conn& c, std::uint32_t slot, unsigned s) noexcept {
@@ -131,7 +141,10 @@ void Worker::on_recv(Conn& c, std::uint32_t slot, unsigned s, io_uring_cqe* cqe)
         --c.pending;
         side.recv_armed = false;
     }
-    if (res > 0) {
+    if (res > 0 && c.lingering) {
+        recv_->free(recv_->take(std::uint16_t(cqe->flags >> IORING_CQE_BUFFER_SHIFT),
+                                std::uint32_t(res), cqe->flags & uapi::kCqeBufMore));
+    } else if (res > 0) {
         std::byte* frag = recv_->take(std::uint16_t(cqe->flags >> IORING_CQE_BUFFER_SHIFT),
                                       std::uint32_t(res), cqe->flags & uapi::kCqeBufMore);
         FragNode* n = c.closing ? nullptr : nodes_->get();
@@ -152,13 +165,14 @@ void Worker::on_recv(Conn& c, std::uint32_t slot, unsigned s, io_uring_cqe* cqe)
             pause_recv(c, slot, s);
     } else if (res == 0) {
         side.read_eof = true;
+        if (c.lingering) return close_conn(c, slot, false);
         if (other.out.empty() && !other.sending) shutdown_side(c, slot, s ^ 1);
     } else if (res == -ENOBUFS) {
         if (!side.starved) starved_.push_back(slot << 1 | s);
         side.starved = true;
         stats_.starved.add();
     } else if (res != -ECANCELED && !c.closing) {
-        return close_conn(c, slot, true);
+        return close_conn(c, slot, !c.lingering);
     }
     if (!side.recv_armed && !side.starved && res != 0) arm_recv(c, slot, s);
     check_done(c, slot);

@@ -231,9 +231,12 @@ void Worker::on_tick() noexcept {
     for (std::uint32_t slot = 0; slot < conns_.size(); ++slot) {
         Conn& c = conns_[slot];
         if (!c.live || c.closing) continue;
-        auto idle = std::uint64_t(settings_.listeners[c.listener].idle_timeout.count());
+        constexpr std::uint64_t kLingerMs = 2000;
+        auto idle = c.lingering
+                        ? kLingerMs
+                        : std::uint64_t(settings_.listeners[c.listener].idle_timeout.count());
         if (now_ms_ - c.last_active < idle) continue;
-        stats_.idle_timeouts.add();
+        if (!c.lingering) stats_.idle_timeouts.add();
         close_conn(c, slot, false);
     }
     arm_tick();

@@ -73,6 +73,7 @@ class Worker {
         bool live = false;
         bool closing = false;
         bool connected = false;
+        bool lingering = false;  // closing cleanly: FIN sent, reading the client's rest to EOF
         std::uint16_t listener = 0;
         std::uint16_t upstream = 0;
         std::uint16_t attempts = 0;
@@ -107,6 +108,7 @@ class Worker {
     void shutdown_side(Conn& c, std::uint32_t slot, unsigned s) noexcept;
     void pause_recv(Conn& c, std::uint32_t slot, unsigned s) noexcept;
     void close_conn(Conn& c, std::uint32_t slot, bool reset) noexcept;
+    void linger_close(Conn& c, std::uint32_t slot) noexcept;
     void maybe_finish(Conn& c, std::uint32_t slot) noexcept;
     void check_done(Conn& c, std::uint32_t slot) noexcept;
     void drain_queue(FragQueue& q) noexcept;

@@ -7,7 +7,7 @@ packages=(
   build-essential cmake ninja-build pkg-config
   liburing-dev libasio-dev libyaml-cpp-dev doctest-dev libcli11-dev libbenchmark-dev
   clang libclang-rt-14-dev clang-format
-  iperf3 socat python3
+  iperf3 socat python3 haproxy
 )
 
 missing=()

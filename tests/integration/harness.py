@@ -1,0 +1,87 @@
+"""Test support: runs the real fragproxy binary on loopback with a generated config, and upstream
+peers on port 0. Everything binds 127.0.0.1 or ::1 only."""
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+
+
+def free_port(host="127.0.0.1"):
+    fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(fam, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def fmt(host, port):
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+class Proxy:
+    """fragproxy with one or more TCP listeners. listeners: list of dicts with keys
+    listen (host, port), upstreams [(host, port)], and optional extra YAML lines."""
+
+    def __init__(self, binary, listeners, workers=2, memory="{arena: 16MiB, page_order: 4}"):
+        self.binary = binary
+        lines = [f"workers: {workers}", f"memory: {memory}", "listeners:"]
+        for i, l in enumerate(listeners):
+            ups = ", ".join(f'"{fmt(*u)}"' for u in l["upstreams"])
+            lines += [f"  - name: l{i}", "    protocol: tcp",
+                      f'    listen: "{fmt(*l["listen"])}"', f"    upstreams: [{ups}]"]
+            lines += ["    " + x for x in l.get("extra", [])]
+        fd, self.config = tempfile.mkstemp(suffix=".yaml")
+        with os.fdopen(fd, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        self.proc = None
+        self.log = tempfile.TemporaryFile(mode="w+")
+
+    def start(self, listen_probe):
+        self.proc = subprocess.Popen([self.binary, "-c", self.config], stdout=self.log,
+                                     stderr=subprocess.STDOUT)
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("fragproxy exited at start:\n" + self.output())
+            try:
+                with socket.create_connection(listen_probe, timeout=0.2):
+                    return self
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("fragproxy did not start listening")
+
+    def rss_kib(self):
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        return 0
+
+    def stop(self):
+        """SIGINT, wait; returns (exit code, output). Exit 0 means no page and no fd leaked."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        os.unlink(self.config)
+        return self.proc.returncode, self.output()
+
+    def output(self):
+        self.log.seek(0)
+        return self.log.read()
+
+
+async def read_all(reader, slow=False):
+    chunks = []
+    while True:
+        b = await reader.read(65536 if not slow else 8192)
+        if not b:
+            return b"".join(chunks)
+        chunks.append(b)
+        if slow:
+            await asyncio.sleep(0.002)
