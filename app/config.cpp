@@ -106,25 +106,36 @@ void parse_memory(Config& c, Map m) {
                  " pages");
 }
 
-net::TcpListenerSettings parse_listener(const YAML::Node& node, const std::string& source,
-                                        std::size_t i) {
-    Map m(node, source, "listeners[" + std::to_string(i) + "]");
-    net::TcpListenerSettings l;
-    l.name = m.text("name", "", true);
-    std::string proto = m.text("protocol", "tcp");
-    if (proto != "tcp")
+struct Common {
+    std::string name, protocol;
+    net::SockAddr listen;
+    std::vector<net::SockAddr> upstreams;
+};
+
+Common parse_common(Map& m, const YAML::Node& node, const std::string& source) {
+    Common c;
+    c.name = m.text("name", "", true);
+    c.protocol = m.text("protocol", "tcp");
+    if (c.protocol != "tcp" && c.protocol != "udp")
         fail(source, m.get("protocol").Mark(),
-             m.name("protocol") + " '" + proto +
-                 "' is not supported (tcp; udp comes with issue #4)");
+             m.name("protocol") + " '" + c.protocol + "' is not supported (tcp or udp)");
     YAML::Node listen = m.get("listen");
     if (!listen) fail(source, node.Mark(), m.name("listen") + " is required");
-    l.listen = address(listen, source, m.name("listen"));
+    c.listen = address(listen, source, m.name("listen"));
     YAML::Node ups = m.get("upstreams");
     if (!ups || !ups.IsSequence() || ups.size() == 0)
         fail(source, ups ? ups.Mark() : node.Mark(),
              m.name("upstreams") + " must be a non-empty list of addresses");
     for (const auto& u : ups)
-        l.upstreams.push_back(address(u, source, m.name("upstreams")));
+        c.upstreams.push_back(address(u, source, m.name("upstreams")));
+    return c;
+}
+
+net::TcpListenerSettings parse_tcp(Map& m, Common c, const std::string& source) {
+    net::TcpListenerSettings l;
+    l.name = std::move(c.name);
+    l.listen = c.listen;
+    l.upstreams = std::move(c.upstreams);
     if (YAML::Node t = m.get("timeouts")) {
         Map tm(t, source, m.name("timeouts"));
         l.connect_timeout = duration(tm, "connect", l.connect_timeout);
@@ -133,8 +144,44 @@ net::TcpListenerSettings parse_listener(const YAML::Node& node, const std::strin
     }
     l.max_connections = m.scalar<std::uint32_t>("max_connections", 10000, 1, 1000000);
     l.max_inflight_bytes = m.scalar<std::uint32_t>("max_inflight_kib", 1024, 16, 1 << 20) * 1024;
-    m.finish();
     return l;
+}
+
+net::UdpListenerSettings parse_udp(Map& m, Common c) {
+    net::UdpListenerSettings l;
+    l.name = std::move(c.name);
+    l.listen = c.listen;
+    l.upstreams = std::move(c.upstreams);
+    l.session_timeout = duration(m, "session_timeout", l.session_timeout);
+    l.max_sessions = m.scalar<std::uint32_t>("max_sessions", 10000, 1, 1000000);
+    l.max_sessions_per_source = m.scalar<std::uint32_t>("max_sessions_per_source", 256, 1, 1000000);
+    return l;
+}
+
+void parse_listener(Config& cfg, const YAML::Node& node, const std::string& source, std::size_t i) {
+    Map m(node, source, "listeners[" + std::to_string(i) + "]");
+    Common c = parse_common(m, node, source);
+    for (const auto& prev : cfg.worker.listeners)
+        if (prev.name == c.name)
+            fail(source, node["name"].Mark(), "listener name '" + c.name + "' is used twice");
+    for (const auto& prev : cfg.worker.udp_listeners)
+        if (prev.name == c.name)
+            fail(source, node["name"].Mark(), "listener name '" + c.name + "' is used twice");
+    auto taken = [&](const auto& list) {
+        for (const auto& prev : list)
+            if (prev.listen == c.listen)
+                fail(source, node["listen"].Mark(),
+                     c.protocol + " listen address " + c.listen.str() +
+                         " is already used by listener '" + prev.name + "'");
+    };
+    if (c.protocol == "tcp") {
+        taken(cfg.worker.listeners);
+        cfg.worker.listeners.push_back(parse_tcp(m, std::move(c), source));
+    } else {
+        taken(cfg.worker.udp_listeners);
+        cfg.worker.udp_listeners.push_back(parse_udp(m, std::move(c)));
+    }
+    m.finish();
 }
 
 unsigned parse_workers(const YAML::Node& n, const std::string& source) {
@@ -205,19 +252,8 @@ Config parse_config(const std::string& text, const std::string& source) {
         YAML::Node ls = m.get("listeners");
         if (!ls || !ls.IsSequence() || ls.size() == 0)
             fail(source, ls ? ls.Mark() : root.Mark(), "listeners must be a non-empty list");
-        for (std::size_t i = 0; i < ls.size(); ++i) {
-            auto l = parse_listener(ls[i], source, i);
-            for (const auto& prev : c.worker.listeners) {
-                if (prev.listen == l.listen)
-                    fail(source, ls[i]["listen"].Mark(),
-                         "listen address " + l.listen.str() + " is already used by listener '" +
-                             prev.name + "'");
-                if (prev.name == l.name)
-                    fail(source, ls[i]["name"].Mark(),
-                         "listener name '" + l.name + "' is used twice");
-            }
-            c.worker.listeners.push_back(std::move(l));
-        }
+        for (std::size_t i = 0; i < ls.size(); ++i)
+            parse_listener(c, ls[i], source, i);
         m.finish();
     } catch (const YAML::Exception& e) {
         fail(source, e.mark, e.msg);
@@ -249,6 +285,15 @@ std::string describe(const Config& c) {
           << "ms, idle: " << l.idle_timeout.count()
           << "ms}\n    max_connections: " << l.max_connections
           << "\n    max_inflight_kib: " << l.max_inflight_bytes / 1024 << "\n";
+    }
+    for (const auto& l : w.udp_listeners) {
+        o << "  - name: " << l.name << "\n    protocol: udp\n    listen: " << l.listen.str()
+          << "\n    upstreams: [";
+        for (std::size_t i = 0; i < l.upstreams.size(); ++i)
+            o << (i ? ", " : "") << l.upstreams[i].str();
+        o << "]\n    session_timeout: " << l.session_timeout.count()
+          << "ms\n    max_sessions: " << l.max_sessions
+          << "\n    max_sessions_per_source: " << l.max_sessions_per_source << "\n";
     }
     return o.str();
 }

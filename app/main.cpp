@@ -70,7 +70,10 @@ int main(int argc, char** argv) {
         return 1;
     }
     for (const auto& l : config.worker.listeners)
-        std::cerr << "fragproxy: " << l.name << ": listening on " << l.listen.str() << " -> "
+        std::cerr << "fragproxy: " << l.name << ": tcp " << l.listen.str() << " -> "
+                  << l.upstreams.size() << " upstream(s), " << config.workers << " worker(s)\n";
+    for (const auto& l : config.worker.udp_listeners)
+        std::cerr << "fragproxy: " << l.name << ": udp " << l.listen.str() << " -> "
                   << l.upstreams.size() << " upstream(s), " << config.workers << " worker(s)\n";
     int sig = wait_for_signal();
     std::cerr << "fragproxy: " << (sig == SIGINT ? "SIGINT" : "SIGTERM") << ": stopping\n";

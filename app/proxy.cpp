@@ -46,6 +46,21 @@ void Proxy::report(std::ostream& out) const {
         << closed << " (" << resets << " reset), upstream failures " << failures << "; bytes " << in
         << " client->upstream, " << back << " upstream->client\n"
         << "fragproxy: at exit: pages in use " << pages << ", fds open " << fds << "\n";
+    if (config_.worker.udp_listeners.empty()) return;
+    std::uint64_t din = 0, dout = 0, sessions = 0, expired = 0, capped = 0, nobuf = 0, errs = 0;
+    for (const auto& w : workers_) {
+        const auto& u = w->udp_stats();
+        din += u.datagrams_in.get();
+        dout += u.datagrams_out.get();
+        sessions += u.sessions.get();
+        expired += u.sessions_expired.get();
+        capped += u.sessions_refused.get();
+        nobuf += u.dropped_no_buffer.get();
+        errs += u.upstream_errors.get();
+    }
+    out << "fragproxy: udp: datagrams in " << din << ", out " << dout << "; sessions " << sessions
+        << ", expired " << expired << ", refused " << capped << "; dropped for want of buffers "
+        << nobuf << ", upstream errors " << errs << "\n";
 }
 
 bool Proxy::leaked() const {

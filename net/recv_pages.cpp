@@ -14,7 +14,8 @@
 
 namespace fp::net {
 
-RecvPages::RecvPages(Ring& ring, PagePool& pool, unsigned entries, std::uint16_t group)
+RecvPages::RecvPages(Ring& ring, PagePool& pool, unsigned entries, std::uint16_t group,
+                     bool incremental)
     : ring_(ring), pool_(pool), entries_(entries), group_(group), slots_(entries) {
     FP_CHECK(entries && !(entries & (entries - 1)) && entries <= 32768,
              "recv ring entries must be a power of two up to 32768");
@@ -29,7 +30,7 @@ RecvPages::RecvPages(Ring& ring, PagePool& pool, unsigned entries, std::uint16_t
     reg.ring_addr = reinterpret_cast<std::uint64_t>(br_);
     reg.ring_entries = entries;
     reg.bgid = group;
-    reg.pad = uapi::kPbufRingInc;
+    reg.pad = incremental ? uapi::kPbufRingInc : 0;
     int rc = io_uring_register_buf_ring(ring_.get(), &reg, 0);
     if (rc < 0) {
         ::munmap(br_, br_bytes_);

@@ -24,12 +24,14 @@ namespace fp::net {
 class RecvPages {
   public:
     // Throws std::system_error when the kernel refuses the ring (e.g. no IOU_PBUF_RING_INC).
-    RecvPages(Ring& ring, PagePool& pool, unsigned entries, std::uint16_t group);
+    // incremental = false: every completion consumes its whole buffer (one page per datagram).
+    RecvPages(Ring& ring, PagePool& pool, unsigned entries, std::uint16_t group,
+              bool incremental = true);
     ~RecvPages();
     RecvPages(const RecvPages&) = delete;
     RecvPages& operator=(const RecvPages&) = delete;
 
-    // A completion consumed `len` (> 0) bytes of buffer `bid`; `more` = IORING_CQE_F_BUF_MORE.
+    // A completion consumed `len` bytes of buffer `bid`; `more` = IORING_CQE_F_BUF_MORE.
     std::byte* take(std::uint16_t bid, std::uint32_t len, bool more) noexcept;
     // Frees a fragment taken here (or any fragment of the pool): local when its page is in the
     // ring.

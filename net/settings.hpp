@@ -23,8 +23,22 @@ struct TcpListenerSettings {
     std::uint32_t max_inflight_bytes = 1024 * 1024;  // per direction
 };
 
+struct UdpListenerSettings {
+    std::string name;
+    SockAddr listen;
+    std::vector<SockAddr> upstreams;
+    Millis session_timeout{30000};
+    std::uint32_t max_sessions = 10000;           // per worker
+    std::uint32_t max_sessions_per_source = 256;  // per client IP, per worker
+};
+
 struct WorkerSettings {
     PoolConfig memory;
+    // UDP receives: one datagram per buffer (a datagram must never be split), so pages of order 5
+    // (128 KiB) hold the largest (65507 bytes) with the recvmsg header and source address.
+    PoolConfig udp_memory{std::size_t{16} << 20, 5, 0, false};
+    unsigned udp_recv_buffers = 32;
+    std::vector<UdpListenerSettings> udp_listeners;
     unsigned buf_ring_pages = 16;  // pages offered to the kernel for receives at once
     bool send_zc = false;          // send_zc with fixed buffers instead of send
     std::vector<TcpListenerSettings> listeners;

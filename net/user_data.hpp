@@ -17,6 +17,11 @@ enum class Op : std::uint8_t {
     kClose,        // close of an fd no connection owns any more
     kTick,         // the once-a-second timer (idle timeouts)
     kWake,         // the stop eventfd
+    kUdpRecv,      // multishot recvmsg on a UDP listener (slot = listener)
+    kUdpUpRecv,    // multishot recv on a session's connected upstream socket (slot = session)
+    kUdpSend,      // a datagram on its way (slot = send node)
+    kUdpCancel,    // cancel of a session's receive (slot = session)
+    kUdpMisc,      // cancel or close nothing waits for
 };
 
 struct Tag {

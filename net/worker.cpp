@@ -117,6 +117,10 @@ void Worker::setup() {
                      ring_->features().describe().c_str(), pow2_at_least(settings_.buf_ring_pages),
                      pool_->block_bytes() >> 10);
     now_ms_ = coarse_now_ms();
+    if (!settings_.udp_listeners.empty()) {
+        udp_ = std::make_unique<UdpRelay>(*ring_, settings_, index_, udp_stats_);
+        udp_->after_batch(now_ms_);
+    }
     for (unsigned i = 0; i < listen_fds_.size(); ++i)
         arm_accept(i);
     arm_tick();
@@ -126,7 +130,7 @@ void Worker::setup() {
 
 void Worker::loop() noexcept {
     io_uring* ring = ring_->get();
-    while (!stopping_ || live_conns_ > 0 || misc_pending_ > 0) {
+    while (!stopping_ || live_conns_ > 0 || misc_pending_ > 0 || (udp_ && !udp_->idle())) {
         int rc = io_uring_submit_and_wait(ring, 1);
         if (rc < 0 && rc != -EINTR && rc != -EBUSY && rc != -EAGAIN) {
             std::fprintf(stderr, "fragproxy: worker %u: io_uring_enter: %d\n", index_, rc);
@@ -142,6 +146,7 @@ void Worker::loop() noexcept {
         io_uring_cq_advance(ring, seen);
         if (recv_->offered() < pow2_at_least(settings_.buf_ring_pages)) recv_->replenish();
         if (!starved_.empty()) rearm_starved();
+        if (udp_) udp_->after_batch(now_ms_);
     }
 }
 
@@ -157,6 +162,12 @@ void Worker::handle(io_uring_cqe* cqe) noexcept {
         case Op::kClose:
             --misc_pending_;
             return;
+        case Op::kUdpRecv:
+        case Op::kUdpUpRecv:
+        case Op::kUdpSend:
+        case Op::kUdpCancel:
+        case Op::kUdpMisc:
+            return udp_->handle(t, cqe);
         default:
             break;
     }
@@ -228,6 +239,7 @@ void Worker::arm_tick() noexcept {
 void Worker::on_tick() noexcept {
     --misc_pending_;
     if (stopping_) return;
+    if (udp_) udp_->tick(now_ms_);
     for (std::uint32_t slot = 0; slot < conns_.size(); ++slot) {
         Conn& c = conns_[slot];
         if (!c.live || c.closing) continue;
@@ -267,6 +279,7 @@ void Worker::begin_stop() noexcept {
     }
     for (std::uint32_t slot = 0; slot < conns_.size(); ++slot)
         if (conns_[slot].live) close_conn(conns_[slot], slot, false);
+    if (udp_) udp_->stop();
 }
 
 void Worker::close_fd(int fd) noexcept {
@@ -296,6 +309,11 @@ void Worker::teardown() noexcept {
     }
     leaked_pages_ = pool_ ? pool_->pages_in_use() : 0;
     leaked_fds_ = open_fds_;
+    if (udp_) {
+        leaked_pages_ += udp_->leaked_pages();
+        leaked_fds_ += udp_->open_fds();
+    }
+    udp_.reset();
     recv_.reset();
     fixed_.reset();
     ring_.reset();

@@ -23,6 +23,7 @@
 #include "net/recv_pages.hpp"
 #include "net/ring.hpp"
 #include "net/settings.hpp"
+#include "net/udp_relay.hpp"
 #include "net/user_data.hpp"
 
 namespace fp::net {
@@ -50,6 +51,7 @@ class Worker {
     // Stops accepting, closes every connection (in-flight sends are cut), waits for the thread.
     void stop();
     const WorkerStats& stats() const noexcept { return stats_; }
+    const UdpStats& udp_stats() const noexcept { return udp_stats_; }
     // After stop(): what the worker still held when it ended. Both 0 unless something leaked.
     std::size_t leaked_pages() const noexcept { return leaked_pages_; }
     long leaked_fds() const noexcept { return leaked_fds_; }
@@ -130,6 +132,7 @@ class Worker {
     std::unique_ptr<FixedBuffers> fixed_;
     std::unique_ptr<RecvPages> recv_;
     std::unique_ptr<NodePool> nodes_;
+    std::unique_ptr<UdpRelay> udp_;
     std::vector<int> listen_fds_;
     std::vector<Conn> conns_;
     std::vector<std::uint32_t> free_slots_;
@@ -143,6 +146,7 @@ class Worker {
     long open_fds_ = 0;
 
     WorkerStats stats_;
+    UdpStats udp_stats_;
     std::size_t leaked_pages_ = 0;
     long leaked_fds_ = 0;
 };

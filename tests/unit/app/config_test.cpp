@@ -76,7 +76,7 @@ TEST_CASE("bad configs are rejected with file:line:col") {
     CHECK(error_of("listeners:\n  - name: a\n    listen: ::1:80\n    upstreams: [127.0.0.1:2]\n") ==
           "f.yaml:3:13: listeners[0].listen '::1:80': IPv6 addresses need [brackets]:port");
     CHECK(error_of(base + "  - name: b\n    listen: 127.0.0.1:1\n    upstreams: [127.0.0.1:3]\n") ==
-          "f.yaml:6:13: listen address 127.0.0.1:1 is already used by listener 'a'");
+          "f.yaml:6:13: tcp listen address 127.0.0.1:1 is already used by listener 'a'");
     CHECK(error_of(base + "    timeouts: {connect: 5 s}\n") ==
           "f.yaml:5:25: listeners[0].timeouts.connect must be a positive duration like 250ms, 5s, "
           "2m");
@@ -87,8 +87,7 @@ TEST_CASE("bad configs are rejected with file:line:col") {
           "f.yaml:1:22: memory.page_order = 12 is out of range 0..9");
     CHECK(error_of("workers: many\n" + base) == "f.yaml:1:10: workers must be 'auto' or 1..256");
     CHECK(error_of(base + "    protocol: sctp\n") ==
-          "f.yaml:5:15: listeners[0].protocol 'sctp' is not supported (tcp; udp comes with issue "
-          "#4)");
+          "f.yaml:5:15: listeners[0].protocol 'sctp' is not supported (tcp or udp)");
     CHECK(error_of("listeners:\n  - name: a\n    listen: 127.0.0.1:1\n    upstreams: []\n") ==
           "f.yaml:4:16: listeners[0].upstreams must be a non-empty list of addresses");
     CHECK(error_of("listeners: [\n").rfind("f.yaml:2:1: ", 0) == 0);  // a YAML syntax error
@@ -109,4 +108,33 @@ TEST_CASE("durations and sizes") {
     CHECK(*parse_size("2GiB") == 2ull << 30);
     CHECK_FALSE(parse_size("64MB"));
     CHECK_FALSE(parse_size("MiB"));
+}
+
+TEST_CASE("udp listeners have their own keys; tcp and udp may share a port") {
+    auto c = parse_config(R"(listeners:
+  - {name: dns, protocol: udp, listen: "127.0.0.1:5353", upstreams: ["127.0.0.1:53"],
+     session_timeout: 2s, max_sessions: 50, max_sessions_per_source: 4}
+  - {name: dns-tcp, listen: "127.0.0.1:5353", upstreams: ["127.0.0.1:53"]}
+)",
+                          "f.yaml");
+    REQUIRE(c.worker.udp_listeners.size() == 1);
+    REQUIRE(c.worker.listeners.size() == 1);
+    const auto& u = c.worker.udp_listeners[0];
+    CHECK(u.session_timeout.count() == 2000);
+    CHECK(u.max_sessions == 50);
+    CHECK(u.max_sessions_per_source == 4);
+    CHECK(fp::app::describe(c).find("protocol: udp") != std::string::npos);
+    std::string udp =
+        "listeners:\n  - name: a\n    protocol: udp\n    listen: 127.0.0.1:1\n"
+        "    upstreams: [127.0.0.1:2]\n";
+    CHECK(error_of(udp + "    max_connections: 5\n") ==
+          "f.yaml:6:5: unknown key listeners[0].max_connections");
+    CHECK(
+        error_of(udp + "    session_timeout: soon\n") ==
+        "f.yaml:6:22: listeners[0].session_timeout must be a positive duration like 250ms, 5s, 2m");
+    CHECK(
+        error_of(
+            udp +
+            "  - {name: b, protocol: udp, listen: '127.0.0.1:1', upstreams: ['127.0.0.1:3']}\n") ==
+        "f.yaml:6:38: udp listen address 127.0.0.1:1 is already used by listener 'a'");
 }

@@ -1,0 +1,396 @@
+// UDP relay. CQE results, per operation:
+//   listener recvmsg  >= 0 a datagram (header, source, payload); -ENOBUFS no buffer: re-arm when
+//                     pages return; anything else: re-arm (a listener never closes on an error)
+//   session recv      >= 0 a reply datagram (0 bytes is a datagram too); -ECONNREFUSED (ICMP
+//                     port unreachable from the upstream) or another error: end the session;
+//                     -ENOBUFS: re-arm later; -ECANCELED: our close
+//   send              >= 0 sent; < 0 dropped and counted (UDP: the peer may lose it anyway)
+#include "net/udp_relay.hpp"
+
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <system_error>
+
+#include "net/uapi.hpp"
+
+namespace fp::net {
+namespace {
+
+constexpr std::uint16_t kUdpGroup = 1;
+constexpr std::uint32_t kSendNodes = 8192;
+
+int udp_listen_socket(const SockAddr& addr) {
+    int fd = ::socket(addr.family(), SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) throw std::system_error(errno, std::generic_category(), "socket");
+    int one = 1;
+    ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    ::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+    if (addr.family() == AF_INET6) ::setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+    if (::bind(fd, addr.sa(), addr.len) != 0) {
+        int err = errno;
+        ::close(fd);
+        throw std::system_error(err, std::generic_category(), "udp listen on " + addr.str());
+    }
+    return fd;
+}
+
+}  // namespace
+
+bool UdpRelay::Key::operator==(const Key& o) const noexcept {
+    return std::memcmp(this, &o, sizeof *this) == 0;
+}
+
+std::size_t UdpRelay::KeyHash::operator()(const Key& k) const noexcept {
+    std::uint64_t h = 1469598103934665603ull;  // FNV-1a
+    auto* p = reinterpret_cast<const unsigned char*>(&k);
+    for (std::size_t i = 0; i < sizeof k; ++i)
+        h = (h ^ p[i]) * 1099511628211ull;
+    return h;
+}
+
+UdpRelay::Key UdpRelay::key(unsigned listener, const SockAddr& a, bool with_port) noexcept {
+    Key k;
+    k.listener = std::uint8_t(listener);
+    k.family = std::uint8_t(a.family());
+    if (a.family() == AF_INET) {
+        auto* v4 = reinterpret_cast<const sockaddr_in*>(&a.ss);
+        std::memcpy(k.addr, &v4->sin_addr, 4);
+        k.port = with_port ? v4->sin_port : 0;
+    } else {
+        auto* v6 = reinterpret_cast<const sockaddr_in6*>(&a.ss);
+        std::memcpy(k.addr, &v6->sin6_addr, 16);
+        k.port = with_port ? v6->sin6_port : 0;
+    }
+    return k;
+}
+
+UdpRelay::UdpRelay(Ring& ring, const WorkerSettings& settings, unsigned worker_index,
+                   UdpStats& stats)
+    : ring_(ring), settings_(settings), stats_(stats) {
+    (void)worker_index;
+    pool_ = std::make_unique<PagePool>(settings.udp_memory);
+    unsigned entries = 1;
+    while (entries < settings.udp_recv_buffers)
+        entries <<= 1;
+    recv_ = std::make_unique<RecvPages>(ring_, *pool_, entries, kUdpGroup, false);
+    std::size_t max_sessions = 0;
+    for (const auto& l : settings.udp_listeners)
+        max_sessions += l.max_sessions;
+    sessions_.reserve(max_sessions);
+    free_sessions_.reserve(max_sessions);
+    by_client_.reserve(max_sessions);
+    per_source_.reserve(max_sessions);
+    nodes_ = std::make_unique<SendNode[]>(kSendNodes);
+    for (std::uint32_t i = kSendNodes; i-- > 0;) {
+        nodes_[i].next = free_nodes_;
+        free_nodes_ = &nodes_[i];
+    }
+    listeners_.resize(settings.udp_listeners.size());
+    for (unsigned i = 0; i < listeners_.size(); ++i) {
+        Listener& l = listeners_[i];
+        l.fd = udp_listen_socket(settings.udp_listeners[i].listen);
+        l.msg.msg_namelen = sizeof(sockaddr_in6);
+        l.rr = std::uint16_t(worker_index);
+        arm_listener(i);
+    }
+}
+
+UdpRelay::~UdpRelay() {
+    for (Listener& l : listeners_)
+        if (l.fd >= 0) ::close(l.fd);
+}
+
+std::size_t UdpRelay::leaked_pages() noexcept {
+    recv_->drain();
+    return pool_->pages_in_use();
+}
+
+io_uring_sqe* UdpRelay::sqe(Op op, std::uint32_t slot, std::uint32_t gen) noexcept {
+    io_uring_sqe* s = ring_.sqe();
+    if (s) {
+        io_uring_sqe_set_data64(s, Tag{op, 0, slot, gen}.pack());
+        ++pending_;
+    }
+    return s;
+}
+
+std::byte* UdpRelay::take(io_uring_cqe* cqe) noexcept {
+    if (!(cqe->flags & IORING_CQE_F_BUFFER)) return nullptr;
+    return recv_->take(std::uint16_t(cqe->flags >> IORING_CQE_BUFFER_SHIFT),
+                       std::uint32_t(cqe->res > 0 ? cqe->res : 0), false);
+}
+
+void UdpRelay::arm_listener(unsigned i) noexcept {
+    Listener& l = listeners_[i];
+    if (l.armed || stopping_) return;
+    if (recv_->offered() == 0) {
+        l.starved = any_starved_ = true;
+        return;
+    }
+    io_uring_sqe* s = sqe(Op::kUdpRecv, i, 0);
+    if (!s) return;
+    io_uring_prep_recvmsg_multishot(s, l.fd, &l.msg, 0);
+    s->flags |= IOSQE_BUFFER_SELECT;
+    s->buf_group = kUdpGroup;
+    l.armed = true;
+    l.starved = false;
+}
+
+void UdpRelay::on_listener(unsigned i, io_uring_cqe* cqe) noexcept {
+    Listener& l = listeners_[i];
+    if (!(cqe->flags & IORING_CQE_F_MORE)) {
+        --pending_;
+        l.armed = false;
+    }
+    std::byte* buf = cqe->res >= 0 ? take(cqe) : nullptr;
+    if (cqe->res == -ENOBUFS) {
+        l.starved = any_starved_ = true;
+        stats_.dropped_no_buffer.add();
+    }
+    if (buf) {
+        auto* out = io_uring_recvmsg_validate(buf, cqe->res, &l.msg);
+        bool ok = out && !(out->flags & MSG_TRUNC) && !stopping_;
+        std::uint32_t slot =
+            ok ? find_or_open(i, static_cast<const sockaddr*>(io_uring_recvmsg_name(out)),
+                              socklen_t(out->namelen))
+               : UINT32_MAX;
+        if (slot != UINT32_MAX) {
+            Session& s = sessions_[slot];
+            s.last_active = now_ms_;
+            stats_.datagrams_in.add();
+            auto* payload = static_cast<std::byte*>(io_uring_recvmsg_payload(out, &l.msg));
+            if (!send(s.fd, buf, payload, out->payloadlen, nullptr)) recv_->free(buf);
+        } else {
+            recv_->free(buf);
+        }
+    }
+    if (!l.armed && !l.starved) arm_listener(i);
+}
+
+std::uint32_t UdpRelay::find_or_open(unsigned li, const sockaddr* from, socklen_t len) noexcept {
+    SockAddr client;
+    std::memcpy(&client.ss, from, std::min<std::size_t>(len, sizeof client.ss));
+    client.len = len;
+    auto it = by_client_.find(key(li, client, true));
+    if (it != by_client_.end()) return sessions_[it->second].closing ? UINT32_MAX : it->second;
+    const auto& ls = settings_.udp_listeners[li];
+    std::uint32_t& per_source = per_source_[key(li, client, false)];
+    if (by_client_.size() >= sessions_.capacity() || per_source >= ls.max_sessions_per_source ||
+        (free_sessions_.empty() && sessions_.size() == sessions_.capacity())) {
+        if (per_source == 0) per_source_.erase(key(li, client, false));
+        stats_.sessions_refused.add();
+        return UINT32_MAX;
+    }
+    Listener& l = listeners_[li];
+    const SockAddr& up = ls.upstreams[l.rr++ % ls.upstreams.size()];
+    int fd = ::socket(up.family(), SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0 || ::connect(fd, up.sa(), up.len) != 0) {  // a UDP connect sends nothing
+        if (fd >= 0) ::close(fd);
+        if (per_source == 0) per_source_.erase(key(li, client, false));
+        stats_.upstream_errors.add();
+        return UINT32_MAX;
+    }
+    ++open_fds_;
+    ++per_source;
+    std::uint32_t slot;
+    if (!free_sessions_.empty()) {
+        slot = free_sessions_.back();
+        free_sessions_.pop_back();
+    } else {
+        slot = std::uint32_t(sessions_.size());
+        sessions_.emplace_back();
+    }
+    Session& s = sessions_[slot];
+    std::uint32_t gen = s.gen + 1;
+    s = Session{};
+    s.gen = gen;
+    s.live = true;
+    s.listener = std::uint16_t(li);
+    s.fd = fd;
+    s.client = client;
+    s.last_active = now_ms_;
+    by_client_.emplace(key(li, client, true), slot);
+    stats_.sessions.add();
+    arm_session(slot);
+    return slot;
+}
+
+void UdpRelay::arm_session(std::uint32_t slot) noexcept {
+    Session& s = sessions_[slot];
+    if (s.recv_armed || s.closing) return;
+    if (recv_->offered() == 0) {
+        s.starved = any_starved_ = true;
+        return;
+    }
+    io_uring_sqe* q = sqe(Op::kUdpUpRecv, slot, s.gen);
+    if (!q) return;
+    io_uring_prep_recv_multishot(q, s.fd, nullptr, 0, 0);
+    q->flags |= IOSQE_BUFFER_SELECT;
+    q->buf_group = kUdpGroup;
+    s.recv_armed = true;
+    s.starved = false;
+    ++s.pending;
+}
+
+void UdpRelay::on_session(std::uint32_t slot, io_uring_cqe* cqe) noexcept {
+    Session& s = sessions_[slot];
+    if (!(cqe->flags & IORING_CQE_F_MORE)) {
+        --s.pending;
+        s.recv_armed = false;
+    }
+    std::byte* buf = cqe->res >= 0 ? take(cqe) : nullptr;
+    if (cqe->res >= 0) {  // a datagram; 0 bytes is one too, and may come without a buffer
+        if (s.closing) {
+            if (buf) recv_->free(buf);
+        } else {
+            s.last_active = now_ms_;
+            Listener& l = listeners_[s.listener];
+            if (!send(l.fd, buf, buf, std::uint32_t(cqe->res), &s.client) && buf) recv_->free(buf);
+        }
+    } else if (cqe->res == -ENOBUFS) {
+        s.starved = any_starved_ = true;
+        stats_.dropped_no_buffer.add();
+    } else if (cqe->res < 0 && cqe->res != -ECANCELED && !s.closing) {
+        stats_.upstream_errors.add();  // e.g. ICMP port unreachable: this session ends, no more
+        close_session(slot);
+    }
+    if (s.closing) return finish_session(slot);
+    if (!s.recv_armed && !s.starved) arm_session(slot);
+}
+
+// Queues one datagram. to == null: the connected upstream socket; else the client, via sendmsg.
+bool UdpRelay::send(int fd, std::byte* frag, const std::byte* payload, std::uint32_t len,
+                    const SockAddr* to) noexcept {
+    SendNode* n = free_nodes_;
+    if (!n) {
+        stats_.dropped_no_buffer.add();
+        return false;
+    }
+    io_uring_sqe* q = sqe(Op::kUdpSend, std::uint32_t(n - nodes_.get()), 0);
+    if (!q) return false;
+    free_nodes_ = n->next;
+    n->frag = frag;
+    n->iov = {const_cast<std::byte*>(payload), len};
+    n->msg = {};
+    n->msg.msg_iov = &n->iov;
+    n->msg.msg_iovlen = 1;
+    if (to) {
+        std::memcpy(&n->to, &to->ss, to->len);
+        n->msg.msg_name = &n->to;
+        n->msg.msg_namelen = to->len;
+    }
+    io_uring_prep_sendmsg(q, fd, &n->msg, 0);
+    return true;
+}
+
+void UdpRelay::on_send(std::uint32_t node, int res) noexcept {
+    --pending_;
+    SendNode* n = &nodes_[node];
+    if (res >= 0)
+        stats_.datagrams_out.add();
+    else
+        stats_.upstream_errors.add();
+    if (n->frag) recv_->free(n->frag);
+    n->frag = nullptr;
+    n->next = free_nodes_;
+    free_nodes_ = n;
+}
+
+void UdpRelay::close_session(std::uint32_t slot) noexcept {
+    Session& s = sessions_[slot];
+    if (s.closing) return;
+    s.closing = true;
+    if (s.recv_armed) {
+        if (io_uring_sqe* q = sqe(Op::kUdpCancel, slot, s.gen)) {
+            io_uring_prep_cancel_fd(q, s.fd, IORING_ASYNC_CANCEL_ALL);
+            ++s.pending;
+        }
+    }
+    finish_session(slot);
+}
+
+void UdpRelay::finish_session(std::uint32_t slot) noexcept {
+    Session& s = sessions_[slot];
+    if (!s.closing || s.pending || !s.live) return;
+    close_fd(s.fd);
+    s.fd = -1;
+    s.live = false;
+    by_client_.erase(key(s.listener, s.client, true));
+    auto src = per_source_.find(key(s.listener, s.client, false));
+    if (src != per_source_.end() && --src->second == 0) per_source_.erase(src);
+    free_sessions_.push_back(slot);
+}
+
+void UdpRelay::close_fd(int fd) noexcept {
+    --open_fds_;
+    io_uring_sqe* q = sqe(Op::kUdpMisc, 0, 0);
+    if (!q) {
+        --pending_;
+        ::close(fd);
+        return;
+    }
+    io_uring_prep_close(q, fd);
+}
+
+void UdpRelay::handle(const Tag& t, io_uring_cqe* cqe) noexcept {
+    switch (t.op) {
+        case Op::kUdpRecv:
+            return on_listener(t.slot, cqe);
+        case Op::kUdpSend:
+            return on_send(t.slot, cqe->res);
+        case Op::kUdpMisc:
+            --pending_;
+            return;
+        default:
+            break;
+    }
+    if (t.slot >= sessions_.size() || sessions_[t.slot].gen != t.gen || !sessions_[t.slot].live) {
+        if (!(cqe->flags & IORING_CQE_F_MORE)) --pending_;
+        if (std::byte* buf = cqe->res >= 0 ? take(cqe) : nullptr) recv_->free(buf);
+        return;
+    }
+    if (t.op == Op::kUdpUpRecv) {
+        if (!(cqe->flags & IORING_CQE_F_MORE)) --pending_;
+        return on_session(t.slot, cqe);
+    }
+    --pending_;  // kUdpCancel
+    --sessions_[t.slot].pending;
+    finish_session(t.slot);
+}
+
+void UdpRelay::tick(std::uint64_t now_ms) noexcept {
+    now_ms_ = now_ms;
+    for (std::uint32_t slot = 0; slot < sessions_.size(); ++slot) {
+        Session& s = sessions_[slot];
+        if (!s.live || s.closing) continue;
+        auto limit = std::uint64_t(settings_.udp_listeners[s.listener].session_timeout.count());
+        if (now_ms - s.last_active < limit) continue;
+        stats_.sessions_expired.add();
+        close_session(slot);
+    }
+}
+
+void UdpRelay::after_batch(std::uint64_t now_ms) noexcept {
+    now_ms_ = now_ms;
+    recv_->replenish();
+    if (!any_starved_ || recv_->offered() == 0) return;
+    any_starved_ = false;
+    for (unsigned i = 0; i < listeners_.size(); ++i)
+        if (listeners_[i].starved) arm_listener(i);
+    for (std::uint32_t slot = 0; slot < sessions_.size(); ++slot)
+        if (sessions_[slot].live && sessions_[slot].starved) arm_session(slot);
+}
+
+void UdpRelay::stop() noexcept {
+    stopping_ = true;
+    for (Listener& l : listeners_) {
+        if (!l.armed) continue;
+        if (io_uring_sqe* q = sqe(Op::kUdpMisc, 0, 0)) io_uring_prep_cancel_fd(q, l.fd, 0);
+    }
+    for (std::uint32_t slot = 0; slot < sessions_.size(); ++slot)
+        if (sessions_[slot].live) close_session(slot);
+}
+
+}  // namespace fp::net

@@ -1,0 +1,127 @@
+#pragma once
+// UdpRelay: a worker's UDP listeners and their sessions. A session is one client address on one
+// listener, with its own connected upstream socket, so the upstream's replies find their client;
+// replies go back from the listener's socket with sendmsg, only ever to a client that sent first
+// (no reflection, no amplification). session_timeout ends idle sessions; max_sessions and a per-
+// source cap bound them (new sessions past a cap are dropped and counted; existing ones go on).
+//
+// Receive: multishot recvmsg / recv with buffer select from the relay's own provided-buffer ring.
+// A datagram must never be split or merged, so its buffers are not consumed incrementally: each
+// buffer is a whole 128 KiB page, enough for 65507 bytes plus the recvmsg header and the source
+// address; the datagram is a fragment of that page, sent as it is and freed when the send
+// completes, which returns the page to the ring.
+//
+// Owner thread only; CQEs come from the worker's loop through handle().
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <cstdint>
+#include <memory>
+#include <unordered_map>
+#include <vector>
+
+#include "alloc/counter.hpp"
+#include "alloc/page_pool.hpp"
+#include "net/recv_pages.hpp"
+#include "net/ring.hpp"
+#include "net/settings.hpp"
+#include "net/user_data.hpp"
+
+namespace fp::net {
+
+struct UdpStats {
+    Counter datagrams_in, datagrams_out, sessions, sessions_expired, sessions_refused;
+    Counter dropped_caps, dropped_no_buffer, upstream_errors;
+};
+
+class UdpRelay {
+  public:
+    UdpRelay(Ring& ring, const WorkerSettings& settings, unsigned worker_index, UdpStats& stats);
+    ~UdpRelay();
+    UdpRelay(const UdpRelay&) = delete;
+    UdpRelay& operator=(const UdpRelay&) = delete;
+
+    void handle(const Tag& t, io_uring_cqe* cqe) noexcept;
+    void tick(std::uint64_t now_ms) noexcept;         // session timeouts
+    void after_batch(std::uint64_t now_ms) noexcept;  // replenish, re-arm starved receives
+    void stop() noexcept;                             // no new datagrams; end every session
+    bool idle() const noexcept { return pending_ == 0; }
+    std::size_t leaked_pages() noexcept;
+    long open_fds() const noexcept { return open_fds_; }
+
+  private:
+    struct Session {
+        std::uint32_t gen = 0;
+        bool live = false;
+        bool closing = false;
+        bool recv_armed = false;
+        bool starved = false;
+        std::uint16_t listener = 0;
+        int fd = -1;
+        std::uint32_t pending = 0;
+        std::uint64_t last_active = 0;
+        SockAddr client;
+    };
+    struct SendNode {
+        msghdr msg{};
+        iovec iov{};
+        sockaddr_storage to{};
+        std::byte* frag = nullptr;  // the received buffer's start, freed when the send completes
+        SendNode* next = nullptr;
+    };
+    struct Listener {
+        int fd = -1;
+        msghdr msg{};  // recvmsg template: how much room the source address gets in each buffer
+        bool armed = false;
+        bool starved = false;
+        std::uint16_t rr = 0;
+    };
+
+    io_uring_sqe* sqe(Op op, std::uint32_t slot, std::uint32_t gen) noexcept;
+    void arm_listener(unsigned i) noexcept;
+    void on_listener(unsigned i, io_uring_cqe* cqe) noexcept;
+    void arm_session(std::uint32_t slot) noexcept;
+    void on_session(std::uint32_t slot, io_uring_cqe* cqe) noexcept;
+    std::uint32_t find_or_open(unsigned listener, const sockaddr* from, socklen_t len) noexcept;
+    void close_session(std::uint32_t slot) noexcept;
+    void finish_session(std::uint32_t slot) noexcept;
+    bool send(int fd, std::byte* frag, const std::byte* payload, std::uint32_t len,
+              const SockAddr* to) noexcept;
+    void on_send(std::uint32_t node, int res) noexcept;
+    void close_fd(int fd) noexcept;
+    std::byte* take(io_uring_cqe* cqe) noexcept;
+
+    // A client (listener, address, port) or a source (listener, address; port 0). Fixed size:
+    // looking one up allocates nothing.
+    struct Key {
+        std::uint8_t listener = 0;
+        std::uint8_t family = 0;
+        std::uint16_t port = 0;
+        std::uint8_t addr[16] = {};
+        bool operator==(const Key& o) const noexcept;
+    };
+    struct KeyHash {
+        std::size_t operator()(const Key& k) const noexcept;
+    };
+    static Key key(unsigned listener, const SockAddr& a, bool with_port) noexcept;
+
+    Ring& ring_;
+    const WorkerSettings& settings_;
+    std::unique_ptr<PagePool> pool_;
+    std::unique_ptr<RecvPages> recv_;
+    std::vector<Listener> listeners_;
+    std::vector<Session> sessions_;
+    std::vector<std::uint32_t> free_sessions_;
+    std::unordered_map<Key, std::uint32_t, KeyHash> by_client_;
+    std::unordered_map<Key, std::uint32_t, KeyHash> per_source_;
+    std::unique_ptr<SendNode[]> nodes_;
+    SendNode* free_nodes_ = nullptr;
+    std::uint64_t now_ms_ = 0;
+    std::uint32_t pending_ = 0;  // every SQE of the relay whose last CQE has not arrived
+    bool stopping_ = false;
+    bool any_starved_ = false;
+    long open_fds_ = 0;
+    UdpStats& stats_;
+};
+
+}  // namespace fp::net
