@@ -29,22 +29,28 @@ class Proxy:
         lines = [f"workers: {workers}", f"memory: {memory}", "listeners:"]
         for i, l in enumerate(listeners):
             ups = ", ".join(f'"{fmt(*u)}"' for u in l["upstreams"])
-            lines += [f"  - name: l{i}", "    protocol: tcp",
+            lines += [f"  - name: l{i}", f"    protocol: {l.get('protocol', 'tcp')}",
                       f'    listen: "{fmt(*l["listen"])}"', f"    upstreams: [{ups}]"]
             lines += ["    " + x for x in l.get("extra", [])]
         fd, self.config = tempfile.mkstemp(suffix=".yaml")
         with os.fdopen(fd, "w") as f:
             f.write("\n".join(lines) + "\n")
         self.proc = None
-        self.log = tempfile.TemporaryFile(mode="w+")
+        self.log = tempfile.NamedTemporaryFile(mode="w", suffix=".log")
 
-    def start(self, listen_probe):
+    def start(self, listen_probe=None):
         self.proc = subprocess.Popen([self.binary, "-c", self.config], stdout=self.log,
                                      stderr=subprocess.STDOUT)
         deadline = time.time() + 10
         while time.time() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError("fragproxy exited at start:\n" + self.output())
+            if listen_probe is None:  # UDP: wait for the start banner
+                if "udp " in self.output():
+                    time.sleep(0.1)
+                    return self
+                time.sleep(0.05)
+                continue
             try:
                 with socket.create_connection(listen_probe, timeout=0.2):
                     return self
@@ -72,8 +78,8 @@ class Proxy:
         return self.proc.returncode, self.output()
 
     def output(self):
-        self.log.seek(0)
-        return self.log.read()
+        with open(self.log.name) as f:  # its own offset: the child's appends are untouched
+            return f.read()
 
 
 async def read_all(reader, slow=False):
