@@ -269,6 +269,16 @@ Config load_config(const std::string& path) {
     return parse_config(ss.str(), path);
 }
 
+// "  - name: N\n    protocol: P\n    listen: A\n    upstreams: [B, C]\n" for --check.
+template <class Listener>
+void describe_common(std::ostream& o, const Listener& l, const char* protocol) {
+    o << "  - name: " << l.name << "\n    protocol: " << protocol
+      << "\n    listen: " << l.listen.str() << "\n    upstreams: [";
+    for (std::size_t i = 0; i < l.upstreams.size(); ++i)
+        o << (i ? ", " : "") << l.upstreams[i].str();
+    o << "]\n";
+}
+
 std::string describe(const Config& c) {
     std::ostringstream o;
     const auto& w = c.worker;
@@ -277,21 +287,15 @@ std::string describe(const Config& c) {
       << ", recv_pages: " << w.buf_ring_pages
       << ", hugetlb: " << (w.memory.hugetlb ? "true" : "false") << "}\nlisteners:\n";
     for (const auto& l : w.listeners) {
-        o << "  - name: " << l.name << "\n    protocol: tcp\n    listen: " << l.listen.str()
-          << "\n    upstreams: [";
-        for (std::size_t i = 0; i < l.upstreams.size(); ++i)
-            o << (i ? ", " : "") << l.upstreams[i].str();
-        o << "]\n    timeouts: {connect: " << l.connect_timeout.count()
+        describe_common(o, l, "tcp");
+        o << "    timeouts: {connect: " << l.connect_timeout.count()
           << "ms, idle: " << l.idle_timeout.count()
           << "ms}\n    max_connections: " << l.max_connections
           << "\n    max_inflight_kib: " << l.max_inflight_bytes / 1024 << "\n";
     }
     for (const auto& l : w.udp_listeners) {
-        o << "  - name: " << l.name << "\n    protocol: udp\n    listen: " << l.listen.str()
-          << "\n    upstreams: [";
-        for (std::size_t i = 0; i < l.upstreams.size(); ++i)
-            o << (i ? ", " : "") << l.upstreams[i].str();
-        o << "]\n    session_timeout: " << l.session_timeout.count()
+        describe_common(o, l, "udp");
+        o << "    session_timeout: " << l.session_timeout.count()
           << "ms\n    max_sessions: " << l.max_sessions
           << "\n    max_sessions_per_source: " << l.max_sessions_per_source << "\n";
     }

@@ -40,18 +40,25 @@ class NaiveFragAlloc {
     std::size_t offset_ = 0;
 };
 
-void bm_frag_cache(benchmark::State& state) {
-    fp::PagePool pool(fp::PoolConfig{64 * kMiB, 4, 0, false});
-    fp::FragCache cache(pool);
+// The measured loop, shared by every allocator: a burst of kBatch allocations, then their frees.
+template <class Alloc, class Free>
+void burst(benchmark::State& state, Alloc&& alloc, Free&& free) {
     const auto size = static_cast<std::size_t>(state.range(0));
     void* frags[kBatch];
     for (auto _ : state) {
         for (auto& f : frags)
-            benchmark::DoNotOptimize(f = cache.alloc(size));
+            benchmark::DoNotOptimize(f = alloc(size));
         for (auto* f : frags)
-            cache.free(f);
+            free(f);
     }
     state.SetItemsProcessed(state.iterations() * kBatch);
+}
+
+void bm_frag_cache(benchmark::State& state) {
+    fp::PagePool pool(fp::PoolConfig{64 * kMiB, 4, 0, false});
+    fp::FragCache cache(pool);
+    burst(
+        state, [&](std::size_t n) { return cache.alloc(n); }, [&](void* f) { cache.free(f); });
 }
 
 // The same cache, but every fragment freed with frag_free(): one atomic decrement each, as the
@@ -59,41 +66,22 @@ void bm_frag_cache(benchmark::State& state) {
 void bm_frag_cache_atomic_free(benchmark::State& state) {
     fp::PagePool pool(fp::PoolConfig{64 * kMiB, 4, 0, false});
     fp::FragCache cache(pool);
-    const auto size = static_cast<std::size_t>(state.range(0));
-    void* frags[kBatch];
-    for (auto _ : state) {
-        for (auto& f : frags)
-            benchmark::DoNotOptimize(f = cache.alloc(size));
-        for (auto* f : frags)
-            fp::frag_free(pool, f);
-    }
-    state.SetItemsProcessed(state.iterations() * kBatch);
+    burst(
+        state, [&](std::size_t n) { return cache.alloc(n); },
+        [&](void* f) { fp::frag_free(pool, f); });
 }
 
 void bm_malloc(benchmark::State& state) {
-    const auto size = static_cast<std::size_t>(state.range(0));
-    void* frags[kBatch];
-    for (auto _ : state) {
-        for (auto& f : frags)
-            benchmark::DoNotOptimize(f = std::malloc(size));
-        for (auto* f : frags)
-            std::free(f);
-    }
-    state.SetItemsProcessed(state.iterations() * kBatch);
+    burst(
+        state, [](std::size_t n) { return std::malloc(n); }, [](void* f) { std::free(f); });
 }
 
 void bm_naive_atomic(benchmark::State& state) {
     fp::PagePool pool(fp::PoolConfig{64 * kMiB, 4, 0, false});
     NaiveFragAlloc naive(pool);
-    const auto size = static_cast<std::size_t>(state.range(0));
-    void* frags[kBatch];
-    for (auto _ : state) {
-        for (auto& f : frags)
-            benchmark::DoNotOptimize(f = naive.alloc(size));
-        for (auto* f : frags)
-            fp::frag_free(pool, f);
-    }
-    state.SetItemsProcessed(state.iterations() * kBatch);
+    burst(
+        state, [&](std::size_t n) { return naive.alloc(n); },
+        [&](void* f) { fp::frag_free(pool, f); });
 }
 
 }  // namespace
