@@ -4,9 +4,11 @@
 //   session recv      >= 0 a reply datagram (0 bytes is a datagram too); -ECONNREFUSED (ICMP
 //                     port unreachable from the upstream) or another error: end the session;
 //                     -ENOBUFS: re-arm later; -ECANCELED: our close
-//   send              >= 0 sent; < 0 dropped and counted (UDP: the peer may lose it anyway)
+//   send              >= 0 sent; -EINVAL/-EMSGSIZE on a GSO batch: sent again one by one; other
+//                     < 0: dropped and counted (UDP: the peer may lose it anyway)
 #include "net/udp_relay.hpp"
 
+#include <netinet/udp.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -19,7 +21,8 @@ namespace fp::net {
 namespace {
 
 constexpr std::uint16_t kUdpGroup = 1;
-constexpr std::uint32_t kSendNodes = 8192;
+constexpr std::uint32_t kSendNodes = 1024;     // each holds a batch; pages in flight bound them
+constexpr std::uint32_t kGsoMaxBytes = 65507;  // a GSO send is one UDP datagram to the stack
 
 // Room for bursts of large datagrams; FORCE (root) lifts the net.core.rmem_max cap.
 void udp_buffers(int fd) noexcept {
@@ -92,6 +95,7 @@ UdpRelay::UdpRelay(Ring& ring, const WorkerSettings& settings, unsigned worker_i
     free_sessions_.reserve(max_sessions);
     by_client_.reserve(max_sessions);
     per_source_.reserve(max_sessions);
+    dirty_.reserve(max_sessions);
     nodes_ = std::make_unique<SendNode[]>(kSendNodes);
     for (std::uint32_t i = kSendNodes; i-- > 0;) {
         nodes_[i].next = free_nodes_;
@@ -170,7 +174,7 @@ void UdpRelay::on_listener(unsigned i, io_uring_cqe* cqe) noexcept {
             s.last_active = now_ms_;
             stats_.datagrams_in.add();
             auto* payload = static_cast<std::byte*>(io_uring_recvmsg_payload(out, &l.msg));
-            if (!send(s.fd, buf, payload, out->payloadlen, nullptr)) recv_->free(buf);
+            queue(slot, kToUpstream, buf, payload, out->payloadlen);
         } else {
             recv_->free(buf);
         }
@@ -202,6 +206,12 @@ std::uint32_t UdpRelay::find_or_open(unsigned li, const sockaddr* from, socklen_
         return UINT32_MAX;
     }
     udp_buffers(fd);
+    int mtu = 0;
+    socklen_t mtu_len = sizeof mtu;
+    int hdr = up.family() == AF_INET ? 28 : 48;
+    bool known = up.family() == AF_INET
+                     ? ::getsockopt(fd, IPPROTO_IP, IP_MTU, &mtu, &mtu_len) == 0
+                     : ::getsockopt(fd, IPPROTO_IPV6, IPV6_MTU, &mtu, &mtu_len) == 0;
     ++open_fds_;
     ++per_source;
     std::uint32_t slot;
@@ -221,6 +231,7 @@ std::uint32_t UdpRelay::find_or_open(unsigned li, const sockaddr* from, socklen_
     s.fd = fd;
     s.client = client;
     s.last_active = now_ms_;
+    s.up_max_seg = std::uint16_t(known && mtu > hdr ? std::min(mtu - hdr, 65507) : 1472);
     by_client_.emplace(key(li, client, true), slot);
     stats_.sessions.add();
     arm_session(slot);
@@ -256,8 +267,7 @@ void UdpRelay::on_session(std::uint32_t slot, io_uring_cqe* cqe) noexcept {
             if (buf) recv_->free(buf);
         } else {
             s.last_active = now_ms_;
-            Listener& l = listeners_[s.listener];
-            if (!send(l.fd, buf, buf, std::uint32_t(cqe->res), &s.client) && buf) recv_->free(buf);
+            queue(slot, kToClient, buf, buf, std::uint32_t(cqe->res));
         }
     } else if (cqe->res == -ENOBUFS) {
         s.starved = any_starved_ = true;
@@ -269,40 +279,130 @@ void UdpRelay::on_session(std::uint32_t slot, io_uring_cqe* cqe) noexcept {
     if (!s.recv_armed && !s.starved) arm_session(slot);
 }
 
-// Queues one datagram. to == null: the connected upstream socket; else the client, via sendmsg.
-bool UdpRelay::send(int fd, std::byte* frag, const std::byte* payload, std::uint32_t len,
-                    const SockAddr* to) noexcept {
-    SendNode* n = free_nodes_;
+// Adds one datagram to the session's open batch for that direction, or starts a new batch. A
+// batch takes datagrams of its first one's size; one shorter datagram may end it (GSO's rule).
+void UdpRelay::queue(std::uint32_t slot, unsigned dir, std::byte* frag, const std::byte* payload,
+                     std::uint32_t len) noexcept {
+    Session& s = sessions_[slot];
+    SendNode* n = s.open[dir];
+    std::uint32_t max_seg = dir == kToUpstream              ? s.up_max_seg
+                            : s.client.family() == AF_INET6 ? 1452
+                                                            : 1472;
+    bool batchable = len > 0 && len <= max_seg && !s.no_gso[dir];
+    if (n && !(batchable && !n->sealed && len <= n->seg && n->count < kMaxSegs &&
+               (n->count + 1u) * n->seg <= kGsoMaxBytes)) {
+        flush(n);
+        n = nullptr;
+    }
     if (!n) {
-        stats_.dropped_no_buffer.add();
-        return false;
+        n = open_node(slot, dir);
+        if (!n) {
+            stats_.dropped_no_buffer.add();
+            if (frag) recv_->free(frag);
+            return;
+        }
+        n->seg = std::uint16_t(batchable ? len : 0);
     }
-    io_uring_sqe* q = sqe(Op::kUdpSend, std::uint32_t(n - nodes_.get()), 0);
-    if (!q) return false;
+    n->iov[n->count] = {const_cast<std::byte*>(payload), len};
+    n->frag[n->count++] = frag;
+    if (len < n->seg) n->sealed = true;
+    if (!batchable) return flush(n);
+    if (!s.dirty) {
+        s.dirty = true;
+        dirty_.push_back(slot);
+    }
+}
+
+UdpRelay::SendNode* UdpRelay::open_node(std::uint32_t slot, unsigned dir) noexcept {
+    SendNode* n = free_nodes_;
+    if (!n) return nullptr;
     free_nodes_ = n->next;
-    n->frag = frag;
-    n->iov = {const_cast<std::byte*>(payload), len};
+    Session& s = sessions_[slot];
     n->msg = {};
-    n->msg.msg_iov = &n->iov;
-    n->msg.msg_iovlen = 1;
-    if (to) {
-        std::memcpy(&n->to, &to->ss, to->len);
+    n->count = 0;
+    n->sealed = false;
+    n->dir = std::uint8_t(dir);
+    n->slot = slot;
+    n->gen = s.gen;
+    if (dir == kToUpstream) {
+        n->fd = s.fd;
+    } else {
+        n->fd = listeners_[s.listener].fd;
+        std::memcpy(&n->to, &s.client.ss, s.client.len);
         n->msg.msg_name = &n->to;
-        n->msg.msg_namelen = to->len;
+        n->msg.msg_namelen = s.client.len;
     }
-    io_uring_prep_sendmsg(q, fd, &n->msg, 0);
-    return true;
+    s.open[dir] = n;
+    return n;
+}
+
+// Queues the batch's sendmsg. More than one datagram: UDP_SEGMENT tells the kernel where to cut.
+void UdpRelay::flush(SendNode* n) noexcept {
+    Session& s = sessions_[n->slot];
+    if (s.open[n->dir] == n) s.open[n->dir] = nullptr;
+    io_uring_sqe* q = sqe(Op::kUdpSend, std::uint32_t(n - nodes_.get()), 0);
+    if (!q) return release(n, true);
+    n->msg.msg_iov = n->iov;
+    n->msg.msg_iovlen = n->count;
+    n->msg.msg_control = nullptr;
+    n->msg.msg_controllen = 0;
+    if (n->count > 1) {
+        n->msg.msg_control = n->ctl;
+        n->msg.msg_controllen = sizeof n->ctl;
+        cmsghdr* cm = CMSG_FIRSTHDR(&n->msg);
+        cm->cmsg_level = SOL_UDP;
+        cm->cmsg_type = UDP_SEGMENT;
+        cm->cmsg_len = CMSG_LEN(sizeof(std::uint16_t));
+        std::uint16_t seg = n->seg;
+        std::memcpy(CMSG_DATA(cm), &seg, sizeof seg);
+    }
+    io_uring_prep_sendmsg(q, n->fd, &n->msg, 0);
+    stats_.sends.add();
+}
+
+void UdpRelay::flush_dirty() noexcept {
+    for (std::uint32_t slot : dirty_) {
+        Session& s = sessions_[slot];
+        s.dirty = false;
+        for (SendNode* n : s.open)
+            if (n) flush(n);
+    }
+    dirty_.clear();
 }
 
 void UdpRelay::on_send(std::uint32_t node, int res) noexcept {
     --pending_;
     SendNode* n = &nodes_[node];
-    if (res >= 0)
-        stats_.datagrams_out.add();
-    else
+    if (res >= 0) {
+        stats_.datagrams_out.add(n->count);
+    } else if (n->count > 1 && (res == -EINVAL || res == -EMSGSIZE || res == -EIO)) {
+        stats_.gso_refused.add();
+        return resend_each(n);
+    } else {
         stats_.upstream_errors.add();
-    if (n->frag) recv_->free(n->frag);
-    n->frag = nullptr;
+    }
+    release(n, true);
+}
+
+// The path refused a GSO batch: its datagrams go again one by one, if their session still lives.
+void UdpRelay::resend_each(SendNode* n) noexcept {
+    std::uint32_t slot = n->slot;
+    bool live = slot < sessions_.size() && sessions_[slot].gen == n->gen && sessions_[slot].live &&
+                !sessions_[slot].closing;
+    if (!live) return release(n, true);
+    Session& s = sessions_[slot];
+    s.no_gso[n->dir] = true;
+    for (unsigned i = 0; i < n->count; ++i)
+        queue(slot, n->dir, n->frag[i], static_cast<std::byte*>(n->iov[i].iov_base),
+              std::uint32_t(n->iov[i].iov_len));
+    release(n, false);
+}
+
+void UdpRelay::release(SendNode* n, bool free_frags) noexcept {
+    if (free_frags)
+        for (unsigned i = 0; i < n->count; ++i)
+            if (n->frag[i]) recv_->free(n->frag[i]);
+    n->count = 0;
     n->next = free_nodes_;
     free_nodes_ = n;
 }
@@ -311,6 +411,8 @@ void UdpRelay::close_session(std::uint32_t slot) noexcept {
     Session& s = sessions_[slot];
     if (s.closing) return;
     s.closing = true;
+    for (SendNode* n : s.open)
+        if (n) flush(n);  // what was received goes out before the socket closes
     if (s.recv_armed) {
         if (io_uring_sqe* q = sqe(Op::kUdpCancel, slot, s.gen)) {
             io_uring_prep_cancel_fd(q, s.fd, IORING_ASYNC_CANCEL_ALL);
@@ -383,6 +485,7 @@ void UdpRelay::tick(std::uint64_t now_ms) noexcept {
 
 void UdpRelay::after_batch(std::uint64_t now_ms) noexcept {
     now_ms_ = now_ms;
+    flush_dirty();
     recv_->replenish();
     if (!any_starved_ || recv_->offered() == 0) return;
     any_starved_ = false;

@@ -11,6 +11,13 @@
 // address; the datagram is a fragment of that page, sent as it is and freed when the send
 // completes, which returns the page to the ring.
 //
+// Send: datagrams of one session and direction received in one CQE batch go out in one sendmsg
+// with UDP GSO (UDP_SEGMENT): one iovec per datagram, all of one size but the last, which may be
+// shorter; the kernel cuts them apart again, so the peer sees the same datagrams, in order, each
+// unchanged. One skb and route lookup per batch instead of per datagram. A GSO send the path
+// refuses (EINVAL, EMSGSIZE: a segment larger than the route's MTU) is sent again datagram by
+// datagram and that session direction sends without GSO from then on.
+//
 // Owner thread only; CQEs come from the worker's loop through handle().
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -32,6 +39,7 @@ namespace fp::net {
 struct UdpStats {
     Counter datagrams_in, datagrams_out, sessions, sessions_expired, sessions_refused;
     Counter dropped_caps, dropped_no_buffer, upstream_errors;
+    Counter sends, gso_refused;  // sendmsg calls (one per batch); GSO batches the path refused
 };
 
 class UdpRelay {
@@ -50,6 +58,7 @@ class UdpRelay {
     long open_fds() const noexcept { return open_fds_; }
 
   private:
+    struct SendNode;
     struct Session {
         std::uint32_t gen = 0;
         bool live = false;
@@ -58,16 +67,30 @@ class UdpRelay {
         bool starved = false;
         std::uint16_t listener = 0;
         int fd = -1;
+        bool dirty = false;            // holds an open batch: flushed after this CQE batch
+        bool no_gso[2] = {};           // per direction: the path refused a GSO send
+        std::uint16_t up_max_seg = 0;  // largest datagram to batch towards the upstream (MTU)
         std::uint32_t pending = 0;
         std::uint64_t last_active = 0;
         SockAddr client;
+        SendNode* open[2] = {};  // per direction: the batch still taking datagrams
     };
+    static constexpr unsigned kToUpstream = 0, kToClient = 1;
+    static constexpr unsigned kMaxSegs = 32;
+    // One sendmsg: up to kMaxSegs datagrams of one session and direction, each a fragment of its
+    // receive page (freed when the send completes).
     struct SendNode {
         msghdr msg{};
-        iovec iov{};
         sockaddr_storage to{};
-        std::byte* frag = nullptr;  // the received buffer's start, freed when the send completes
+        alignas(cmsghdr) unsigned char ctl[CMSG_SPACE(sizeof(std::uint16_t))] = {};
+        int fd = -1;
+        std::uint32_t slot = 0, gen = 0;  // the session, for a resend without GSO
+        std::uint16_t count = 0, seg = 0;
+        bool sealed = false;  // its last datagram is shorter than seg: nothing may follow
+        std::uint8_t dir = 0;
         SendNode* next = nullptr;
+        iovec iov[kMaxSegs];
+        std::byte* frag[kMaxSegs];
     };
     struct Listener {
         int fd = -1;
@@ -85,9 +108,14 @@ class UdpRelay {
     std::uint32_t find_or_open(unsigned listener, const sockaddr* from, socklen_t len) noexcept;
     void close_session(std::uint32_t slot) noexcept;
     void finish_session(std::uint32_t slot) noexcept;
-    bool send(int fd, std::byte* frag, const std::byte* payload, std::uint32_t len,
-              const SockAddr* to) noexcept;
+    void queue(std::uint32_t slot, unsigned dir, std::byte* frag, const std::byte* payload,
+               std::uint32_t len) noexcept;
+    SendNode* open_node(std::uint32_t slot, unsigned dir) noexcept;
+    void flush(SendNode* n) noexcept;
+    void flush_dirty() noexcept;
     void on_send(std::uint32_t node, int res) noexcept;
+    void resend_each(SendNode* n) noexcept;
+    void release(SendNode* n, bool free_frags) noexcept;
     void close_fd(int fd) noexcept;
     std::byte* take(io_uring_cqe* cqe) noexcept;
 
@@ -116,6 +144,7 @@ class UdpRelay {
     std::unordered_map<Key, std::uint32_t, KeyHash> per_source_;
     std::unique_ptr<SendNode[]> nodes_;
     SendNode* free_nodes_ = nullptr;
+    std::vector<std::uint32_t> dirty_;  // sessions holding an open batch; capacity reserved
     std::uint64_t now_ms_ = 0;
     std::uint32_t pending_ = 0;  // every SQE of the relay whose last CQE has not arrived
     bool stopping_ = false;

@@ -5,6 +5,7 @@ import faulthandler
 import json
 import os
 import random
+import signal
 import socket
 import subprocess
 import sys
@@ -194,6 +195,74 @@ def case_iperf3_udp():
         finish(p)
     finally:
         srv.kill()
+
+
+def settle(port):
+    """Waits until the receive queue of the UDP socket bound to port stops growing."""
+    last, stable = -1, 0
+    for _ in range(200):
+        with open("/proc/net/udp") as f:
+            q = sum(int(l.split()[4].split(":")[1], 16) for l in list(f)[1:]
+                    if int(l.split()[1].split(":")[1], 16) == port)
+        stable = stable + 1 if q == last and q > 0 else 0
+        if stable >= 4:
+            return
+        last = q
+        time.sleep(0.05)
+    raise AssertionError(f"port {port}: queue never settled")
+
+
+def burst(mtu_note=""):
+    """Bursts queued while the proxy (then the upstream) is stopped reach it in one CQE batch, so
+    they leave in GSO batches: runs of one size, a shorter datagram ending a run, 0-byte and 65507
+    byte datagrams in between. Every reply arrives unchanged and in order."""
+    up = Echo()
+    port = udp_free_port()
+    p = proxy(port, up.port, workers=1)
+    c = client()
+    c.sendto(b"hello", ("127.0.0.1", port))
+    assert c.recvfrom(10)[0] == b"hello"
+    sizes = [100] * 40 + [37] + [1472] * 40 + [0] * 5 + [1000] * 30 + [65507] + [1] * 50
+    sizes += [1400] * 20 + [700] * 3 + [1200] * 10
+    data = [i.to_bytes(4, "big")[:n] + os.urandom(max(0, n - 4)) for i, n in enumerate(sizes)]
+    os.kill(p.proc.pid, signal.SIGSTOP)
+    for d in data:
+        c.sendto(d, ("127.0.0.1", port))
+    os.kill(up.proc.pid, signal.SIGSTOP)
+    os.kill(p.proc.pid, signal.SIGCONT)
+    settle(up.port)  # the proxy forwarded the burst; it waits in the stopped upstream's socket
+    os.kill(p.proc.pid, signal.SIGSTOP)
+    os.kill(up.proc.pid, signal.SIGCONT)
+    time.sleep(0.5)  # the upstream echoes everything into the stopped proxy's session socket
+    os.kill(p.proc.pid, signal.SIGCONT)
+    got = [c.recvfrom(70000)[0] for _ in data]
+    assert got == data, "replies differ or out of order" + mtu_note
+    up.stop()
+    out = finish(p)
+    n = len(data) + 1
+    assert f"datagrams in {n}, out {2 * n}" in out, out
+    calls = int(out.split("sendmsg calls ")[1].split()[0])
+    refused = int(out.split("refused by the path ")[1].split(")")[0])
+    print(f"  {2 * n} datagrams in {calls} sendmsg calls, {refused} GSO batches refused{mtu_note}")
+    return calls, refused, n
+
+
+def case_gso_bursts():
+    calls, refused, n = burst()
+    assert calls < n and refused == 0, (calls, refused)
+
+
+def case_gso_refused_by_mtu():
+    """In a network namespace of our own whose loopback MTU is 1280, batches of 1400-byte replies
+    are refused by the path (EINVAL); they are sent again one by one, nothing is lost."""
+    if os.environ.get("FP_IN_NETNS") != "1":
+        script = (f"ip link set lo up mtu 1280 && FP_IN_NETNS=1 {sys.executable} "
+                  f"{os.path.abspath(__file__)} {BINARY} gso_refused_by_mtu")
+        r = subprocess.run(["unshare", "-n", "sh", "-c", script], timeout=120)
+        assert r.returncode == 0, "the case failed in its network namespace"
+        return
+    calls, refused, n = burst(" (loopback MTU 1280)")
+    assert refused >= 1, refused
 
 
 CASES = {n[5:]: f for n, f in globals().items() if n.startswith("case_")}
