@@ -8,6 +8,7 @@ packages=(
   liburing-dev libasio-dev libyaml-cpp-dev doctest-dev libcli11-dev libbenchmark-dev
   clang libclang-rt-14-dev clang-format
   iperf3 socat python3 haproxy
+  nginx-light libnginx-mod-stream sockperf wrk python3-matplotlib
 )
 
 missing=()

@@ -1,0 +1,131 @@
+#!/usr/bin/env python3
+"""fragproxy vs HAProxy (also with splice-auto), nginx stream, socat and the direct path, on
+loopback, peers in alternation (A B C A B C ...) round after round. Writes
+<out>/<date>-<host>.md, .json and .png and prints where.
+
+  bench/compare.py --fragproxy build-release/app/fragproxy [--quick] [--only tcp,udp]
+
+Scenarios: tcp (iperf3 1 and 8 streams), cpu (proxy CPU s per GB over iperf3 -n), latency
+(sockperf TCP ping-pong 64 B), connrate (wrk, Connection: close, to a local nginx), memory (PSS
+with idle connections, then after each sent 100 B), udp (iperf3 -u -b 0, 64 and 1400 B)."""
+import argparse
+import datetime
+import os
+import shlex
+import shutil
+import signal
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import peers as P  # noqa: E402
+import report  # noqa: E402
+from scenarios import SCENARIOS, Durations  # noqa: E402
+
+TOOLS = ("iperf3", "sockperf", "wrk", "haproxy", "nginx", "socat")
+
+
+def parse():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--fragproxy", default="build-release/app/fragproxy")
+    p.add_argument("--quick", action="store_true", help="one round, short runs")
+    p.add_argument("--only", default="", help="comma-separated scenarios: " + ",".join(SCENARIOS))
+    p.add_argument("--rounds", type=int, default=None, help="default 3 (1 with --quick)")
+    p.add_argument("--out", default=os.path.join(P.HERE, "results"))
+    a = p.parse_args()
+    a.only = [s for s in a.only.split(",") if s] or list(SCENARIOS)
+    bad = [s for s in a.only if s not in SCENARIOS]
+    if bad:
+        p.error(f"unknown scenario {', '.join(bad)} (known: {', '.join(SCENARIOS)})")
+    a.rounds = a.rounds or (1 if a.quick else 3)
+    missing = [t for t in TOOLS if not shutil.which(t)]
+    if missing:
+        p.error(f"missing {', '.join(missing)}: run scripts/deps.sh")
+    if not os.access(a.fragproxy, os.X_OK):
+        p.error(f"{a.fragproxy}: not an executable (build it first: scripts/bench.sh does)")
+    return a
+
+
+class Progress:
+    def __init__(self):
+        self.t0 = time.monotonic()
+        self.tty = sys.stderr.isatty()
+
+    def __call__(self, scenario, peer, rnd, rounds):
+        e = int(time.monotonic() - self.t0)
+        line = f"[{e // 60:3d}m{e % 60:02d}s] {scenario:8} round {rnd}/{rounds}  {peer:14}"
+        sys.stderr.write(("\r" + line) if self.tty else line + "\n")
+        sys.stderr.flush()
+
+
+def upstreams(procs, workdir):
+    os.makedirs(os.path.join(workdir, "www"))
+    with open(os.path.join(workdir, "www", "small.txt"), "w") as f:
+        f.write("x" * 1024)
+    up = {s: P.free_port() for s in P.SERVICES}
+    procs.spawn("iperf3-server", ["iperf3", "-s", "-p", str(up["iperf"]), "-B", "127.0.0.1"])
+    srv = procs.spawn("sockperf-server", ["sockperf", "server", "--tcp", "-i", "127.0.0.1", "-p",
+                                          str(up["sockperf"])])
+    P.fill("nginx-origin.conf", os.path.join(workdir, "origin.conf"),
+           {"dir": workdir, "up_http": up["http"]})
+    origin = procs.spawn("nginx-origin", ["nginx", "-c", os.path.join(workdir, "origin.conf"),
+                                          "-p", workdir, "-e", os.path.join(workdir, "origin.err")])
+    P.wait_tcp(up["http"], origin)
+    time.sleep(0.5)  # iperf3 -s and sockperf: no probe (iperf3 counts a bare connect as a test)
+    if srv.poll() is not None:
+        raise RuntimeError("sockperf server exited at start")
+    return up
+
+
+def main():
+    a = parse()
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    workdir = tempfile.mkdtemp(prefix="fragproxy-bench-")
+    os.chmod(workdir, 0o755)  # nginx's workers (not root) read the origin's file
+    procs = P.Processes(workdir)
+    durations = Durations(a.quick)
+    progress = Progress()
+    results = {}
+    try:
+        up = upstreams(procs, workdir)
+        everyone = [peer for peer in P.all_peers()
+                    if any(SCENARIOS[s][1](peer) for s in a.only)]
+        for peer in everyone:
+            peer.start(procs, up, workdir, os.path.abspath(a.fragproxy))
+        for name in a.only:
+            fn, applies, reference, better = SCENARIOS[name]
+            group = [peer for peer in everyone if applies(peer)]
+            rounds = {peer.name: [] for peer in group}
+            for rnd in range(1, a.rounds + 1):
+                for peer in group:
+                    progress(name, peer.name, rnd, a.rounds)
+                    rounds[peer.name].append(fn(peer, durations))
+            if name == "latency":
+                report.add_latency_over_direct(rounds)
+            results[name] = {"reference": reference, "better": better, "rounds": rounds,
+                             "summary": report.summarize(rounds, reference)}
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: stopping every process started (logs in {workdir})", file=sys.stderr)
+        return 130
+    except Exception:
+        print(f"\nfailed: logs of every process in {workdir}", file=sys.stderr)
+        raise
+    finally:
+        procs.stop()
+        if sys.stderr.isatty():
+            sys.stderr.write("\n")
+    now = datetime.datetime.now()
+    meta = {"date": now.strftime("%Y-%m-%d %H:%M"), "machine": report.machine(),
+            "rounds": a.rounds, "quick": a.quick,
+            "command": " ".join(shlex.quote(x) for x in sys.argv)}
+    os.makedirs(a.out, exist_ok=True)
+    base = os.path.join(a.out, f"{now:%Y-%m-%d}-{meta['machine']['host']}")
+    for path in report.write(results, meta, base):
+        print(f"wrote {path}")
+    shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,180 @@
+"""The peers of the comparison and the processes behind them. Every process is started in its
+own session (process group), so stop() reaches the children socat forks too. Configs are the
+templates in bench/peers/, filled with this run's loopback ports."""
+import os
+import signal
+import socket
+import string
+import subprocess
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TEMPLATES = os.path.join(HERE, "peers")
+TICK = os.sysconf("SC_CLK_TCK")
+SERVICES = ("iperf", "sockperf", "http", "hold")  # what every peer forwards, each its own port
+
+
+def free_port():
+    """A port free for TCP and UDP on 127.0.0.1 (iperf3 -u uses both on one port)."""
+    while True:
+        with socket.socket() as t:
+            t.bind(("127.0.0.1", 0))
+            port = t.getsockname()[1]
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+                try:
+                    u.bind(("127.0.0.1", port))
+                    return port
+                except OSError:
+                    continue
+
+
+def fill(template, out_path, values):
+    with open(os.path.join(TEMPLATES, template)) as f:
+        text = string.Template(f.read()).substitute(values)
+    if out_path:
+        with open(out_path, "w") as f:
+            f.write(text)
+    return text
+
+
+def wait_tcp(port, proc, timeout=10):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args[0]} exited at start ({proc.returncode})")
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listening on {port}")
+
+
+class Processes:
+    """Every process the harness started, for one cleanup that also runs on interruption."""
+
+    def __init__(self, logdir):
+        self.logdir = logdir
+        self.all = []
+
+    def spawn(self, name, cmd):
+        log = open(os.path.join(self.logdir, name + ".log"), "ab")
+        p = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                             start_new_session=True)
+        log.close()
+        self.all.append(p)
+        return p
+
+    def stop(self, procs=None):
+        procs = self.all if procs is None else procs
+        for p in procs:
+            if p.poll() is None:
+                try:
+                    os.killpg(p.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+        deadline = time.time() + 5
+        for p in procs:
+            try:
+                p.wait(max(0.1, deadline - time.time()))
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
+            try:  # forked children outlive their parent's exit: sweep the group
+                os.killpg(p.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.all = [p for p in self.all if p not in procs]
+
+
+def tree(pid):
+    """pid and its live descendants."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        try:
+            for task in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{task}/children") as f:
+                    todo += [int(c) for c in f.read().split()]
+        except OSError:
+            pass
+    return out
+
+
+def cpu_seconds(pid):
+    """User+system CPU of the process tree, including children already reaped (socat's)."""
+    total = 0.0
+    for i, p in enumerate(tree(pid)):
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+        if i == 0:
+            total += int(fields[13]) + int(fields[14])
+    return total / TICK
+
+
+def pss_kib(pid):
+    """Proportional set size of the process tree: shared pages counted once across processes."""
+    total = 0
+    for p in tree(pid):
+        try:
+            with open(f"/proc/{p}/smaps_rollup") as f:
+                for line in f:
+                    if line.startswith("Pss:"):
+                        total += int(line.split()[1])
+                        break
+        except OSError:
+            pass
+    return total
+
+
+class Peer:
+    """A way from client to upstream services: ports[service] is where a client connects."""
+
+    def __init__(self, name, udp=True, proxy=True):
+        self.name, self.udp, self.proxy = name, udp, proxy
+        self.ports, self.procs = {}, []
+
+    def start(self, procs, upstream, workdir, fragproxy):
+        self.upstream = upstream
+        if not self.proxy:
+            self.ports = dict(upstream)
+            return self
+        self.ports = {s: free_port() for s in SERVICES}
+        values = dict(self.ports, dir=workdir, splice="")
+        values.update({"up_" + s: p for s, p in upstream.items()})
+        conf = os.path.join(workdir, self.name)
+        if self.name == "fragproxy":
+            fill("fragproxy.yaml", conf + ".yaml", values)
+            self.procs = [procs.spawn(self.name, [fragproxy, "-c", conf + ".yaml"])]
+        elif self.name.startswith("haproxy"):
+            values["splice"] = "option splice-auto" if self.name == "haproxy-splice" else ""
+            fill("haproxy.cfg", conf + ".cfg", values)
+            self.procs = [procs.spawn(self.name, ["haproxy", "-db", "-f", conf + ".cfg"])]
+        elif self.name == "nginx":
+            fill("nginx-stream.conf", conf + ".conf", values)
+            self.procs = [procs.spawn(self.name, ["nginx", "-c", conf + ".conf", "-p", workdir,
+                                                  "-e", conf + ".err"])]
+        elif self.name == "socat":
+            lines = [ln for ln in fill("socat.txt", None, values).splitlines()
+                     if ln and not ln.startswith("#")]
+            self.procs = [procs.spawn(f"socat{i}", ["socat", *ln.split()])
+                          for i, ln in enumerate(lines)]
+        for s in SERVICES:
+            wait_tcp(self.ports[s], self.procs[0])
+        return self
+
+    def cpu_seconds(self):
+        return sum(cpu_seconds(p.pid) for p in self.procs)
+
+    def pss_kib(self):
+        return sum(pss_kib(p.pid) for p in self.procs)
+
+
+def all_peers():
+    return [Peer("fragproxy"), Peer("haproxy", udp=False), Peer("haproxy-splice", udp=False),
+            Peer("nginx"), Peer("socat"), Peer("direct", proxy=False)]

@@ -1,0 +1,142 @@
+"""Summaries and the three outputs of a comparison: Markdown table, JSON (raw figures per round
+and the summary) and a PNG of the ratios, one panel per scenario."""
+import json
+import os
+import platform
+import statistics
+
+# Figures each panel of the plot shows as ratios; the table shows every figure.
+HEADLINE = {
+    "tcp": ["1 stream Gbit/s", "8 streams Gbit/s"],
+    "cpu": ["CPU s per GB"],
+    "latency": ["p50 added us", "p99 added us", "p99.9 added us"],
+    "connrate": ["connections/s"],
+    "memory": ["idle bytes/conn", "after 100 B, bytes/conn"],
+    "udp": ["64 B datagrams/s", "1400 B datagrams/s"],
+}
+NO_RATIO = {"socket errors", "64 B loss %", "1400 B loss %", "p50 RTT us", "p99 RTT us",
+            "p99.9 RTT us", "base MiB"}
+
+
+def machine():
+    cpu = "unknown CPU"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    with open("/proc/meminfo") as f:
+        mem_gib = int(f.readline().split()[1]) / 2**20
+    return {"host": platform.node(), "cpu": cpu, "cores": os.cpu_count(),
+            "memory GiB": round(mem_gib, 1), "kernel": platform.release()}
+
+
+def add_latency_over_direct(rounds):
+    """RTT added over the direct path, from the same round."""
+    direct = rounds.get("direct")
+    if not direct:
+        return
+    for peer, runs in rounds.items():
+        if peer == "direct":
+            continue
+        for i, r in enumerate(runs):
+            if i < len(direct):
+                for q in ("p50", "p99", "p99.9"):
+                    r[f"{q} added us"] = r[f"{q} RTT us"] - direct[i][f"{q} RTT us"]
+
+
+def summarize(rounds, reference):
+    """{peer: {metric: {median, min, max, ratio}}}; ratio: median over rounds of peer/reference,
+    each taken in the same round."""
+    out = {}
+    ref = rounds.get(reference, [])
+    for peer, runs in rounds.items():
+        out[peer] = {}
+        for metric in runs[0] if runs else []:
+            vals = [r[metric] for r in runs if metric in r]
+            s = {"median": statistics.median(vals), "min": min(vals), "max": max(vals)}
+            ratios = [r[metric] / ref[i][metric] for i, r in enumerate(runs)
+                      if i < len(ref) and metric in ref[i] and ref[i][metric] > 0]
+            if ratios and metric not in NO_RATIO:
+                s["ratio"] = statistics.median(ratios)
+            out[peer][metric] = s
+    return out
+
+
+def fmt(v):
+    return f"{v:.3g}" if abs(v) < 1000 else f"{v:,.0f}"
+
+
+def markdown(results, meta):
+    m = meta["machine"]
+    lines = [f"# fragproxy comparison, {meta['date']}", "",
+             f"Machine: {m['host']}, {m['cpu']}, {m['cores']} cores, {m['memory GiB']} GiB, "
+             f"Linux {m['kernel']}. Everything on loopback: clients, peers and upstreams share "
+             "the cores.", "",
+             f"Command: `{meta['command']}`; {meta['rounds']} round(s), peers in alternation. "
+             "Each cell: median (min-max over rounds) and the ratio to the reference peer from "
+             "the same round.", ""]
+    for name, sc in results.items():
+        metrics = list(next(iter(sc["summary"].values())).keys()) if sc["summary"] else []
+        lines += [f"## {name} (ratios: x {sc['reference']}, {sc['better']} is better)", "",
+                  "| peer | " + " | ".join(metrics) + " |",
+                  "|---|" + "---|" * len(metrics)]
+        for peer, ms in sc["summary"].items():
+            cells = []
+            for metric in metrics:
+                s = ms.get(metric)
+                if not s:
+                    cells.append("")
+                    continue
+                cell = f"{fmt(s['median'])} ({fmt(s['min'])}-{fmt(s['max'])})"
+                if "ratio" in s:
+                    cell += f" **x{s['ratio']:.2f}**"
+                cells.append(cell)
+            lines.append(f"| {peer} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+def plot(results, meta, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(results)
+    cols = min(3, len(names))
+    rows = (len(names) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(5.5 * cols, 4 * rows), squeeze=False)
+    for ax in axes.flat[len(names):]:
+        ax.set_visible(False)
+    for ax, name in zip(axes.flat, names):
+        sc = results[name]
+        metrics = HEADLINE[name]
+        peers = [p for p in sc["summary"] if any("ratio" in sc["summary"][p].get(m, {})
+                                                 for m in metrics)]
+        width = 0.8 / max(1, len(peers))
+        for i, peer in enumerate(peers):
+            vals = [sc["summary"][peer].get(m, {}).get("ratio", 0) for m in metrics]
+            xs = [j + (i - (len(peers) - 1) / 2) * width for j in range(len(metrics))]
+            bars = ax.bar(xs, vals, width, label=peer)
+            ax.bar_label(bars, fmt="%.2f", fontsize=7)
+        ax.axhline(1.0, color="grey", linewidth=0.8)
+        ax.set_ylim(0, ax.get_ylim()[1] * 1.3)  # room for the legend above the bars
+        ax.set_xticks(range(len(metrics)), metrics, fontsize=8)
+        ax.set_title(f"{name}: x {sc['reference']} ({sc['better']} is better)", fontsize=10)
+        ax.legend(fontsize=7, ncol=3, loc="upper center")
+    m = meta["machine"]
+    fig.suptitle(f"fragproxy vs peers, {meta['date']}, {m['cpu']}, {m['cores']} cores, "
+                 f"{meta['rounds']} round(s)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def write(results, meta, base):
+    with open(base + ".json", "w") as f:
+        json.dump({"meta": meta, "scenarios": results}, f, indent=1)
+    with open(base + ".md", "w") as f:
+        f.write(markdown(results, meta))
+    plot(results, meta, base + ".png")
+    return [base + ext for ext in (".md", ".json", ".png")]
