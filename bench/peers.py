@@ -1,11 +1,14 @@
 """The peers of the comparison and the processes behind them. Every process is started in its
-own session (process group), so stop() reaches the children socat forks too. Configs are the
-templates in bench/peers/, filled with this run's loopback ports."""
+own process group, so stop() reaches the children socat forks too; not in its own session: with
+the scheduler's autogroups (kernel.sched_autogroup_enabled) a new session would be a scheduling
+group of its own, sharing the CPU per group instead of per thread, which skews every figure.
+Configs are the templates in bench/peers/, filled with this run's loopback ports."""
 import os
 import signal
 import socket
 import string
 import subprocess
+import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -59,8 +62,9 @@ class Processes:
 
     def spawn(self, name, cmd):
         log = open(os.path.join(self.logdir, name + ".log"), "ab")
+        group = {"process_group": 0} if sys.version_info >= (3, 11) else {"preexec_fn": os.setpgrp}
         p = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                             start_new_session=True)
+                             **group)
         log.close()
         self.all.append(p)
         return p
@@ -140,11 +144,22 @@ class Peer:
         self.ports, self.procs = {}, []
 
     def start(self, procs, upstream, workdir, fragproxy):
-        self.upstream = upstream
+        self.upstream, self.args = upstream, (procs, workdir, fragproxy)
         if not self.proxy:
             self.ports = dict(upstream)
             return self
         self.ports = {s: free_port() for s in SERVICES}
+        return self.launch()
+
+    def restart(self):
+        """A fresh process on the same ports (memory figures must not inherit earlier peaks)."""
+        if self.proxy:
+            self.args[0].stop(self.procs)
+            self.launch()
+
+    def launch(self):
+        procs, workdir, fragproxy = self.args
+        upstream = self.upstream
         values = dict(self.ports, dir=workdir, splice="")
         values.update({"up_" + s: p for s, p in upstream.items()})
         conf = os.path.join(workdir, self.name)

@@ -15,7 +15,7 @@ HEADLINE = {
     "udp": ["64 B datagrams/s", "1400 B datagrams/s"],
 }
 NO_RATIO = {"socket errors", "64 B loss %", "1400 B loss %", "p50 RTT us", "p99 RTT us",
-            "p99.9 RTT us", "base MiB"}
+            "p99.9 RTT us", "base MiB", "idle MiB", "after 100 B MiB"}
 
 
 def machine():

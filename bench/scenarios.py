@@ -71,7 +71,9 @@ def connrate(peer, d):
 
 
 def memory(peer, d):
-    """PSS of the proxy with d.idle idle connections, then after each sent 100 bytes."""
+    """PSS of a freshly started proxy, with d.idle idle connections, then after each sent 100
+    bytes."""
+    peer.restart()
     resource.setrlimit(resource.RLIMIT_NOFILE, (resource.getrlimit(resource.RLIMIT_NOFILE)[1],) * 2)
 
     async def run():
@@ -111,7 +113,8 @@ def memory(peer, d):
         return base, idle, after
 
     base, idle, after = asyncio.run(run())
-    return {"base MiB": base / 1024, "idle bytes/conn": (idle - base) * 1024 / d.idle,
+    return {"base MiB": base / 1024, "idle MiB": idle / 1024, "after 100 B MiB": after / 1024,
+            "idle bytes/conn": (idle - base) * 1024 / d.idle,
             "after 100 B, bytes/conn": (after - base) * 1024 / d.idle}
 
 
