@@ -1,9 +1,11 @@
 """Summaries and the three outputs of a comparison: Markdown table, JSON (raw figures per round
-and the summary) and a PNG of the ratios, one panel per scenario."""
+and the summary) and a PNG of the ratios, one panel per scenario. Run on its own, it renders the
+table and the plot again from a JSON file: bench/report.py bench/results/DATE-HOST.json"""
 import json
 import os
 import platform
 import statistics
+import sys
 
 # Figures each panel of the plot shows as ratios; the table shows every figure.
 HEADLINE = {
@@ -14,6 +16,8 @@ HEADLINE = {
     "memory": ["idle bytes/conn", "after 100 B, bytes/conn"],
     "udp": ["64 B datagrams/s", "1400 B datagrams/s"],
 }
+COLORS = {"fragproxy": "tab:blue", "haproxy": "tab:orange", "haproxy-splice": "tab:green",
+          "nginx": "tab:red", "socat": "tab:purple", "direct": "tab:brown"}
 NO_RATIO = {"socket errors", "64 B loss %", "1400 B loss %", "p50 RTT us", "p99 RTT us",
             "p99.9 RTT us", "base MiB", "idle MiB", "after 100 B MiB"}
 
@@ -47,7 +51,8 @@ def add_latency_over_direct(rounds):
 
 def summarize(rounds, reference):
     """{peer: {metric: {median, min, max, ratio}}}; ratio: median over rounds of peer/reference,
-    each taken in the same round."""
+    each taken in the same round; none where a figure is not positive (an added latency within
+    the noise of the direct path)."""
     out = {}
     ref = rounds.get(reference, [])
     for peer, runs in rounds.items():
@@ -56,7 +61,8 @@ def summarize(rounds, reference):
             vals = [r[metric] for r in runs if metric in r]
             s = {"median": statistics.median(vals), "min": min(vals), "max": max(vals)}
             ratios = [r[metric] / ref[i][metric] for i, r in enumerate(runs)
-                      if i < len(ref) and metric in ref[i] and ref[i][metric] > 0]
+                      if i < len(ref) and metric in ref[i] and ref[i][metric] > 0
+                      and r[metric] > 0]
             if ratios and metric not in NO_RATIO:
                 s["ratio"] = statistics.median(ratios)
             out[peer][metric] = s
@@ -118,7 +124,7 @@ def plot(results, meta, path):
         for i, peer in enumerate(peers):
             vals = [sc["summary"][peer].get(m, {}).get("ratio", 0) for m in metrics]
             xs = [j + (i - (len(peers) - 1) / 2) * width for j in range(len(metrics))]
-            bars = ax.bar(xs, vals, width, label=peer)
+            bars = ax.bar(xs, vals, width, label=peer, color=COLORS.get(peer))
             ax.bar_label(bars, fmt="%.2f", fontsize=7)
         ax.axhline(1.0, color="grey", linewidth=0.8)
         ax.set_ylim(0, ax.get_ylim()[1] * 1.3)  # room for the legend above the bars
@@ -133,6 +139,15 @@ def plot(results, meta, path):
     plt.close(fig)
 
 
+def render(json_path):
+    with open(json_path) as f:
+        data = json.load(f)
+    results = data["scenarios"]
+    for sc in results.values():
+        sc["summary"] = summarize(sc["rounds"], sc["reference"])
+    return write(results, data["meta"], os.path.splitext(json_path)[0])
+
+
 def write(results, meta, base):
     with open(base + ".json", "w") as f:
         json.dump({"meta": meta, "scenarios": results}, f, indent=1)
@@ -140,3 +155,8 @@ def write(results, meta, base):
         f.write(markdown(results, meta))
     plot(results, meta, base + ".png")
     return [base + ext for ext in (".md", ".json", ".png")]
+
+
+if __name__ == "__main__":
+    for path in render(sys.argv[1]):
+        print(f"wrote {path}")
