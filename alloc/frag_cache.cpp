@@ -4,6 +4,13 @@
 
 namespace fp {
 
+FragCache::FragCache(PagePool& pool)
+    : pool_(pool),
+      base_(pool.arena().base()),
+      arena_bytes_(pool.arena().size()),
+      block_shift_(PagePool::kBaseShift + pool.order()),
+      slot_of_(std::make_unique<std::uint8_t[]>(pool.arena().size() >> block_shift_)) {}
+
 // All the page's references are back with the cache: the bias filled up through owner frees, or
 // the count fell to the bias through frag_free() elsewhere. Either way nobody else holds the page.
 bool FragCache::Held::all_back() const noexcept {
@@ -22,8 +29,9 @@ void* FragCache::alloc_slow(std::size_t size) noexcept {
     return carve(0, size);
 }
 
-// A fragment of a retired page hands its reference back to that page's bias; when the bias is
-// full the page is ready for reuse. Any other fragment takes the atomic path.
+// A fragment the block table did not place (an order-0 page sharing its block with another slot's,
+// or no page of this cache): a retired page's still goes back to its bias, found through the Page;
+// any other fragment takes the atomic path.
 void FragCache::free_slow(std::byte* frag) noexcept {
     Page* page = pool_.page_of(frag);
     unsigned i = page && page->held ? page->held - 1u : kSlots;
@@ -57,23 +65,30 @@ void* FragCache::commit(std::size_t used) noexcept {
 }
 
 // The current page cannot take the request. In order of preference, with no atomic RMW for the
-// first two: reuse it in place if all its references are back (the kernel's path); take a retired
-// page whose references all came back through owner frees; evict the ring's oldest page with the
-// kernel's single sub_and_test and reuse it if that was its last reference; take a pool page. The
-// current page then retires into the ring. When no page can be had the current one stays, even if
-// it is too small for this request.
+// first three: reuse it in place if all its references came back through owner frees; take a
+// retired page whose references all came back that way (neither touches a Page); reuse the current
+// page if its references came back through frag_free() (the kernel's path: one load of its count);
+// evict the ring's oldest page with the kernel's single sub_and_test and reuse it if that was its
+// last reference; take a pool page. The current page then retires into the ring. When no page can
+// be had the current one stays, even if it is too small for this request.
 bool FragCache::refill(std::size_t size) noexcept {
     leave_current();
     Held& c = slots_[cur_];
-    if (c.page && size <= c.size && c.all_back()) {
-        if (!c.page->reserve) {
-            charge(cur_);
+    const bool fits = c.page && size <= c.size;
+    if (fits && c.bias == c.size + 1 && !c.reserve) {
+        charge(cur_, true);
+        stats_.reuses.add();
+        return true;
+    }
+    if (reuse_ready(size)) return true;
+    if (fits && c.all_back()) {
+        if (!c.reserve) {
+            charge(cur_, c.bias == c.size + 1);
             stats_.reuses.add();
             return true;
         }
         reconcile(cur_);  // pfmemalloc rule: a reserve page goes back to the pool
     }
-    if (reuse_ready(size)) return true;
     unsigned slot = next_ == cur_ ? (next_ + 1) % kSlots : next_;
     Page* page = evict(slot, size);
     if (page) {
@@ -86,9 +101,7 @@ bool FragCache::refill(std::size_t size) noexcept {
         if (slots_[cur_].page) make_current(cur_);  // the current page stays current
         return false;
     }
-    slots_[slot] = {page, pool_.address(page),
-                    static_cast<std::uint32_t>(PagePool::page_bytes(*page)), 0};
-    page->held = static_cast<std::uint8_t>(slot + 1);
+    hold(slot, page);
     next_ = (slot + 1) % kSlots;
     charge(slot);  // the old current page is retired where it is
     return true;
@@ -97,13 +110,13 @@ bool FragCache::refill(std::size_t size) noexcept {
 bool FragCache::reuse_ready(std::size_t size) noexcept {
     for (std::uint32_t mask = ready_; mask; mask &= mask - 1) {
         unsigned i = static_cast<unsigned>(__builtin_ctz(mask));
-        if (slots_[i].page->reserve) {
+        if (slots_[i].reserve) {
             reconcile(i);
             continue;
         }
         if (size > slots_[i].size) continue;
         ready_ &= ~(1u << i);
-        charge(i);
+        charge(i, true);  // ready: every reference came back through owner frees
         stats_.reuses.add();
         return true;
     }
@@ -116,11 +129,9 @@ Page* FragCache::evict(unsigned slot, std::size_t size) noexcept {
     Held h = slots_[slot];
     if (!h.page) return nullptr;
     stats_.evictions.add();
-    h.page->held = 0;
-    slots_[slot] = Held{};
-    ready_ &= ~(1u << slot);
+    unhold(slot);
     if (!page_ref_sub_and_test(*h.page, h.bias)) return nullptr;
-    if (!h.page->reserve && h.size >= size) return h.page;
+    if (!h.reserve && h.size >= size) return h.page;
     page_release(pool_, *h.page);
     return nullptr;
 }
@@ -141,12 +152,15 @@ Page* FragCache::new_page(std::size_t size) noexcept {
 }
 
 // One store, not an atomic add: the page is ours alone (fresh, or all its references are back).
-// The slot's page becomes current.
-void FragCache::charge(unsigned slot) noexcept {
+// refs_intact: every reference came back through owner frees, so the count still holds the last
+// charge (size + 1) and the Page is not touched at all. The slot's page becomes current.
+void FragCache::charge(unsigned slot, bool refs_intact) noexcept {
     Held& h = slots_[slot];
     frag_debug::forget_page(h.va, h.size);
     h.bias = h.size + 1;
-    h.page->refs.store(h.bias, std::memory_order_relaxed);
+    if (!refs_intact) h.page->refs.store(h.bias, std::memory_order_relaxed);
+    FP_DCHECK(h.page->refs.load(std::memory_order_relaxed) == h.bias, "charge: refs %u, bias %u",
+              h.page->refs.load(std::memory_order_relaxed), h.bias);
     poison(h.va, h.size);
     make_current(slot);
     offset_ = 0;
@@ -169,9 +183,26 @@ void FragCache::leave_current() noexcept {
 
 // Gives the bias back in one atomic op; the page goes to the pool if that was the last reference.
 void FragCache::reconcile(unsigned slot) noexcept {
+    Held h = slots_[slot];
+    unhold(slot);
+    if (page_ref_sub_and_test(*h.page, h.bias)) page_release(pool_, *h.page);
+}
+
+void FragCache::hold(unsigned slot, Page* page) noexcept {
+    std::byte* va = pool_.address(page);
+    slots_[slot] = {page, va, static_cast<std::uint32_t>(PagePool::page_bytes(*page)), 0,
+                    page->reserve};
+    page->held = static_cast<std::uint8_t>(slot + 1);
+    slot_of_[static_cast<std::size_t>(va - base_) >> block_shift_] =
+        static_cast<std::uint8_t>(slot + 1);
+}
+
+// Empties the slot; the caller still owes the page its bias.
+void FragCache::unhold(unsigned slot) noexcept {
     Held& h = slots_[slot];
     h.page->held = 0;
-    if (page_ref_sub_and_test(*h.page, h.bias)) page_release(pool_, *h.page);
+    std::uint8_t& s = slot_of_[static_cast<std::size_t>(h.va - base_) >> block_shift_];
+    if (s == slot + 1) s = 0;
     h = Held{};
     ready_ &= ~(1u << slot);
 }

@@ -36,6 +36,7 @@
 // be freed on any thread with frag_free() (frag.hpp). SharedFragCache is the locked variant.
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <span>
 
 #include "alloc/check.hpp"
@@ -63,7 +64,7 @@ class FragCache {
   public:
     static constexpr unsigned kSlots = 32;  // current + retired pages: 2 MiB of 64 KiB pages
 
-    explicit FragCache(PagePool& pool) noexcept : pool_(pool) {}
+    explicit FragCache(PagePool& pool);
     ~FragCache() { drain(); }
     FragCache(const FragCache&) = delete;
     FragCache& operator=(const FragCache&) = delete;
@@ -102,6 +103,7 @@ class FragCache {
         std::byte* va = nullptr;
         std::uint32_t size = 0;
         std::uint32_t bias = 0;
+        bool reserve = false;  // a copy of page->reserve: the refill path need not touch the Page
         bool contains(const std::byte* p) const noexcept {
             return page && p >= va && p < va + size;
         }
@@ -124,9 +126,11 @@ class FragCache {
     bool reuse_ready(std::size_t size) noexcept;
     Page* evict(unsigned slot, std::size_t size) noexcept;
     Page* new_page(std::size_t size) noexcept;
-    void charge(unsigned slot) noexcept;
+    void charge(unsigned slot, bool refs_intact = false) noexcept;
     void reconcile(unsigned slot) noexcept;
     void make_current(unsigned slot) noexcept;
+    void hold(unsigned slot, Page* page) noexcept;
+    void unhold(unsigned slot) noexcept;
     void leave_current() noexcept;
     inline void* carve(std::uint32_t off, std::size_t size) noexcept;
 
@@ -142,6 +146,13 @@ class FragCache {
     std::uint32_t ready_ = 0;   // bit i: slot i, retired, has every reference back (owner frees)
     std::uint32_t offset_ = 0;  // first free byte of the current page
     std::uint32_t probe_off_ = kNoProbe;
+    // Block of the arena -> slot + 1 of the page the cache holds there: the owner's free of a
+    // retired page's fragment finds its slot with one byte load, without touching the Page. A
+    // block split into order-0 pages held by several slots keeps one; the others take page_of().
+    std::byte* base_;
+    std::size_t arena_bytes_;
+    unsigned block_shift_;
+    std::unique_ptr<std::uint8_t[]> slot_of_;
     FragStats stats_;
 };
 
@@ -165,7 +176,17 @@ inline void* FragCache::carve(std::uint32_t off, std::size_t size) noexcept {
 
 inline void FragCache::free(void* frag) noexcept {
     auto* p = static_cast<std::byte*>(frag);
-    if (FP_UNLIKELY(static_cast<std::size_t>(p - va_) >= size_)) return free_slow(p);
+    if (FP_UNLIKELY(static_cast<std::size_t>(p - va_) >= size_)) {
+        // A retired page's fragment, found through the block table: its reference goes back to
+        // that page's bias, and a full bias makes the page ready for reuse.
+        auto off = static_cast<std::size_t>(p - base_);
+        unsigned i = off < arena_bytes_ ? slot_of_[off >> block_shift_] - 1u : kSlots;
+        if (FP_UNLIKELY(i >= kSlots || !slots_[i].contains(p))) return free_slow(p);
+        poison(p, frag_debug::untrack(p));
+        Held& h = slots_[i];
+        if (++h.bias == h.size + 1) ready_ |= 1u << i;
+        return;
+    }
     poison(p, frag_debug::untrack(p));
     if (++bias_ == size_ + 1 && probe_off_ == kNoProbe) {
         offset_ = 0;  // every reference is back with the cache: rewind
