@@ -29,9 +29,9 @@ void* FragCache::alloc_slow(std::size_t size) noexcept {
     return carve(0, size);
 }
 
-// A fragment the block table did not place (an order-0 page sharing its block with another slot's,
-// or no page of this cache): a retired page's still goes back to its bias, found through the Page;
-// any other fragment takes the atomic path.
+// A fragment the block table did not place (of an order-0 page, or of no page of this cache): a
+// retired page's still goes back to its bias, found through the Page; any other fragment takes
+// the atomic path.
 void FragCache::free_slow(std::byte* frag) noexcept {
     Page* page = pool_.page_of(frag);
     unsigned i = page && page->held ? page->held - 1u : kSlots;
@@ -193,8 +193,9 @@ void FragCache::hold(unsigned slot, Page* page) noexcept {
     slots_[slot] = {page, va, static_cast<std::uint32_t>(PagePool::page_bytes(*page)), 0,
                     page->reserve};
     page->held = static_cast<std::uint8_t>(slot + 1);
-    slot_of_[static_cast<std::size_t>(va - base_) >> block_shift_] =
-        static_cast<std::uint8_t>(slot + 1);
+    if (slots_[slot].size == max_alloc())
+        slot_of_[static_cast<std::size_t>(va - base_) >> block_shift_] =
+            static_cast<std::uint8_t>(slot + 1);
 }
 
 // Empties the slot; the caller still owes the page its bias.

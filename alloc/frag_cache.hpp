@@ -83,7 +83,7 @@ class FragCache {
     // Gives every bias back (page_frag_cache_drain, for the current and the retired pages).
     void drain() noexcept;
 
-    std::size_t max_alloc() const noexcept { return pool_.block_bytes(); }
+    std::size_t max_alloc() const noexcept { return std::size_t{1} << block_shift_; }
     const FragStats& stats() const noexcept { return stats_; }
     PagePool& pool() noexcept { return pool_; }
     const Page* page() const noexcept { return va_ ? slots_[cur_].page : nullptr; }
@@ -121,6 +121,7 @@ class FragCache {
         return static_cast<std::uint32_t>((off + align - 1) & ~(align - 1));
     }
     void* alloc_slow(std::size_t size) noexcept;
+    inline bool take_ready(std::size_t size) noexcept;
     void free_slow(std::byte* frag) noexcept;
     bool refill(std::size_t size) noexcept;
     bool reuse_ready(std::size_t size) noexcept;
@@ -146,9 +147,9 @@ class FragCache {
     std::uint32_t ready_ = 0;   // bit i: slot i, retired, has every reference back (owner frees)
     std::uint32_t offset_ = 0;  // first free byte of the current page
     std::uint32_t probe_off_ = kNoProbe;
-    // Block of the arena -> slot + 1 of the page the cache holds there: the owner's free of a
-    // retired page's fragment finds its slot with one byte load, without touching the Page. A
-    // block split into order-0 pages held by several slots keeps one; the others take page_of().
+    // Block of the arena -> slot + 1 of the whole-block page the cache holds there: the owner's
+    // free of a retired page's fragment finds its slot with one byte load, without touching the
+    // Page. Order-0 pages (a split block) are not entered; their frees take page_of().
     std::byte* base_;
     std::size_t arena_bytes_;
     unsigned block_shift_;
@@ -161,7 +162,31 @@ inline void* FragCache::alloc(std::size_t size, std::size_t align) noexcept {
     FP_DCHECK(probe_off_ == kNoProbe, "frag alloc between probe() and commit()");
     std::uint32_t off = align_up(offset_, align);
     if (FP_LIKELY(off + size <= size_)) return carve(off, size);
+    if (FP_LIKELY(ready_ != 0) && take_ready(size)) return carve(0, size);
     return alloc_slow(size);
+}
+
+// refill()'s most common case, inline: the current page retires with its bias into its slot and a
+// retired page whose references all came back through owner frees becomes current. Its count
+// still holds its last charge, so no Page is touched and no atomic op is made.
+inline bool FragCache::take_ready(std::size_t size) noexcept {
+    unsigned i = static_cast<unsigned>(__builtin_ctz(ready_));
+    Held& h = slots_[i];
+    if (FP_UNLIKELY(h.reserve || size > h.size || !va_)) return false;
+    ready_ &= ready_ - 1;
+    slots_[cur_].bias = bias_;
+    frag_debug::forget_page(h.va, h.size);
+    FP_DCHECK(h.bias == h.size + 1 && h.page->refs.load(std::memory_order_relaxed) == h.bias,
+              "ready page with refs %u, bias %u", h.page->refs.load(std::memory_order_relaxed),
+              h.bias);
+    poison(h.va, h.size);
+    cur_ = i;
+    va_ = h.va;
+    size_ = h.size;
+    bias_ = h.bias;
+    offset_ = 0;
+    stats_.reuses.add();
+    return true;
 }
 
 inline void* FragCache::carve(std::uint32_t off, std::size_t size) noexcept {
@@ -181,9 +206,10 @@ inline void FragCache::free(void* frag) noexcept {
         // that page's bias, and a full bias makes the page ready for reuse.
         auto off = static_cast<std::size_t>(p - base_);
         unsigned i = off < arena_bytes_ ? slot_of_[off >> block_shift_] - 1u : kSlots;
-        if (FP_UNLIKELY(i >= kSlots || !slots_[i].contains(p))) return free_slow(p);
-        poison(p, frag_debug::untrack(p));
+        if (FP_UNLIKELY(i >= kSlots)) return free_slow(p);
         Held& h = slots_[i];
+        FP_DCHECK(h.contains(p), "block table: slot %u does not hold %p", i, frag);
+        poison(p, frag_debug::untrack(p));
         if (++h.bias == h.size + 1) ready_ |= 1u << i;
         return;
     }
