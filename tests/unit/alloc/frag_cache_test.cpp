@@ -293,3 +293,36 @@ TEST_CASE("owner frees of the cached page move the bias back and rewind it, with
     cache.drain();
     CHECK(pool.pages_in_use() == 0);
 }
+
+TEST_CASE("owner frees of retired order-0 pages go back to their bias, and the pages are reused") {
+    PagePool pool(small_pool());
+    Page* splitter = pool.alloc(0, false);  // splits one block: 15 base pages stay free
+    std::vector<Page*> hog;
+    while (Page* p = pool.alloc(4, false))
+        hog.push_back(p);
+    while (Page* p = pool.alloc(4, true))
+        hog.push_back(p);
+    FragCache cache(pool);
+    std::vector<void*> frags;
+    for (int i = 0; i < 6; ++i)  // one 3000-byte fragment per 4 KiB page: six pages of one block
+        frags.push_back(cache.alloc(3000));
+    const std::size_t in_use = pool.pages_in_use();
+    CHECK(cache.stats().fallbacks.get() == 6);
+    for (void* f : frags) {
+        const Page* p = pool.page_of(f);
+        CHECK(p->order == 0);
+        cache.free(f);  // retired pages of a split block: found through the Page, no atomic op
+        CHECK(refs(p) == cache.bias_of(p));
+    }
+    for (int i = 0; i < 6; ++i)
+        frags[i] = cache.alloc(3000);
+    CHECK(pool.pages_in_use() == in_use);  // every page came from the cache's own ring
+    CHECK(cache.stats().reuses.get() >= 5);
+    for (void* f : frags)
+        cache.free(f);
+    cache.drain();
+    pool.release(splitter);
+    for (Page* p : hog)
+        pool.release(p);
+    CHECK(pool.pages_in_use() == 0);
+}
