@@ -80,7 +80,11 @@ def upstreams(procs, workdir):
 
 def main():
     a = parse()
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    # SIGINT even when started in the background (where it comes in ignored), SIGTERM and SIGHUP:
+    # all end in the cleanup below.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     workdir = tempfile.mkdtemp(prefix="fragproxy-bench-")
     os.chmod(workdir, 0o755)  # nginx's workers (not root) read the origin's file
     procs = P.Processes(workdir)
