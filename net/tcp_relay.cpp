@@ -58,8 +58,7 @@ void Worker::open_conn(unsigned listener, int client_fd) noexcept {
     c.last_active = now_ms_;
     c.side[0].fd = client_fd;
     ++live_conns_;
-    stats_.accepted.add();
-    set_nodelay(client_fd);
+    stats_.accepted.add();  // TCP_NODELAY: inherited from the listener
     connect_upstream(slot);
 }
 

@@ -39,6 +39,8 @@ int listen_socket(const SockAddr& addr) {
     ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     ::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
     if (addr.family() == AF_INET6) ::setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+    // Accepted sockets inherit TCP_NODELAY from the listener: no setsockopt per connection.
+    ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     if (::bind(fd, addr.sa(), addr.len) != 0 || ::listen(fd, 4096) != 0) {
         int err = errno;
         ::close(fd);

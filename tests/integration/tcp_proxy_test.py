@@ -145,6 +145,45 @@ async def case_retry_next_upstream():
     finish(proxy)
 
 
+def blackhole():
+    """A listener whose accept queue is full: the SYNs sent to it are dropped, a connect hangs."""
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(0)
+    filler = socket.create_connection(lsock.getsockname())
+    return lsock, filler, lsock.getsockname()[1]
+
+
+async def case_connect_timeout():
+    """An upstream that never answers: after timeouts.connect the next upstream is tried, and with
+    no other upstream the client gets a clean close (EOF), not a hang."""
+    lsock, filler, hole = blackhole()
+    server, up = await start_upstream()
+    port, lone = free_port(), free_port()
+    short = ["timeouts: {connect: 300ms}"]
+    proxy = run_proxy([{"listen": ("127.0.0.1", port), "extra": short,
+                        "upstreams": [("127.0.0.1", hole), ("127.0.0.1", up)]},
+                       {"listen": ("127.0.0.1", lone), "extra": short,
+                        "upstreams": [("127.0.0.1", hole)]}], workers=1)
+    waits = []
+    for _ in range(2):  # round robin: one of the two starts on the silent upstream
+        t0 = time.monotonic()
+        await asyncio.wait_for(client_echo(port, 100000, False), 20)
+        waits.append(time.monotonic() - t0)
+    assert max(waits) >= 0.25, waits  # waited for the connect timeout, then was served
+    t0 = time.monotonic()
+    reader, writer = await asyncio.open_connection("127.0.0.1", lone)
+    writer.write(b"hello")
+    assert await asyncio.wait_for(reader.read(100), 10) == b""
+    assert 0.25 <= time.monotonic() - t0 < 5
+    writer.close()
+    server.close()
+    filler.close()
+    lsock.close()
+    out = finish(proxy)
+    assert "upstream failures 3" in out, out  # the start probe, one retried client, the lone one
+
+
 async def case_upstream_resets():
     """The upstream resets mid-stream: the client sees the connection end; the proxy carries on."""
     server, up = await start_upstream()
