@@ -62,15 +62,59 @@ void Worker::open_conn(unsigned listener, int client_fd) noexcept {
     connect_upstream(slot);
 }
 
+// The upstream socket comes from the ring (IORING_OP_SOCKET) where the kernel has it, so a new
+// connection makes no syscall outside io_uring submission: socket, TCP_NODELAY (a socket
+// command), connect with its linked timeout.
 void Worker::connect_upstream(std::uint32_t slot) noexcept {
     Conn& c = conns_[slot];
     const auto& l = settings_.listeners[c.listener];
     const SockAddr& up = l.upstreams[c.upstream % l.upstreams.size()];
+    if (ring_->features().socket_op) {
+        io_uring_sqe* s = sqe(Op::kSocket, slot);
+        if (!s) return close_conn(c, slot, false);
+        io_uring_prep_socket(s, up.family(), SOCK_STREAM | SOCK_CLOEXEC, 0, 0);
+        ++c.pending;
+        return;
+    }
     int fd = ::socket(up.family(), SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0) return close_conn(c, slot, false);
     ++open_fds_;
-    set_nodelay(fd);
     c.side[1].fd = fd;
+    set_nodelay(fd);
+    start_connect(c, slot, fd);
+}
+
+void Worker::on_socket(Conn& c, std::uint32_t slot, int res) noexcept {
+    --c.pending;
+    if (res >= 0) {
+        ++open_fds_;
+        c.side[1].fd = res;
+    }
+    if (c.closing) return maybe_finish(c, slot);
+    if (res < 0) return close_conn(c, slot, false);  // e.g. -EMFILE: as a failed socket()
+    static constexpr int kOne = 1;
+    io_uring_sqe* q = sockopt_cmd_ ? sqe(Op::kSockopt, slot) : nullptr;
+    if (q) {
+        uapi::prep_setsockopt(q, res, IPPROTO_TCP, TCP_NODELAY, &kOne);
+        ++c.pending;
+    } else {
+        set_nodelay(res);
+    }
+    start_connect(c, slot, res);
+}
+
+void Worker::on_sockopt(Conn& c, std::uint32_t slot, int res) noexcept {
+    --c.pending;
+    if (res < 0 && res != -ECANCELED && c.side[1].fd >= 0) {
+        sockopt_cmd_ = false;  // a kernel before 6.7: plain setsockopt from now on
+        set_nodelay(c.side[1].fd);
+    }
+    maybe_finish(c, slot);
+}
+
+void Worker::start_connect(Conn& c, std::uint32_t slot, int fd) noexcept {
+    const auto& l = settings_.listeners[c.listener];
+    const SockAddr& up = l.upstreams[c.upstream % l.upstreams.size()];
     ring_->reserve(2);  // the connect and its timeout go in as one linked pair
     io_uring_sqe* s = sqe(Op::kConnect, slot);
     io_uring_sqe* t = s ? sqe(Op::kLinkTimeout, slot) : nullptr;

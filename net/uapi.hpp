@@ -17,6 +17,20 @@ static_assert(IOU_PBUF_RING_INC == kPbufRingInc);
 #ifdef IORING_CQE_F_BUF_MORE
 static_assert(IORING_CQE_F_BUF_MORE == kCqeBufMore);
 #endif
+// IORING_OP_URING_CMD on a socket: cmd_op SOCKET_URING_OP_SETSOCKOPT (6.7). liburing 2.3 has no
+// io_uring_prep_cmd_sock(); the kernel reads level and optname from the two halves of `addr`,
+// optlen from `file_index` and optval from `addr3`.
+inline constexpr unsigned kSocketUringOpSetsockopt = 3;
+
+inline void prep_setsockopt(io_uring_sqe* sqe, int fd, int level, int optname, const int* optval) {
+    io_uring_prep_rw(IORING_OP_URING_CMD, sqe, fd, nullptr, 0, 0);
+    sqe->cmd_op = kSocketUringOpSetsockopt;
+    sqe->addr = static_cast<__u64>(static_cast<unsigned>(level)) |
+                static_cast<__u64>(static_cast<unsigned>(optname)) << 32;
+    sqe->file_index = sizeof *optval;
+    sqe->addr3 = reinterpret_cast<__u64>(optval);
+}
+
 static_assert(IORING_SETUP_SINGLE_ISSUER == 1U << 12);
 static_assert(IORING_SETUP_DEFER_TASKRUN == 1U << 13);
 static_assert(IORING_SETUP_COOP_TASKRUN == 1U << 8);

@@ -12,6 +12,8 @@ enum class Op : std::uint8_t {
     kSend,         // sendmsg to side's fd
     kConnect,      // connect of the upstream socket
     kLinkTimeout,  // the connect's timeout
+    kSocket,       // socket() of the upstream side
+    kSockopt,      // setsockopt(TCP_NODELAY) of the upstream socket, a socket command
     kShutdown,     // shutdown(SHUT_WR) of side's fd
     kCancel,       // async cancel of a connection's ops
     kClose,        // close of an fd no connection owns any more

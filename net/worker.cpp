@@ -187,6 +187,10 @@ void Worker::handle(io_uring_cqe* cqe) noexcept {
             return on_send(*c, t.slot, t.side, cqe->res);
         case Op::kConnect:
             return on_connect(*c, t.slot, cqe->res);
+        case Op::kSocket:
+            return on_socket(*c, t.slot, cqe->res);
+        case Op::kSockopt:
+            return on_sockopt(*c, t.slot, cqe->res);
         case Op::kShutdown:
             --c->pending;
             return check_done(*c, t.slot);

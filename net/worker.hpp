@@ -102,6 +102,9 @@ class Worker {
     // TCP relay (tcp_relay.cpp).
     void open_conn(unsigned listener, int client_fd) noexcept;
     void connect_upstream(std::uint32_t slot) noexcept;
+    void on_socket(Conn& c, std::uint32_t slot, int res) noexcept;
+    void on_sockopt(Conn& c, std::uint32_t slot, int res) noexcept;
+    void start_connect(Conn& c, std::uint32_t slot, int fd) noexcept;
     void on_connect(Conn& c, std::uint32_t slot, int res) noexcept;
     void arm_recv(Conn& c, std::uint32_t slot, unsigned s) noexcept;
     void on_recv(Conn& c, std::uint32_t slot, unsigned s, io_uring_cqe* cqe) noexcept;
@@ -144,6 +147,7 @@ class Worker {
     std::vector<__kernel_timespec> connect_ts_;  // per listener, for the connect's link timeout
     bool stopping_ = false;
     long open_fds_ = 0;
+    bool sockopt_cmd_ = true;  // setsockopt as a socket command; off after the kernel refused one
 
     WorkerStats stats_;
     UdpStats udp_stats_;

@@ -184,6 +184,50 @@ async def case_connect_timeout():
     assert "upstream failures 3" in out, out  # the start probe, one retried client, the lone one
 
 
+async def case_nodelay_both_sides():
+    """TCP_NODELAY on the client side (inherited from the listener) and on the upstream side (a
+    socket command on the ring): read from the proxy's own sockets through pidfd_getfd."""
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    server, up = await start_upstream()
+    port = free_port()
+    proxy = run_proxy([{"listen": ("127.0.0.1", port), "upstreams": [("127.0.0.1", up)]}],
+                      workers=1)
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    mine = writer.get_extra_info("sockname")
+    writer.write(b"E" + b"x" * 100)
+    await reader.readexactly(100)  # connected both ways: the echo came back
+    pidfd = os.pidfd_open(proxy.proc.pid)
+    sides = {}
+    for fd in os.listdir(f"/proc/{proxy.proc.pid}/fd"):
+        try:
+            if not os.readlink(f"/proc/{proxy.proc.pid}/fd/{fd}").startswith("socket:"):
+                continue
+        except OSError:
+            continue
+        got = libc.syscall(438, pidfd, int(fd), 0)  # SYS_pidfd_getfd
+        if got < 0:
+            continue
+        s = socket.socket(fileno=got)
+        try:
+            if s.type == socket.SOCK_STREAM and s.family == socket.AF_INET:
+                peer = s.getpeername()
+                nodelay = s.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+                if peer == mine:
+                    sides["client"] = nodelay
+                elif peer[1] == up:
+                    sides["upstream"] = nodelay
+        except OSError:
+            pass  # the listener: no peer
+        finally:
+            s.close()
+    os.close(pidfd)
+    assert sides == {"client": 1, "upstream": 1}, sides
+    writer.close()
+    server.close()
+    finish(proxy)
+
+
 async def case_upstream_resets():
     """The upstream resets mid-stream: the client sees the connection end; the proxy carries on."""
     server, up = await start_upstream()
