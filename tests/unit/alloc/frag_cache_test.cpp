@@ -18,6 +18,24 @@ PoolConfig small_pool() {
 std::uint32_t refs(const Page* p) {
     return p->refs.load();
 }
+// Leaves only order-0 pages free: one block is split (15 base pages stay free) and every other
+// block, normal and reserve, is taken. give_back() returns them all.
+struct OrderZeroOnly {
+    PagePool& pool;
+    Page* splitter;
+    std::vector<Page*> hog;
+    explicit OrderZeroOnly(PagePool& p) : pool(p), splitter(p.alloc(0, false)) {
+        while (Page* q = pool.alloc(4, false))
+            hog.push_back(q);
+        while (Page* q = pool.alloc(4, true))
+            hog.push_back(q);
+    }
+    void give_back() {
+        pool.release(splitter);
+        for (Page* q : hog)
+            pool.release(q);
+    }
+};
 }  // namespace
 
 TEST_CASE("a refill charges the page once; fragments only move the local bias") {
@@ -191,12 +209,7 @@ TEST_CASE("reserve pages serve past the soft limit and are never reused in place
 
 TEST_CASE("exhausted high orders fall back to order 0; too-large requests then fail cleanly") {
     PagePool pool(small_pool());
-    Page* splitter = pool.alloc(0, false);  // splits one block: 15 base pages stay free
-    std::vector<Page*> hog;
-    while (Page* p = pool.alloc(4, false))
-        hog.push_back(p);
-    while (Page* p = pool.alloc(4, true))
-        hog.push_back(p);
+    OrderZeroOnly only(pool);
     FragCache cache(pool);
     void* a = cache.alloc(1000);
     REQUIRE(a);
@@ -211,9 +224,7 @@ TEST_CASE("exhausted high orders fall back to order 0; too-large requests then f
     frag_free(a);
     frag_free(b);
     cache.drain();
-    pool.release(splitter);
-    for (Page* p : hog)
-        pool.release(p);
+    only.give_back();
     CHECK(pool.pages_in_use() == 0);
 }
 
@@ -296,12 +307,7 @@ TEST_CASE("owner frees of the cached page move the bias back and rewind it, with
 
 TEST_CASE("owner frees of retired order-0 pages go back to their bias, and the pages are reused") {
     PagePool pool(small_pool());
-    Page* splitter = pool.alloc(0, false);  // splits one block: 15 base pages stay free
-    std::vector<Page*> hog;
-    while (Page* p = pool.alloc(4, false))
-        hog.push_back(p);
-    while (Page* p = pool.alloc(4, true))
-        hog.push_back(p);
+    OrderZeroOnly only(pool);
     FragCache cache(pool);
     std::vector<void*> frags;
     for (int i = 0; i < 6; ++i)  // one 3000-byte fragment per 4 KiB page: six pages of one block
@@ -321,8 +327,6 @@ TEST_CASE("owner frees of retired order-0 pages go back to their bias, and the p
     for (void* f : frags)
         cache.free(f);
     cache.drain();
-    pool.release(splitter);
-    for (Page* p : hog)
-        pool.release(p);
+    only.give_back();
     CHECK(pool.pages_in_use() == 0);
 }
