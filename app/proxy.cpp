@@ -48,7 +48,7 @@ void Proxy::report(std::ostream& out) const {
         << "fragproxy: at exit: pages in use " << pages << ", fds open " << fds << "\n";
     if (config_.worker.udp_listeners.empty()) return;
     std::uint64_t din = 0, dout = 0, sessions = 0, expired = 0, capped = 0, nobuf = 0, errs = 0;
-    std::uint64_t sends = 0, refused_gso = 0;
+    std::uint64_t sends = 0, refused_gso = 0, waits = 0;
     for (const auto& w : workers_) {
         const auto& u = w->udp_stats();
         din += u.datagrams_in.get();
@@ -60,11 +60,13 @@ void Proxy::report(std::ostream& out) const {
         errs += u.upstream_errors.get();
         sends += u.sends.get();
         refused_gso += u.gso_refused.get();
+        waits += u.buffer_waits.get();
     }
     out << "fragproxy: udp: datagrams in " << din << ", out " << dout << "; sessions " << sessions
         << ", expired " << expired << ", refused " << capped << "; dropped for want of buffers "
         << nobuf << ", upstream errors " << errs << "; sendmsg calls " << sends
-        << " (GSO batches refused by the path " << refused_gso << ")\n";
+        << " (GSO batches refused by the path " << refused_gso << "); receives that waited for "
+        << "buffers " << waits << "\n";
 }
 
 bool Proxy::leaked() const {

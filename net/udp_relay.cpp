@@ -96,6 +96,7 @@ UdpRelay::UdpRelay(Ring& ring, const WorkerSettings& settings, unsigned worker_i
     by_client_.reserve(max_sessions);
     per_source_.reserve(max_sessions);
     dirty_.reserve(max_sessions);
+    starved_.reserve(max_sessions);
     nodes_ = std::make_unique<SendNode[]>(kSendNodes);
     for (std::uint32_t i = kSendNodes; i-- > 0;) {
         nodes_[i].next = free_nodes_;
@@ -161,6 +162,7 @@ void UdpRelay::on_listener(unsigned i, io_uring_cqe* cqe) noexcept {
     std::byte* buf = cqe->res >= 0 ? take(cqe) : nullptr;
     if (cqe->res == -ENOBUFS) {
         l.starved = any_starved_ = true;  // the datagrams wait in the socket, nothing is lost
+        stats_.buffer_waits.add();
     }
     if (buf) {
         auto* out = io_uring_recvmsg_validate(buf, cqe->res, &l.msg);
@@ -241,10 +243,7 @@ std::uint32_t UdpRelay::find_or_open(unsigned li, const sockaddr* from, socklen_
 void UdpRelay::arm_session(std::uint32_t slot) noexcept {
     Session& s = sessions_[slot];
     if (s.recv_armed || s.closing) return;
-    if (recv_->offered() == 0) {
-        s.starved = any_starved_ = true;
-        return;
-    }
+    if (recv_->offered() == 0) return starve(slot);
     io_uring_sqe* q = sqe(Op::kUdpUpRecv, slot, s.gen);
     if (!q) return;
     io_uring_prep_recv_multishot(q, s.fd, nullptr, 0, 0);
@@ -270,7 +269,7 @@ void UdpRelay::on_session(std::uint32_t slot, io_uring_cqe* cqe) noexcept {
             queue(slot, kToClient, buf, buf, std::uint32_t(cqe->res));
         }
     } else if (cqe->res == -ENOBUFS) {
-        s.starved = any_starved_ = true;
+        starve(slot);
     } else if (cqe->res < 0 && cqe->res != -ECANCELED && !s.closing) {
         stats_.upstream_errors.add();  // e.g. ICMP port unreachable: this session ends, no more
         close_session(slot);
@@ -491,8 +490,30 @@ void UdpRelay::after_batch(std::uint64_t now_ms) noexcept {
     any_starved_ = false;
     for (unsigned i = 0; i < listeners_.size(); ++i)
         if (listeners_[i].starved) arm_listener(i);
-    for (std::uint32_t slot = 0; slot < sessions_.size(); ++slot)
-        if (sessions_[slot].live && sessions_[slot].starved) arm_session(slot);
+    // Only sessions that starved, oldest first, and no more than there are buffers on offer: a
+    // re-armed receive with data waiting takes at least one, so re-arming all of them at once
+    // would just see most fail with ENOBUFS again (a storm of re-arms with thousands of sessions).
+    std::size_t budget = recv_->offered(), i = 0;
+    for (; i < starved_.size() && budget > 0; ++i) {
+        std::uint32_t slot = starved_[i];
+        Session& s = sessions_[slot];
+        if (!s.live || !s.starved) continue;  // closed meanwhile (the slot may be reused)
+        s.starved = false;
+        arm_session(slot);
+        --budget;
+    }
+    starved_.erase(starved_.begin(), starved_.begin() + std::ptrdiff_t(i));
+    if (!starved_.empty()) any_starved_ = true;
+}
+
+// A session whose receive waits for buffers; after_batch() re-arms it when pages come back.
+void UdpRelay::starve(std::uint32_t slot) noexcept {
+    Session& s = sessions_[slot];
+    any_starved_ = true;
+    if (s.starved) return;
+    stats_.buffer_waits.add();
+    s.starved = true;
+    starved_.push_back(slot);
 }
 
 void UdpRelay::stop() noexcept {

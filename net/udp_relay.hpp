@@ -40,6 +40,7 @@ struct UdpStats {
     Counter datagrams_in, datagrams_out, sessions, sessions_expired, sessions_refused;
     Counter dropped_caps, dropped_no_buffer, upstream_errors;
     Counter sends, gso_refused;  // sendmsg calls (one per batch); GSO batches the path refused
+    Counter buffer_waits;        // receives that waited for buffers (the ring ran dry)
 };
 
 class UdpRelay {
@@ -104,6 +105,7 @@ class UdpRelay {
     void arm_listener(unsigned i) noexcept;
     void on_listener(unsigned i, io_uring_cqe* cqe) noexcept;
     void arm_session(std::uint32_t slot) noexcept;
+    void starve(std::uint32_t slot) noexcept;
     void on_session(std::uint32_t slot, io_uring_cqe* cqe) noexcept;
     std::uint32_t find_or_open(unsigned listener, const sockaddr* from, socklen_t len) noexcept;
     void close_session(std::uint32_t slot) noexcept;
@@ -144,7 +146,8 @@ class UdpRelay {
     std::unordered_map<Key, std::uint32_t, KeyHash> per_source_;
     std::unique_ptr<SendNode[]> nodes_;
     SendNode* free_nodes_ = nullptr;
-    std::vector<std::uint32_t> dirty_;  // sessions holding an open batch; capacity reserved
+    std::vector<std::uint32_t> dirty_;    // sessions holding an open batch; capacity reserved
+    std::vector<std::uint32_t> starved_;  // sessions waiting for receive buffers; reserved too
     std::uint64_t now_ms_ = 0;
     std::uint32_t pending_ = 0;  // every SQE of the relay whose last CQE has not arrived
     bool stopping_ = false;
