@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The comparison: installs what is missing, builds fragproxy in Release, runs bench/compare.py
-# (fragproxy vs HAProxy, nginx, socat and the direct path; about 15 minutes; loopback only) and
+# (fragproxy vs HAProxy, nginx, socat and the direct path; about 10 minutes; loopback only) and
 # leaves bench/results/<date>-<host>.{md,json,png}. Arguments go to compare.py (--quick, --only).
 set -euo pipefail
 cd "$(dirname "$0")/.."
