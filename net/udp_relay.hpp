@@ -55,6 +55,8 @@ class UdpRelay {
     void after_batch(std::uint64_t now_ms) noexcept;  // replenish, re-arm starved receives
     void stop() noexcept;                             // no new datagrams; end every session
     bool idle() const noexcept { return pending_ == 0; }
+    // Receives wait for buffers: the worker must come back soon even if no CQE arrives.
+    bool starved() const noexcept { return any_starved_; }
     std::size_t leaked_pages() noexcept;
     long open_fds() const noexcept { return open_fds_; }
 

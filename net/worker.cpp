@@ -133,7 +133,15 @@ void Worker::setup() {
 void Worker::loop() noexcept {
     io_uring* ring = ring_->get();
     while (!stopping_ || live_conns_ > 0 || misc_pending_ > 0 || (udp_ && !udp_->idle())) {
-        int rc = io_uring_submit_and_wait(ring, 1);
+        int rc;
+        if (udp_ && udp_->starved()) {  // UDP receives wait for buffers: look again within 1 ms
+            __kernel_timespec ts{0, 1000000};
+            io_uring_cqe* first = nullptr;
+            rc = io_uring_submit_and_wait_timeout(ring, &first, 1, &ts, nullptr);
+            if (rc == -ETIME) rc = 0;
+        } else {
+            rc = io_uring_submit_and_wait(ring, 1);
+        }
         if (rc < 0 && rc != -EINTR && rc != -EBUSY && rc != -EAGAIN) {
             std::fprintf(stderr, "fragproxy: worker %u: io_uring_enter: %d\n", index_, rc);
             break;
