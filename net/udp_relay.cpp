@@ -391,10 +391,16 @@ void UdpRelay::resend_each(SendNode* n) noexcept {
     if (!live) return release(n, true);
     Session& s = sessions_[slot];
     s.no_gso[n->dir] = true;
-    for (unsigned i = 0; i < n->count; ++i)
-        queue(slot, n->dir, n->frag[i], static_cast<std::byte*>(n->iov[i].iov_base),
-              std::uint32_t(n->iov[i].iov_len));
-    release(n, false);
+    // A batch opened since holds later datagrams: they go after these, one by one as well.
+    SendNode* later = s.open[n->dir];
+    s.open[n->dir] = nullptr;
+    for (SendNode* b : {n, later}) {
+        if (!b) continue;
+        for (unsigned i = 0; i < b->count; ++i)
+            queue(slot, b->dir, b->frag[i], static_cast<std::byte*>(b->iov[i].iov_base),
+                  std::uint32_t(b->iov[i].iov_len));
+        release(b, false);
+    }
 }
 
 void UdpRelay::release(SendNode* n, bool free_frags) noexcept {
