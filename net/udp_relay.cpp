@@ -288,7 +288,7 @@ void UdpRelay::queue(std::uint32_t slot, unsigned dir, std::byte* frag, const st
                             : s.client.family() == AF_INET6 ? 1452
                                                             : 1472;
     bool batchable = len > 0 && len <= max_seg && !s.no_gso[dir];
-    if (n && !(batchable && !n->sealed && len <= n->seg && n->count < kMaxSegs &&
+    if (n && !(batchable && !sealed(*n) && len <= n->seg && n->count < kMaxSegs &&
                (n->count + 1u) * n->seg <= kGsoMaxBytes)) {
         flush(n);
         n = nullptr;
@@ -304,7 +304,6 @@ void UdpRelay::queue(std::uint32_t slot, unsigned dir, std::byte* frag, const st
     }
     n->iov[n->count] = {const_cast<std::byte*>(payload), len};
     n->frag[n->count++] = frag;
-    if (len < n->seg) n->sealed = true;
     if (!batchable) return flush(n);
     if (!s.dirty) {
         s.dirty = true;
@@ -319,7 +318,6 @@ UdpRelay::SendNode* UdpRelay::open_node(std::uint32_t slot, unsigned dir) noexce
     Session& s = sessions_[slot];
     n->msg = {};
     n->count = 0;
-    n->sealed = false;
     n->dir = std::uint8_t(dir);
     n->slot = slot;
     n->gen = s.gen;

@@ -89,12 +89,15 @@ class UdpRelay {
         int fd = -1;
         std::uint32_t slot = 0, gen = 0;  // the session, for a resend without GSO
         std::uint16_t count = 0, seg = 0;
-        bool sealed = false;  // its last datagram is shorter than seg: nothing may follow
         std::uint8_t dir = 0;
         SendNode* next = nullptr;
         iovec iov[kMaxSegs];
         std::byte* frag[kMaxSegs];
     };
+    // A batch whose last datagram is shorter than the others: GSO lets nothing follow it.
+    static bool sealed(const SendNode& n) noexcept {
+        return n.count && n.iov[n.count - 1].iov_len < n.seg;
+    }
     struct Listener {
         int fd = -1;
         msghdr msg{};  // recvmsg template: how much room the source address gets in each buffer
