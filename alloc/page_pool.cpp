@@ -56,20 +56,17 @@ PagePool::PagePool(const PoolConfig& c, Owner owner)
       order_(c.order),
       nblocks_(arena_.size() >> (kBaseShift + order_)),
       soft_blocks_(nblocks_ - resolve_reserve(c, block_bytes())),
-      pages_(std::make_unique<Page[]>(arena_.size() >> kBaseShift)),
-      blocks_(std::make_unique<Block[]>(nblocks_)) {
+      pages_(arena_.size() >> kBaseShift),
+      blocks_(nblocks_) {
     if (resolve_reserve(c, block_bytes()) >= nblocks_)
         throw std::invalid_argument("memory: the reserve (" + std::to_string(c.reserve_bytes) +
                                     " bytes) leaves no normal pages in a " +
                                     std::to_string(arena_.size() >> 20) + " MiB arena");
     if (owner == Owner::kCurrentThread) bind_to_current_thread();
-    // Push in reverse so the lowest addresses are handed out first.
-    for (std::size_t b = nblocks_; b-- > 0;) {
-        Page* head = &pages_[b << order_];
-        head->order = static_cast<std::uint8_t>(order_);
-        head->reserve = b >= soft_blocks_;
-        zone_of(*head).blocks.push(head);
-    }
+    normal_.fresh = 0;  // blocks are handed out from the lowest address up
+    normal_.end = soft_blocks_;
+    reserve_.fresh = soft_blocks_;
+    reserve_.end = nblocks_;
     registry_add(this, arena_.base(), arena_.size());
 }
 
@@ -103,11 +100,32 @@ Page* PagePool::alloc(unsigned order, bool reserve) noexcept {
     if (!p) return nullptr;
     p->state = PageState::kInUse;
     ++in_use_;
+    if (!p->reserve) normal_used_units_ += std::size_t{1} << p->order;
     return p;
 }
 
+std::size_t PagePool::descriptor_bytes(std::size_t arena_bytes, unsigned order) noexcept {
+    return (arena_bytes >> kBaseShift) * sizeof(Page) +
+           (arena_bytes >> (kBaseShift + order)) * sizeof(Block);
+}
+
+// A free block of the zone, or its next never-used block, whose descriptors are made here.
+Page* PagePool::pop_block(Zone& zone) noexcept {
+    if (Page* p = zone.blocks.pop()) return p;
+    if (zone.fresh == zone.end) return nullptr;
+    std::size_t b = zone.fresh++;
+    new (&blocks_[b]) Block{};
+    const std::size_t first = b << order_;
+    for (std::size_t u = first; u < first + (std::size_t{1} << order_); ++u)
+        new (&pages_[u]) Page{};
+    Page* head = &pages_[first];
+    head->order = static_cast<std::uint8_t>(order_);
+    head->reserve = &zone == &reserve_;
+    return head;
+}
+
 Page* PagePool::take(Zone& zone, unsigned order) noexcept {
-    if (order == order_) return zone.blocks.pop();
+    if (order == order_) return pop_block(zone);
     if (Page* p = zone.small.pop()) {
         --blocks_[unit_of(p) >> order_].free_small;
         return p;
@@ -117,7 +135,7 @@ Page* PagePool::take(Zone& zone, unsigned order) noexcept {
 
 // Breaks a free block into 2^order base pages: returns the first, queues the rest.
 Page* PagePool::split(Zone& zone) noexcept {
-    Page* head = zone.blocks.pop();
+    Page* head = pop_block(zone);
     if (!head) return nullptr;
     std::size_t first = unit_of(head);
     std::size_t n = std::size_t{1} << order_;
@@ -136,6 +154,7 @@ void PagePool::free_page(Page* p) noexcept {
     FP_CHECK(p->state == PageState::kInUse, "page %p freed twice", static_cast<void*>(address(p)));
     p->state = PageState::kFree;
     --in_use_;
+    if (!p->reserve) normal_used_units_ -= std::size_t{1} << p->order;
     Zone& zone = zone_of(*p);
     if (p->order == order_) {
         zone.blocks.push(p);
@@ -175,6 +194,11 @@ bool PagePool::reclaim() noexcept {
         p = next;
     }
     return true;
+}
+
+std::size_t PagePool::free_normal_bytes() noexcept {
+    reclaim();
+    return normal_bytes() - (normal_used_units_ << kBaseShift);
 }
 
 std::size_t PagePool::pages_in_use() noexcept {

@@ -13,6 +13,9 @@
 //   foreign-free list); a pool made with Owner::kShared returns every page that way and its user
 //   serialises alloc() itself (SharedFragCache does, under its mutex).
 // - Every live pool is in a small global registry, so frag_free(ptr) finds a pointer's pool.
+// - Nothing is touched before it is used: the descriptor tables are lazy mappings (LazyTable) and
+//   a block's descriptors are constructed when the block is first handed out (each zone keeps a
+//   cursor of blocks never used), so a 64 GiB arena costs no memory until traffic needs it.
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
@@ -20,6 +23,7 @@
 #include <thread>
 
 #include "alloc/arena.hpp"
+#include "alloc/lazy_table.hpp"
 #include "alloc/page.hpp"
 
 namespace fp {
@@ -65,6 +69,12 @@ class PagePool {
     const Arena& arena() const noexcept { return arena_; }
     // Pages handed out and not yet back (reclaims first, so owner only). Zero when all is free.
     std::size_t pages_in_use() noexcept;
+    // Bytes of the normal zone not handed out (reclaims first, so owner only). What the worker's
+    // memory-pressure levels are derived from; the reserve zone is not counted.
+    std::size_t free_normal_bytes() noexcept;
+    std::size_t normal_bytes() const noexcept { return soft_blocks_ * block_bytes(); }
+    // Bytes of descriptors a pool over `arena_bytes` can touch at most (start-up memory checks).
+    static std::size_t descriptor_bytes(std::size_t arena_bytes, unsigned order) noexcept;
 
     // Fault injection: the next n alloc() calls fail as if the zone were empty.
     void inject_failures(unsigned n) noexcept { inject_failures_ = n; }
@@ -81,8 +91,10 @@ class PagePool {
         void remove(Page* p) noexcept;
     };
     struct Zone {
-        FreeList blocks;  // whole blocks of the pool's order
-        FreeList small;   // order-0 pages of split blocks
+        FreeList blocks;    // whole blocks of the pool's order
+        FreeList small;     // order-0 pages of split blocks
+        std::size_t fresh;  // next block never handed out; the zone's blocks end at `end`
+        std::size_t end;
     };
     struct Block {
         std::atomic<bool> split{false};  // read by page_of() on any thread
@@ -94,6 +106,7 @@ class PagePool {
         return static_cast<std::size_t>(p - pages_.get());
     }
     Page* take(Zone& zone, unsigned order) noexcept;
+    Page* pop_block(Zone& zone) noexcept;
     Page* split(Zone& zone) noexcept;
     void free_page(Page* page) noexcept;
 
@@ -101,11 +114,12 @@ class PagePool {
     unsigned order_;
     std::size_t nblocks_;
     std::size_t soft_blocks_;
-    std::unique_ptr<Page[]> pages_;    // one descriptor per 4 KiB unit
-    std::unique_ptr<Block[]> blocks_;  // one per block of the pool's order
+    LazyTable<Page> pages_;    // one descriptor per 4 KiB unit
+    LazyTable<Block> blocks_;  // one per block of the pool's order
     Zone normal_;
     Zone reserve_;
     std::size_t in_use_ = 0;
+    std::size_t normal_used_units_ = 0;  // 4 KiB units of the normal zone handed out
     unsigned inject_failures_ = 0;
     std::thread::id owner_;
     std::atomic<Page*> remote_{nullptr};

@@ -2,8 +2,13 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <charconv>
-#include <fstream>
+#include <cstdio>
+#include <cstring>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -12,10 +17,32 @@ namespace fp::app {
 namespace {
 
 constexpr std::uint64_t kMiB = 1 << 20;
+constexpr std::size_t kMaxListeners = 65535;  // a connection keeps its listener in 16 bits
 
+constexpr std::size_t kMaxConfigBytes = 1 << 20;
+
+// "file:line:col: message". A mark yaml-cpp left unset (null: -1) points at the file's start,
+// never at 0:0.
 [[noreturn]] void fail(const std::string& source, const YAML::Mark& m, const std::string& msg) {
-    throw ConfigError(source + ":" + std::to_string(m.line + 1) + ":" +
-                      std::to_string(m.column + 1) + ": " + msg);
+    int line = m.line < 0 ? 0 : m.line, col = m.line < 0 || m.column < 0 ? 0 : m.column;
+    throw ConfigError(source + ":" + std::to_string(line + 1) + ":" + std::to_string(col + 1) +
+                      ": " + msg);
+}
+
+// yaml-cpp's terse messages, said the way an operator reads them.
+std::string translate(const std::string& msg) {
+    if (msg == "bad conversion") return "a value has the wrong type here (expected a scalar)";
+    if (msg == "bad file") return "cannot read the file";
+    if (msg.rfind("invalid node", 0) == 0) return "a key or value is missing or misplaced here";
+    return msg;
+}
+
+// Decimal integers only: "010" (octal to yaml-cpp) and "0x10" are refused, not read as 8 and 16.
+bool plain_decimal(const std::string& t) {
+    if (t.empty() || t.size() > 19) return false;
+    for (char ch : t)
+        if (ch < '0' || ch > '9') return false;
+    return t.size() == 1 || t[0] != '0';
 }
 
 // A mapping whose keys are checked: reading marks a key known; finish() rejects the rest.
@@ -24,6 +51,13 @@ class Map {
     Map(const YAML::Node& node, const std::string& source, std::string path)
         : node_(node), source_(source), path_(std::move(path)) {
         if (!node.IsMap()) fail(source_, node.Mark(), path_ + " must be a mapping");
+        std::set<std::string> seen;
+        for (const auto& kv : node_) {
+            if (!kv.first.IsScalar())
+                fail(source_, kv.first.Mark(), "a key of " + path_ + " must be a plain name");
+            if (!seen.insert(kv.first.Scalar()).second)
+                fail(source_, kv.first.Mark(), "duplicate key " + name(kv.first.Scalar()));
+        }
     }
     YAML::Node get(const std::string& key) {
         known_.insert(key);
@@ -34,8 +68,8 @@ class Map {
         YAML::Node n = get(key);
         if (!n) return fallback;
         T v{};
-        if (!n.IsScalar() || !YAML::convert<T>::decode(n, v))
-            fail(source_, n.Mark(), name(key) + " must be an integer");
+        if (!n.IsScalar() || !plain_decimal(n.Scalar()) || !YAML::convert<T>::decode(n, v))
+            fail(source_, n.Mark(), name(key) + " must be a decimal integer");
         if (v < lo || v > hi)
             fail(source_, n.Mark(),
                  name(key) + " = " + n.Scalar() + " is out of range " + std::to_string(lo) + ".." +
@@ -52,11 +86,18 @@ class Map {
         return n.Scalar();
     }
     void finish() {
-        for (const auto& kv : node_) {
-            auto key = kv.first.as<std::string>();
-            if (!known_.count(key)) fail(source_, kv.first.Mark(), "unknown key " + name(key));
-        }
+        for (const auto& kv : node_)
+            if (!known_.count(kv.first.Scalar()))
+                fail(source_, kv.first.Mark(), "unknown key " + name(kv.first.Scalar()));
     }
+    bool flag(const std::string& key, bool fallback) {
+        YAML::Node n = get(key);
+        bool v = fallback;
+        if (n && (!n.IsScalar() || !YAML::convert<bool>::decode(n, v)))
+            fail(source_, n.Mark(), name(key) + " must be true or false");
+        return v;
+    }
+    const YAML::Node& node() const { return node_; }
     std::string name(const std::string& key) const { return path_ + "." + key; }
     const std::string& source() const { return source_; }
 
@@ -92,12 +133,11 @@ void parse_memory(Config& c, Map m) {
             fail(m.source(), arena.Mark(),
                  "memory.arena must be a size like 64MiB: a multiple of 2MiB from 4MiB to 64GiB");
         c.worker.memory.arena_bytes = *bytes;
+        c.arena_mark = {arena.Mark().line, arena.Mark().column};
     }
     c.worker.memory.order = m.scalar<unsigned>("page_order", 4, 0, 9);
     c.worker.buf_ring_pages = m.scalar<unsigned>("recv_pages", 16, 1, 4096);
-    YAML::Node huge = m.get("hugetlb");
-    if (huge && (!huge.IsScalar() || !YAML::convert<bool>::decode(huge, c.worker.memory.hugetlb)))
-        fail(m.source(), huge.Mark(), "memory.hugetlb must be true or false");
+    c.worker.memory.hugetlb = m.flag("hugetlb", false);
     m.finish();
     auto pages = c.worker.memory.arena_bytes >> (12 + c.worker.memory.order);
     if (c.worker.buf_ring_pages * 2 > pages)
@@ -110,6 +150,7 @@ struct Common {
     std::string name, protocol;
     net::SockAddr listen;
     std::vector<net::SockAddr> upstreams;
+    bool share_port = false;
 };
 
 Common parse_common(Map& m, const YAML::Node& node, const std::string& source) {
@@ -126,24 +167,42 @@ Common parse_common(Map& m, const YAML::Node& node, const std::string& source) {
     if (!ups || !ups.IsSequence() || ups.size() == 0)
         fail(source, ups ? ups.Mark() : node.Mark(),
              m.name("upstreams") + " must be a non-empty list of addresses");
-    for (const auto& u : ups)
-        c.upstreams.push_back(address(u, source, m.name("upstreams")));
+    for (const auto& u : ups) {
+        net::SockAddr a = address(u, source, m.name("upstreams"));
+        if (a.unspecified())
+            fail(source, u.Mark(),
+                 m.name("upstreams") + " " + a.str() +
+                     ": an unspecified address (0.0.0.0, ::) is not an upstream");
+        if (a == c.listen)
+            fail(source, u.Mark(),
+                 m.name("upstreams") + " " + a.str() +
+                     " is the listener's own address: every connection would loop back");
+        c.upstreams.push_back(a);
+    }
+    c.share_port = m.flag("share_port", false);
     return c;
 }
 
-net::TcpListenerSettings parse_tcp(Map& m, Common c, const std::string& source) {
+net::TcpListenerSettings parse_tcp(Map& m, Common c, const Config& cfg) {
+    const std::string& source = m.source();
     net::TcpListenerSettings l;
     l.name = std::move(c.name);
     l.listen = c.listen;
     l.upstreams = std::move(c.upstreams);
+    l.share_port = c.share_port;
     if (YAML::Node t = m.get("timeouts")) {
         Map tm(t, source, m.name("timeouts"));
         l.connect_timeout = duration(tm, "connect", l.connect_timeout);
         l.idle_timeout = duration(tm, "idle", l.idle_timeout);
+        l.send_stall_timeout = duration(tm, "send_stall", l.send_stall_timeout);
         tm.finish();
     }
     l.max_connections = m.scalar<std::uint32_t>("max_connections", 10000, 1, 1000000);
-    l.max_inflight_bytes = m.scalar<std::uint32_t>("max_inflight_kib", 1024, 16, 1 << 20) * 1024;
+    // One connection's queue may never take more than 1/8 of its worker's arena (and under
+    // memory pressure it gets far less: net/memory_budget.hpp).
+    const std::uint32_t cap_kib =
+        std::uint32_t(std::min<std::uint64_t>(cfg.worker.memory.arena_bytes / 8 / 1024, 1 << 20));
+    l.max_inflight_bytes = m.scalar<std::uint32_t>("max_inflight_kib", 1024, 16, cap_kib) * 1024;
     return l;
 }
 
@@ -152,9 +211,11 @@ net::UdpListenerSettings parse_udp(Map& m, Common c) {
     l.name = std::move(c.name);
     l.listen = c.listen;
     l.upstreams = std::move(c.upstreams);
+    l.share_port = c.share_port;
     l.session_timeout = duration(m, "session_timeout", l.session_timeout);
     l.max_sessions = m.scalar<std::uint32_t>("max_sessions", 10000, 1, 1000000);
     l.max_sessions_per_source = m.scalar<std::uint32_t>("max_sessions_per_source", 256, 1, 1000000);
+    l.max_responses = m.scalar<std::uint32_t>("max_responses", 0, 0, 1000000);
     return l;
 }
 
@@ -176,7 +237,7 @@ void parse_listener(Config& cfg, const YAML::Node& node, const std::string& sour
     };
     if (c.protocol == "tcp") {
         taken(cfg.worker.listeners);
-        cfg.worker.listeners.push_back(parse_tcp(m, std::move(c), source));
+        cfg.worker.listeners.push_back(parse_tcp(m, std::move(c), cfg));
     } else {
         taken(cfg.worker.udp_listeners);
         cfg.worker.udp_listeners.push_back(parse_udp(m, std::move(c)));
@@ -188,7 +249,8 @@ unsigned parse_workers(const YAML::Node& n, const std::string& source) {
     unsigned cores = std::max(1u, std::thread::hardware_concurrency());
     if (!n || (n.IsScalar() && n.Scalar() == "auto")) return cores;
     unsigned w = 0;
-    if (!n.IsScalar() || !YAML::convert<unsigned>::decode(n, w) || w < 1 || w > 256)
+    if (!n.IsScalar() || !plain_decimal(n.Scalar()) || !YAML::convert<unsigned>::decode(n, w) ||
+        w < 1 || w > 256)
         fail(source, n.Mark(), "workers must be 'auto' or 1..256");
     return w;
 }
@@ -239,8 +301,8 @@ Config parse_config(const std::string& text, const std::string& source) {
     YAML::Node root;
     try {
         root = YAML::Load(text);
-    } catch (const YAML::ParserException& e) {
-        fail(source, e.mark, e.msg);
+    } catch (const YAML::Exception& e) {
+        fail(source, e.mark, translate(e.msg));
     }
     Config c;
     c.source = source;
@@ -252,31 +314,72 @@ Config parse_config(const std::string& text, const std::string& source) {
         YAML::Node ls = m.get("listeners");
         if (!ls || !ls.IsSequence() || ls.size() == 0)
             fail(source, ls ? ls.Mark() : root.Mark(), "listeners must be a non-empty list");
+        if (ls.size() > kMaxListeners)
+            fail(source, ls.Mark(),
+                 "listeners: at most " + std::to_string(kMaxListeners) + " are supported");
         for (std::size_t i = 0; i < ls.size(); ++i)
             parse_listener(c, ls[i], source, i);
         m.finish();
     } catch (const YAML::Exception& e) {
-        fail(source, e.mark, e.msg);
+        fail(source, e.mark, translate(e.msg));
     }
     return c;
 }
 
+// Reads at most kMaxConfigBytes: `-c /dev/zero` or a stray 10 MB file is refused, not parsed.
 Config load_config(const std::string& path) {
-    std::ifstream in(path);
-    if (!in) throw ConfigError(path + ":1:1: cannot open the configuration file");
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return parse_config(ss.str(), path);
+    auto error = [&](const std::string& why) { return ConfigError(path + ":1:1: " + why); };
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        throw error("cannot open the configuration file: " + std::string(std::strerror(errno)));
+    struct stat st {};
+    if (::fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
+        ::close(fd);
+        throw error("cannot read the configuration file: it is a directory");
+    }
+    std::string text;
+    char buf[65536];
+    ssize_t n;
+    while ((n = ::read(fd, buf, sizeof buf)) > 0 && text.size() <= kMaxConfigBytes)
+        text.append(buf, std::size_t(n));
+    int err = errno;
+    ::close(fd);
+    if (n < 0)
+        throw error("cannot read the configuration file: " + std::string(std::strerror(err)));
+    if (text.size() > kMaxConfigBytes)
+        throw error("the configuration file is larger than " +
+                    std::to_string(kMaxConfigBytes >> 20) + " MiB");
+    return parse_config(text, path);
+}
+
+// A YAML double-quoted scalar: what --check prints loads back as the same value (names with '#'
+// or ':', IPv6 addresses in brackets).
+std::string quote(const std::string& v) {
+    std::string q = "\"";
+    for (unsigned char ch : v) {
+        if (ch == '"' || ch == '\\') {
+            q += '\\';
+            q += char(ch);
+        } else if (ch < 0x20 || ch == 0x7f) {
+            char hex[8];
+            std::snprintf(hex, sizeof hex, "\\x%02x", ch);
+            q += hex;
+        } else {
+            q += char(ch);
+        }
+    }
+    return q + "\"";
 }
 
 // "  - name: N\n    protocol: P\n    listen: A\n    upstreams: [B, C]\n" for --check.
 template <class Listener>
 void describe_common(std::ostream& o, const Listener& l, const char* protocol) {
-    o << "  - name: " << l.name << "\n    protocol: " << protocol
-      << "\n    listen: " << l.listen.str() << "\n    upstreams: [";
+    o << "  - name: " << quote(l.name) << "\n    protocol: " << protocol
+      << "\n    listen: " << quote(l.listen.str()) << "\n    upstreams: [";
     for (std::size_t i = 0; i < l.upstreams.size(); ++i)
-        o << (i ? ", " : "") << l.upstreams[i].str();
+        o << (i ? ", " : "") << quote(l.upstreams[i].str());
     o << "]\n";
+    if (l.share_port) o << "    share_port: true\n";
 }
 
 std::string describe(const Config& c) {
@@ -290,6 +393,7 @@ std::string describe(const Config& c) {
         describe_common(o, l, "tcp");
         o << "    timeouts: {connect: " << l.connect_timeout.count()
           << "ms, idle: " << l.idle_timeout.count()
+          << "ms, send_stall: " << l.send_stall_timeout.count()
           << "ms}\n    max_connections: " << l.max_connections
           << "\n    max_inflight_kib: " << l.max_inflight_bytes / 1024 << "\n";
     }
@@ -297,9 +401,73 @@ std::string describe(const Config& c) {
         describe_common(o, l, "udp");
         o << "    session_timeout: " << l.session_timeout.count()
           << "ms\n    max_sessions: " << l.max_sessions
-          << "\n    max_sessions_per_source: " << l.max_sessions_per_source << "\n";
+          << "\n    max_sessions_per_source: " << l.max_sessions_per_source
+          << "\n    max_responses: " << l.max_responses << "\n";
     }
     return o.str();
+}
+
+// What the workers can take at most: their arenas, the descriptor tables, the UDP pools. Refused
+// when it exceeds what this process can have (RAM, or its cgroup's memory.max): such a config
+// would be OOM-killed under load without a message.
+namespace {
+
+std::uint64_t meminfo_total() {
+    std::FILE* f = std::fopen("/proc/meminfo", "r");
+    if (!f) return 0;
+    unsigned long long kib = 0;
+    char line[256];
+    while (std::fgets(line, sizeof line, f))
+        if (std::sscanf(line, "MemTotal: %llu kB", &kib) == 1) break;
+    std::fclose(f);
+    return kib << 10;
+}
+
+std::uint64_t cgroup_limit() {  // cgroup v2; 0 when there is none or it is "max"
+    std::FILE* f = std::fopen("/proc/self/cgroup", "r");
+    if (!f) return 0;
+    char line[1024];
+    std::string path;
+    while (std::fgets(line, sizeof line, f))
+        if (std::strncmp(line, "0::", 3) == 0) path = std::string(line + 3);
+    std::fclose(f);
+    while (!path.empty() && (path.back() == '\n' || path.back() == '/'))
+        path.pop_back();
+    f = std::fopen(("/sys/fs/cgroup" + path + "/memory.max").c_str(), "r");
+    if (!f) return 0;
+    unsigned long long v = 0;
+    bool ok = std::fscanf(f, "%llu", &v) == 1;
+    std::fclose(f);
+    return ok ? v : 0;
+}
+
+std::string gib(std::uint64_t bytes) {
+    char b[32];
+    std::snprintf(b, sizeof b, "%.1f GiB", double(bytes) / double(1ull << 30));
+    return b;
+}
+
+}  // namespace
+
+void check_memory(const Config& c) {
+    const auto& w = c.worker;
+    std::uint64_t per_worker =
+        w.memory.arena_bytes + PagePool::descriptor_bytes(w.memory.arena_bytes, w.memory.order);
+    if (!w.udp_listeners.empty()) per_worker += w.udp_memory.arena_bytes;
+    std::uint64_t total = per_worker * c.workers;
+    std::uint64_t ram = meminfo_total(), cg = cgroup_limit();
+    std::uint64_t can = cg && (cg < ram || !ram) ? cg : ram;
+    if (!can || total <= can) return;
+    YAML::Mark m;
+    m.line = c.arena_mark.first;
+    m.column = c.arena_mark.second;
+    fail(c.source, m,
+         "memory: " + std::to_string(c.workers) + " workers x " +
+             std::to_string(w.memory.arena_bytes >> 20) + " MiB arena (with descriptors" +
+             (w.udp_listeners.empty() ? "" : " and UDP buffers") + ") = " + gib(total) +
+             ", more than this process can have (" + gib(can) +
+             (cg && can == cg ? ": its cgroup's memory.max" : " of RAM") +
+             "); lower memory.arena or workers");
 }
 
 }  // namespace fp::app

@@ -7,6 +7,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "net/settings.hpp"
 
@@ -21,11 +22,14 @@ struct Config {
     std::string source;  // file name, for messages
     unsigned workers = 1;
     net::WorkerSettings worker;
+    std::pair<int, int> arena_mark{-1, -1};  // where memory.arena was set (line, column; 0-based)
 };
 
 Config load_config(const std::string& path);                              // throws ConfigError
 Config parse_config(const std::string& text, const std::string& source);  // throws ConfigError
 std::string describe(const Config& config);  // the resolved config, as YAML, for --check
+// Throws ConfigError when the workers' memory exceeds what the process can have (RAM, cgroup).
+void check_memory(const Config& config);
 
 std::optional<std::chrono::milliseconds> parse_duration(std::string_view text);  // 250ms, 5s, 2m
 std::optional<std::uint64_t> parse_size(std::string_view text);  // 512, 64KiB, 64MiB, 1GiB

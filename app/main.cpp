@@ -2,7 +2,10 @@
 // starts), starts one worker per core, and stops them cleanly on SIGINT or SIGTERM.
 #include <CLI/CLI.hpp>
 
+#include <sys/resource.h>
+
 #include <csignal>
+#include <fstream>
 #include <iostream>
 
 #include "app/config.hpp"
@@ -15,14 +18,44 @@
 
 namespace {
 
-int wait_for_signal() {
+sigset_t stop_signals() {
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGTERM);
-    int sig = 0;
-    sigwait(&set, &sig);
-    return sig;
+    sigaddset(&set, SIGUSR1);  // writes --stats-json, then goes on
+    return set;
+}
+
+void write_stats(const fp::app::Proxy& proxy, const std::string& path, bool at_exit) {
+    if (path.empty()) return;
+    std::string tmp = path + ".tmp";
+    {
+        std::ofstream out(tmp);
+        out << proxy.stats_json(at_exit);
+    }
+    std::rename(tmp.c_str(), path.c_str());  // readers never see half a file
+}
+
+// A proxy needs a descriptor per client and per upstream: take the hard limit, and say so when
+// the configured connections cannot all have theirs (past it, accepting pauses; nothing drops).
+void raise_fd_limit(const fp::app::Config& config) {
+    rlimit rl{};
+    if (::getrlimit(RLIMIT_NOFILE, &rl) != 0) return;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        ::setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    std::uint64_t need = 64;
+    for (const auto& l : config.worker.listeners)
+        need += 2ull * l.max_connections + config.workers;
+    for (const auto& l : config.worker.udp_listeners)
+        need += std::uint64_t(l.max_sessions + 1) * config.workers;
+    if (need > rl.rlim_cur)
+        std::cerr << "fragproxy: warning: the listeners' max_connections and max_sessions need up "
+                     "to "
+                  << need << " file descriptors; RLIMIT_NOFILE is " << rl.rlim_cur
+                  << " (raise it, e.g. LimitNOFILE=); when it runs out, accepting pauses\n";
 }
 
 }  // namespace
@@ -31,36 +64,45 @@ int main(int argc, char** argv) {
     CLI::App cli{"fragproxy: an io_uring TCP proxy fed by a page-fragment allocator"};
     std::string config_path = "configs/fragproxy.yaml";
     bool check = false, self_check = false;
+    std::string stats_path;
     unsigned workers = 0;
     cli.add_option("-c,--config", config_path, "YAML configuration file")->capture_default_str();
     cli.add_flag("--check", check, "validate the configuration, print it resolved, and exit");
     cli.add_option("--workers", workers, "worker threads (overrides the config's workers)")
         ->check(CLI::Range(1, 256));
     cli.add_flag("--self-check", self_check, "run the allocator self-check and exit");
+    cli.add_option("--stats-json", stats_path,
+                   "write every counter as JSON to this file on SIGUSR1 and at exit");
     cli.set_version_flag("--version", std::string("fragproxy ") + FRAGPROXY_VERSION);
     CLI11_PARSE(cli, argc, argv);
 
-    if (self_check) return fp::app::self_check(fp::PoolConfig{}, std::cout) ? 0 : 1;
+    if (self_check) {
+        try {
+            return fp::app::self_check(fp::PoolConfig{}, std::cout) ? 0 : 1;
+        } catch (const std::exception& e) {
+            std::cerr << "fragproxy: self-check: " << e.what() << "\n";
+            return 1;
+        }
+    }
     fp::app::Config config;
     try {
         config = fp::app::load_config(config_path);
+        if (workers) config.workers = workers;
+        fp::app::check_memory(config);
     } catch (const fp::app::ConfigError& e) {
         std::cerr << e.what() << "\n";
         return 1;
     }
-    if (workers) config.workers = workers;
     if (check) {
         std::cout << "# " << config_path << ": valid\n" << fp::app::describe(config);
         return 0;
     }
 
     // Block the stop signals before any thread starts, so only sigwait() below sees them.
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGTERM);
+    sigset_t set = stop_signals();
     pthread_sigmask(SIG_BLOCK, &set, nullptr);
     std::signal(SIGPIPE, SIG_IGN);
+    raise_fd_limit(config);
 
     fp::app::Proxy proxy(config);
     try {
@@ -75,9 +117,12 @@ int main(int argc, char** argv) {
     for (const auto& l : config.worker.udp_listeners)
         std::cerr << "fragproxy: " << l.name << ": udp " << l.listen.str() << " -> "
                   << l.upstreams.size() << " upstream(s), " << config.workers << " worker(s)\n";
-    int sig = wait_for_signal();
+    int sig = 0;
+    while (sigwait(&set, &sig) == 0 && sig == SIGUSR1)
+        write_stats(proxy, stats_path, false);
     std::cerr << "fragproxy: " << (sig == SIGINT ? "SIGINT" : "SIGTERM") << ": stopping\n";
     proxy.stop();
     proxy.report(std::cerr);
+    write_stats(proxy, stats_path, true);
     return proxy.leaked() ? 2 : 0;
 }

@@ -1,6 +1,61 @@
 #include "app/proxy.hpp"
 
+#include <sstream>
+
+#include "net/listen_socket.hpp"
+
 namespace fp::app {
+namespace {
+
+// Every counter by the name it has in --stats-json (and the names the exit report draws from).
+struct TcpField {
+    const char* name;
+    Counter net::WorkerStats::*field;
+};
+struct UdpField {
+    const char* name;
+    Counter net::UdpStats::*field;
+};
+using W = net::WorkerStats;
+using U = net::UdpStats;
+constexpr TcpField kTcpFields[] = {
+    {"accepted", &W::accepted},
+    {"refused", &W::refused},
+    {"closed", &W::closed},
+    {"resets", &W::resets},
+    {"upstream_failures", &W::upstream_failures},
+    {"bytes_client_to_upstream", &W::bytes_client},
+    {"bytes_upstream_to_client", &W::bytes_upstream},
+    {"idle_timeouts", &W::idle_timeouts},
+    {"recv_buffer_waits", &W::starved},
+    {"cut_with_data", &W::cut},
+    {"send_stalls", &W::send_stalls},
+    {"pressure_pauses", &W::pressure_pauses},
+    {"collapses", &W::collapses},
+    {"collapsed_bytes", &W::collapsed_bytes},
+    {"fd_exhausted", &W::fd_exhausted},
+    {"accept_pauses", &W::accept_pauses},
+    {"pages_in_use", &W::pages_in_use},
+    {"queued_bytes", &W::queued_bytes},
+    {"pressure_level", &W::pressure_level},
+    {"live_connections", &W::live},
+};
+constexpr UdpField kUdpFields[] = {
+    {"datagrams_in", &U::datagrams_in},
+    {"datagrams_out", &U::datagrams_out},
+    {"sessions", &U::sessions},
+    {"sessions_expired", &U::sessions_expired},
+    {"sessions_refused", &U::sessions_refused},
+    {"dropped_caps", &U::dropped_caps},
+    {"dropped_no_buffer", &U::dropped_no_buffer},
+    {"dropped_responses", &U::dropped_responses},
+    {"upstream_errors", &U::upstream_errors},
+    {"sends", &U::sends},
+    {"gso_refused", &U::gso_refused},
+    {"buffer_waits", &U::buffer_waits},
+};
+
+}  // namespace
 
 Proxy::Proxy(const Config& config) : config_(config), shared_(config.worker.listeners.size()) {}
 
@@ -9,6 +64,10 @@ Proxy::~Proxy() {
 }
 
 void Proxy::start() {
+    for (const auto& l : config_.worker.listeners)
+        if (!l.share_port) net::check_port_free(l.name, l.listen, false);
+    for (const auto& l : config_.worker.udp_listeners)
+        if (!l.share_port) net::check_port_free(l.name, l.listen, true);
     for (unsigned i = 0; i < config_.workers; ++i) {
         workers_.push_back(std::make_unique<net::Worker>(config_.worker, shared_, i));
         try {
@@ -50,9 +109,15 @@ void Proxy::report(std::ostream& out) const {
     using net::WorkerStats;
     out << "fragproxy: connections accepted " << tcp(&WorkerStats::accepted) << ", refused "
         << tcp(&WorkerStats::refused) << ", closed " << tcp(&WorkerStats::closed) << " ("
-        << tcp(&WorkerStats::resets) << " reset), upstream failures "
-        << tcp(&WorkerStats::upstream_failures) << "; bytes " << tcp(&WorkerStats::bytes_client)
-        << " client->upstream, " << tcp(&WorkerStats::bytes_upstream) << " upstream->client\n"
+        << tcp(&WorkerStats::resets) << " reset, " << tcp(&WorkerStats::cut)
+        << " cut with data queued), upstream failures " << tcp(&WorkerStats::upstream_failures)
+        << "; bytes " << tcp(&WorkerStats::bytes_client) << " client->upstream, "
+        << tcp(&WorkerStats::bytes_upstream) << " upstream->client\n"
+        << "fragproxy: memory: " << tcp(&WorkerStats::pressure_pauses)
+        << " receives paused by the budget, " << tcp(&WorkerStats::collapses) << " collapses ("
+        << tcp(&WorkerStats::collapsed_bytes) << " bytes copied), "
+        << tcp(&WorkerStats::send_stalls) << " send stalls reset; out of fds "
+        << tcp(&WorkerStats::fd_exhausted) << " times\n"
         << "fragproxy: at exit: pages in use " << pages << ", fds open " << fds << "\n";
     if (config_.worker.udp_listeners.empty()) return;
     using net::UdpStats;
@@ -64,6 +129,39 @@ void Proxy::report(std::ostream& out) const {
         << udp(&UdpStats::upstream_errors) << "; sendmsg calls " << udp(&UdpStats::sends)
         << " (GSO batches refused by the path " << udp(&UdpStats::gso_refused)
         << "); receives that waited for buffers " << udp(&UdpStats::buffer_waits) << "\n";
+}
+
+// {"tcp": {...}, "udp": {...}, "workers": N, "at_exit": {...}}: every counter summed over the
+// workers (gauges too: pages_in_use is the sum of the workers' pools). Read by tests and tools.
+std::string Proxy::stats_json(bool at_exit) const {
+    std::ostringstream o;
+    auto section = [&](const char* title, const auto& fields, auto stats_of) {
+        o << "\"" << title << "\": {";
+        const char* sep = "";
+        for (const auto& f : fields) {
+            std::uint64_t n = 0;
+            for (const auto& w : workers_)
+                n += (stats_of(*w).*f.field).get();
+            o << sep << "\"" << f.name << "\": " << n;
+            sep = ", ";
+        }
+        o << "}";
+    };
+    o << "{\"workers\": " << workers_.size() << ", ";
+    section("tcp", kTcpFields, [](const net::Worker& w) -> const W& { return w.stats(); });
+    o << ", ";
+    section("udp", kUdpFields, [](const net::Worker& w) -> const U& { return w.udp_stats(); });
+    if (at_exit) {
+        std::size_t pages = 0;
+        long fds = 0;
+        for (const auto& w : workers_) {
+            pages += w->leaked_pages();
+            fds += w->leaked_fds();
+        }
+        o << ", \"at_exit\": {\"pages_in_use\": " << pages << ", \"fds_open\": " << fds << "}";
+    }
+    o << "}\n";
+    return o.str();
 }
 
 bool Proxy::leaked() const {

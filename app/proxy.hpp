@@ -2,6 +2,7 @@
 // Proxy: the workers of one configuration, started together and stopped together.
 #include <memory>
 #include <ostream>
+#include <string>
 #include <vector>
 
 #include "app/config.hpp"
@@ -19,6 +20,8 @@ class Proxy {
     // Totals over the workers, and what they still held at exit (pages, fds: both 0 = no leak).
     void report(std::ostream& out) const;
     bool leaked() const;
+    // Every counter as one JSON object (--stats-json); at_exit adds what was held at exit.
+    std::string stats_json(bool at_exit) const;
 
   private:
     Config config_;

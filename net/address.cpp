@@ -7,6 +7,12 @@
 
 namespace fp::net {
 
+bool SockAddr::unspecified() const noexcept {
+    if (family() == AF_INET)
+        return reinterpret_cast<const sockaddr_in*>(&ss)->sin_addr.s_addr == htonl(INADDR_ANY);
+    return IN6_IS_ADDR_UNSPECIFIED(&reinterpret_cast<const sockaddr_in6*>(&ss)->sin6_addr);
+}
+
 std::optional<SockAddr> parse_address(std::string_view text, std::string* why) {
     auto fail = [&](const char* reason) -> std::optional<SockAddr> {
         if (why) *why = reason;

@@ -18,6 +18,7 @@ struct SockAddr {
     const sockaddr* sa() const noexcept { return reinterpret_cast<const sockaddr*>(&ss); }
     std::string str() const;
     bool operator==(const SockAddr& o) const noexcept;
+    bool unspecified() const noexcept;  // 0.0.0.0 or ::
 };
 
 // Null with a reason in *why when the text is not a numeric address with a port.

@@ -13,6 +13,7 @@ struct FragNode {
     std::byte* frag = nullptr;
     std::uint32_t len = 0;
     std::uint32_t sent = 0;
+    bool compact = false;  // a collapsed copy (or dense enough): never collapsed again
     FragNode* next = nullptr;
 };
 
@@ -36,7 +37,7 @@ class NodePool {
         return n;
     }
     void put(FragNode* n) noexcept {
-        *n = FragNode{nullptr, 0, 0, free_};
+        *n = FragNode{nullptr, 0, 0, false, free_};
         free_ = n;
         --in_use_;
     }

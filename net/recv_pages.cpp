@@ -62,9 +62,17 @@ void RecvPages::offer(std::uint16_t bid, Page* page) noexcept {
     io_uring_buf_ring_advance(br_, 1);
 }
 
+// The normal zone first; when it is empty, the reserve (the kernel's pfmemalloc rule): queues
+// held for slow peers are bounded well below the normal zone (memory_budget.hpp), so the reserve
+// is what keeps receives possible for everyone else when they are not.
+Page* RecvPages::fresh_page() noexcept {
+    Page* page = pool_.alloc(pool_.order(), false);
+    return page ? page : pool_.alloc(pool_.order(), true);
+}
+
 unsigned RecvPages::replenish() noexcept {
     while (!empty_.empty()) {
-        Page* page = pool_.alloc(pool_.order(), false);
+        Page* page = fresh_page();
         if (!page) break;
         std::uint16_t bid = empty_.back();
         empty_.pop_back();
@@ -91,8 +99,11 @@ void RecvPages::eject(std::uint16_t bid) noexcept {
     Slot s = slots_[bid];
     s.page->held = 0;
     slots_[bid] = Slot{};
-    if (page_ref_sub_and_test(*s.page, s.bias)) return offer(bid, s.page);
-    if (Page* page = pool_.alloc(pool_.order(), false)) return offer(bid, page);
+    if (page_ref_sub_and_test(*s.page, s.bias)) {
+        if (!s.page->reserve) return offer(bid, s.page);  // reused in place
+        page_release(pool_, *s.page);                     // a reserve page goes back at once
+    }
+    if (Page* page = fresh_page()) return offer(bid, page);
     empty_.push_back(bid);
 }
 

@@ -1,5 +1,5 @@
 #pragma once
-// RecvPages: the worker's provided-buffer ring (R1 in DESIGN.md). Its buffers are whole pages of
+// RecvPages: the worker's provided-buffer ring. Its buffers are whole pages of
 // the worker's arena, registered with incremental consumption (IOU_PBUF_RING_INC, 6.12): every
 // connection's multishot recv draws from the same few pages, the kernel filling each piece by
 // piece. An idle connection therefore holds no buffer memory; memory follows the bytes in flight.
@@ -55,6 +55,7 @@ class RecvPages {
         std::uint32_t bias = 0;
     };
     void offer(std::uint16_t bid, Page* page) noexcept;
+    Page* fresh_page() noexcept;
     Slot* slot_of(const Page* page) noexcept;
     void eject(std::uint16_t bid) noexcept;
 

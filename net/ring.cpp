@@ -1,16 +1,82 @@
 #include "net/ring.hpp"
 
+#include <sys/resource.h>
+
+#include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <string>
 #include <system_error>
 
 namespace fp::net {
+namespace {
+
+std::string read_first_line(const char* path) {
+    std::FILE* f = std::fopen(path, "r");
+    if (!f) return "";
+    char line[256] = {};
+    bool ok = std::fgets(line, sizeof line, f) != nullptr;
+    std::fclose(f);
+    std::string s = ok ? line : "";
+    while (!s.empty() && (s.back() == '\n' || s.back() == ' '))
+        s.pop_back();
+    return s;
+}
+
+bool under_seccomp() {
+    std::FILE* f = std::fopen("/proc/self/status", "r");
+    if (!f) return false;
+    char line[256];
+    int mode = 0;
+    while (std::fgets(line, sizeof line, f))
+        if (std::sscanf(line, "Seccomp: %d", &mode) == 1) break;
+    std::fclose(f);
+    return mode != 0;
+}
+
+}  // namespace
+
+std::string ring_error_cause(int err, unsigned entries) {
+    if (err == ENOMEM) {
+        rlimit rl{};
+        ::getrlimit(RLIMIT_MEMLOCK, &rl);
+        // SQEs (64 B), CQEs (16 B, twice as many) and the ring headers, rounded to pages.
+        std::size_t need = (std::size_t(entries) * 64 + std::size_t(entries) * 2 * 16 + 8192) >> 10;
+        return "RLIMIT_MEMLOCK is " +
+               (rl.rlim_cur == RLIM_INFINITY ? std::string("unlimited")
+                                             : std::to_string(rl.rlim_cur >> 10) + " KiB") +
+               "; each worker's ring locks about " + std::to_string(need) +
+               " KiB (raise it: ulimit -l, LimitMEMLOCK= in systemd, or fewer workers)";
+    }
+    if (err == EPERM || err == EACCES || err == ENOSYS) {
+        std::string disabled = read_first_line("/proc/sys/kernel/io_uring_disabled");
+        if (disabled == "2")
+            return "kernel.io_uring_disabled = 2: io_uring is off for every process";
+        if (disabled == "1")
+            return "kernel.io_uring_disabled = 1: only members of kernel.io_uring_group (" +
+                   read_first_line("/proc/sys/kernel/io_uring_group") + ") may use io_uring";
+        if (under_seccomp())
+            return "a seccomp filter refuses the io_uring syscalls (container runtimes' default "
+                   "profiles do: allow io_uring_setup, io_uring_enter, io_uring_register)";
+        if (err == ENOSYS) return "this kernel has no io_uring";
+    }
+    return "";
+}
+
+namespace {
+
+std::system_error ring_error(int err, unsigned entries) {
+    std::string what = "io_uring_queue_init(" + std::to_string(entries) + ")";
+    std::string cause = ring_error_cause(err, entries);
+    if (!cause.empty()) what += " (" + cause + ")";
+    return std::system_error(err, std::generic_category(), what);
+}
+
+}  // namespace
 
 Ring::Ring(unsigned entries, unsigned flags) {
     int rc = io_uring_queue_init(entries, &ring_, flags);
-    if (rc < 0)
-        throw std::system_error(-rc, std::generic_category(),
-                                "io_uring_queue_init(" + std::to_string(entries) + ")");
+    if (rc < 0) throw ring_error(-rc, entries);
     live_ = true;
     features_.setup_flags = flags;
     probe();
@@ -32,7 +98,7 @@ Ring Ring::best(unsigned entries) {
         r.probe();
         return r;
     }
-    throw std::system_error(-last, std::generic_category(), "io_uring_queue_init");
+    throw ring_error(-last, entries);
 }
 
 Ring::Ring(Ring&& o) noexcept : ring_(o.ring_), live_(o.live_), features_(o.features_) {

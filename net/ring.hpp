@@ -21,6 +21,10 @@ struct RingFeatures {
     std::string describe() const;
 };
 
+// Why io_uring_setup failed with `err`, for the operator: RLIMIT_MEMLOCK and what the ring needs
+// (ENOMEM), kernel.io_uring_disabled or a seccomp filter (EPERM, ENOSYS); "" when nothing is known.
+std::string ring_error_cause(int err, unsigned entries);
+
 class Ring {
   public:
     explicit Ring(unsigned entries, unsigned flags = 0);  // exactly these flags

@@ -19,8 +19,10 @@ struct TcpListenerSettings {
     std::vector<SockAddr> upstreams;
     Millis connect_timeout{5000};
     Millis idle_timeout{300000};
+    Millis send_stall_timeout{60000};  // a queue that makes no progress toward its peer: reset
     std::uint32_t max_connections = 10000;
     std::uint32_t max_inflight_bytes = 1024 * 1024;  // per direction
+    bool share_port = false;  // join another process's SO_REUSEPORT group on this address
 };
 
 struct UdpListenerSettings {
@@ -30,6 +32,8 @@ struct UdpListenerSettings {
     Millis session_timeout{30000};
     std::uint32_t max_sessions = 10000;           // per worker
     std::uint32_t max_sessions_per_source = 256;  // per client IP, per worker
+    std::uint32_t max_responses = 0;  // upstream datagrams per client datagram; 0 = no limit
+    bool share_port = false;
 };
 
 struct WorkerSettings {

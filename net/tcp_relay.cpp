@@ -6,15 +6,26 @@
 //   recv     > 0 data; 0 peer FIN (half-close); -ENOBUFS no receive pages: wait for some, re-arm;
 //            -ECANCELED our pause or close; -ECONNRESET/-EPIPE/-ETIMEDOUT peer gone: reset the
 //            other
-//   send     >= 0 bytes sent (a short send resubmits the rest); < 0 peer gone: reset the other
+//   send     >= 0 bytes sent (a short send resubmits the rest); -ECANCELED/-EINTR after our
+//            cancel for a collapse: nothing sent, collapse and resubmit; other < 0 peer gone:
+//            reset the other
 //   connect  0 connected; < 0 (refused, unreachable, timed out: -ECANCELED) next upstream, and
 //            after the last one a clean close of the client
 //   shutdown, cancel, link timeout: only their completion counts
+//   socket   >= 0 the upstream fd; -EMFILE/-ENFILE: out of fds, accepting pauses; < 0: clean close
+//
+// A close discards nothing silently: a connection closed with data still queued (idle timeout,
+// send stall, stop, errors) is reset (SO_LINGER 0) and counted as cut; FIN is sent only when
+// every byte received was passed on.
+#include <linux/sockios.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 
 #include <cerrno>
+#include <cstring>
+#include <utility>
 
 #include "alloc/frag_debug.hpp"
 #include "net/uapi.hpp"
@@ -22,6 +33,10 @@
 
 namespace fp::net {
 namespace {
+
+// A send that has waited this long on its peer is stuck: its kernel buffers are clamped, and
+// under pressure its queue collapsed.
+constexpr std::uint64_t kStuckMs = 50;
 
 void set_nodelay(int fd) noexcept {
     int one = 1;
@@ -77,6 +92,7 @@ void Worker::connect_upstream(std::uint32_t slot) noexcept {
         return;
     }
     int fd = ::socket(up.family(), SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0 && (errno == EMFILE || errno == ENFILE)) out_of_fds(c.listener, errno);
     if (fd < 0) return close_conn(c, slot, false);
     ++open_fds_;
     c.side[1].fd = fd;
@@ -91,7 +107,8 @@ void Worker::on_socket(Conn& c, std::uint32_t slot, int res) noexcept {
         c.side[1].fd = res;
     }
     if (c.closing) return maybe_finish(c, slot);
-    if (res < 0) return close_conn(c, slot, false);  // e.g. -EMFILE: as a failed socket()
+    if (res == -EMFILE || res == -ENFILE) out_of_fds(c.listener, -res);
+    if (res < 0) return close_conn(c, slot, false);
     static constexpr int kOne = 1;
     io_uring_sqe* q = sockopt_cmd_ ? sqe(Op::kSockopt, slot) : nullptr;
     if (q) {
@@ -166,23 +183,63 @@ void Worker::arm_recv(Conn& c, std::uint32_t slot, unsigned s) noexcept {
         stats_.starved.add();
         return;
     }
+    // What this side receives is queued on the other: the grant is that queue's room within the
+    // worker's budget (a lingering close drops what it reads: no grant needed).
+    const FragQueue& queue = c.side[s ^ 1].out;
+    std::uint32_t g = c.lingering ? 0
+                                  : MemoryBudget::grant(queue_limit(c), pool_->normal_bytes(),
+                                                        queue.bytes, queued_, granted_);
+    if (!c.lingering && g == 0) {  // resumes when its queue's send completes (on_send)
+        side.paused = true;
+        stats_.pressure_pauses.add();
+        // Stopped while memory is tight, toward a peer that is not reading (the kernel still
+        // holds what was sent to it): the kernel would go on buffering for this connection.
+        if (tight() && peer_backlogged(c.side[s ^ 1].fd))
+            clamp_buffers(c, s ^ 1, since(c.side[s ^ 1].progress_ms) >= kStuckMs);
+        return;
+    }
     io_uring_sqe* q = sqe(Op::kRecv, slot, s);
     if (!q) return close_conn(c, slot, true);
-    io_uring_prep_recv_multishot(q, side.fd, nullptr, 0, 0);
+    if (g && capped_recv_)
+        uapi::prep_recv_multishot_capped(
+            q, side.fd, std::min<std::uint32_t>(g, std::uint32_t(pool_->block_bytes())), g);
+    else
+        io_uring_prep_recv_multishot(q, side.fd, nullptr, 0, 0);
     q->flags |= IOSQE_BUFFER_SELECT;
     q->buf_group = recv_->group();
     side.recv_armed = true;
     side.starved = false;
+    side.granted = g;
+    granted_ += g;
     ++c.pending;
+}
+
+std::uint32_t Worker::queue_limit(const Conn& c) const noexcept {
+    return MemoryBudget::queue_limit(level_, settings_.listeners[c.listener].max_inflight_bytes,
+                                     pool_->normal_bytes(), queuing_);
+}
+
+// n bytes of the side's grant are used (received), or given back (the receive ended).
+void Worker::take_grant(Side& side, std::uint32_t n) noexcept {
+    n = std::min(n, side.granted);
+    side.granted -= n;
+    granted_ -= n;
 }
 
 void Worker::on_recv(Conn& c, std::uint32_t slot, unsigned s, io_uring_cqe* cqe) noexcept {
     Side& side = c.side[s];
     Side& other = c.side[s ^ 1];
-    const int res = cqe->res;
-    if (!(cqe->flags & IORING_CQE_F_MORE)) {
+    int res = cqe->res;
+    const bool more = cqe->flags & IORING_CQE_F_MORE;
+    if (res > 0) take_grant(side, std::uint32_t(res));
+    if (!more) {
         --c.pending;
         side.recv_armed = false;
+        take_grant(side, side.granted);  // what the receive did not use goes back
+    }
+    if (res == -EINVAL && capped_recv_ && !c.closing) {  // a kernel before multishot limits
+        capped_recv_ = false;
+        res = -ECANCELED;  // re-armed below, without limits
     }
     if (res > 0 && c.lingering) {
         recv_->free(recv_->take(std::uint16_t(cqe->flags >> IORING_CQE_BUFFER_SHIFT),
@@ -197,14 +254,14 @@ void Worker::on_recv(Conn& c, std::uint32_t slot, unsigned s, io_uring_cqe* cqe)
                 close_conn(c, slot, true);  // queue nodes exhausted: never drop silently
             return maybe_finish(c, slot);
         }
-        n->frag = frag;
-        n->len = std::uint32_t(res);
-        other.out.push(n);
+        queue_fragment(other, frag, std::uint32_t(res), n);
         (s ? stats_.bytes_upstream : stats_.bytes_client).add(std::uint64_t(res));
         c.last_active = now_ms_;
         kick_send(c, slot, s ^ 1);
-        const auto& l = settings_.listeners[c.listener];
-        if (other.out.bytes > l.max_inflight_bytes || nodes_->available() < 4096)
+        // Without kernel limits the receive goes on past its grant: cancel it. Queue nodes
+        // running short stop it too (nodes kept for the sends of other queues).
+        constexpr std::size_t kNodeReserve = 4096;
+        if (more && (side.granted == 0 || nodes_->available() < kNodeReserve))
             pause_recv(c, slot, s);
     } else if (res == 0) {
         side.read_eof = true;
@@ -255,10 +312,19 @@ void Worker::on_send(Conn& c, std::uint32_t slot, unsigned s, int res) noexcept 
     --c.pending;
     side.sending = false;
     if (c.closing) return maybe_finish(c, slot);
+    const bool collapse_now = std::exchange(side.collapse, false);
+    // Only collapse cancels sends (-ECANCELED, or -EINTR when the send was blocked in io-wq);
+    // its cancel may also land on the send made after a collapse that ran early (the first send
+    // completed before the cancel): resubmitted, nothing lost.
+    if (res == -ECANCELED || res == -EINTR) res = 0;
     if (res < 0) return close_conn(c, slot, true);
-    c.last_active = now_ms_;
+    if (res > 0) {
+        c.last_active = now_ms_;
+        side.progress_ms = now_ms_;
+    }
     auto left = std::uint32_t(res);
     side.out.bytes -= left;
+    queued_ -= left;
     while (left > 0) {
         FragNode* f = side.out.head;
         std::uint32_t rest = f->len - f->sent;
@@ -270,8 +336,9 @@ void Worker::on_send(Conn& c, std::uint32_t slot, unsigned s, int res) noexcept 
         recv_->free(side.out.pop()->frag);
         nodes_->put(f);
     }
-    const auto& l = settings_.listeners[c.listener];
-    if (source.paused && side.out.bytes <= l.max_inflight_bytes / 2) {
+    if (side.out.empty() && res > 0) --queuing_;
+    if (collapse_now) collapse(side);
+    if (source.paused && side.out.bytes <= queue_limit(c) / 2) {
         source.paused = false;
         arm_recv(c, slot, s ^ 1);
     }
@@ -303,6 +370,10 @@ void Worker::check_done(Conn& c, std::uint32_t slot) noexcept {
 void Worker::close_conn(Conn& c, std::uint32_t slot, bool reset) noexcept {
     if (c.closing) return;
     c.closing = true;
+    if (!c.side[0].out.empty() || !c.side[1].out.empty()) {  // data would be lost: never a FIN
+        stats_.cut.add();
+        reset = true;
+    }
     if (reset) stats_.resets.add();
     for (Side& side : c.side) {
         if (side.fd < 0) continue;
@@ -334,6 +405,8 @@ void Worker::maybe_finish(Conn& c, std::uint32_t slot) noexcept {
 
 // A closing connection's queued fragments: one release per run of fragments on the same page.
 void Worker::drain_queue(FragQueue& q) noexcept {
+    if (!q.empty()) --queuing_;
+    queued_ -= q.bytes;
     while (!q.empty()) {
         FragNode* first = q.pop();
         std::byte* page_start = first->frag;
@@ -368,6 +441,127 @@ void Worker::rearm_starved() noexcept {
         if (!c.live || !c.side[s].starved) continue;
         c.side[s].starved = false;
         arm_recv(c, slot, s);
+    }
+}
+
+}  // namespace fp::net
+
+namespace fp::net {
+
+// The fragment joins the side's send queue; a queue that was empty starts its send-stall clock
+// and counts toward the memory budget's divisor.
+void Worker::queue_fragment(Side& side, std::byte* frag, std::uint32_t len, FragNode* n) noexcept {
+    if (side.out.empty()) {
+        ++queuing_;
+        side.progress_ms = now_ms_;
+    }
+    n->frag = frag;
+    n->len = len;
+    side.out.push(n);
+    queued_ += len;
+}
+
+void Worker::update_pressure() noexcept {
+    level_ = MemoryBudget::level(pool_->free_normal_bytes(), pool_->normal_bytes());
+}
+
+// Queues whose send has waited on its peer for kStuckMs while memory is tight. Each gets, once,
+// its kernel buffers clamped: the send buffer toward the peer that does not read and the receive
+// buffer of the socket feeding it (otherwise the kernel keeps buffering for it, megabytes per
+// socket with autotuning, and every connection pays under tcp_mem pressure). Under pressure
+// its send is also cancelled so on_send() can collapse the queue (the kernel may read an
+// in-flight send's iovecs, so never under it) and send again.
+void Worker::tend_stuck() noexcept {
+    for (std::uint32_t slot = 0; slot < conns_.size(); ++slot) {
+        Conn& c = conns_[slot];
+        if (!c.live || c.closing) continue;
+        for (unsigned s = 0; s < 2; ++s) {
+            Side& side = c.side[s];
+            if (!side.sending || since(side.progress_ms) < kStuckMs) continue;
+            clamp_buffers(c, s, true);
+            if (level_ == Pressure::kBelow || side.collapse) continue;
+            bool sparse = false;
+            for (FragNode* n = side.out.head; n && !sparse; n = n->next)
+                sparse = !n->compact;
+            if (!sparse) continue;
+            io_uring_sqe* q = sqe(Op::kCancel, slot, s);
+            if (!q) return;
+            io_uring_prep_cancel64(q, Tag{Op::kSend, s, slot, c.gen}.pack(), 0);
+            io_uring_sqe_set_data64(q, Tag{Op::kCancel, s, slot, c.gen}.pack());
+            side.collapse = true;
+            ++c.pending;
+        }
+    }
+}
+
+// The queue toward side s holds data the budget will not let grow and its peer is behind: its
+// kernel buffers stop growing too (setsockopts on this slow path only, once each per
+// connection). Without it the kernel buffers for the stuck connection what fragproxy does not
+// (autotuning grows each buffer to megabytes), and under tcp_mem pressure every connection of
+// the host loses packets. First (`stuck` false) the send buffer toward the slow peer and the
+// window of the socket feeding the queue (a window clamp drops nothing: the sender fills what
+// was advertised, then waits). Once the send has not moved for kStuckMs, the feeding socket's
+// receive buffer too: what was advertised beyond it is dropped and sent again later, which a
+// stuck connection does not notice and which frees the kernel's memory.
+void Worker::clamp_buffers(Conn& c, unsigned s, bool stuck) noexcept {
+    constexpr int kClampBytes = 64 * 1024;
+    Side& side = c.side[s];
+    int feed = c.side[s ^ 1].fd;
+    if (side.fd < 0 || feed < 0 || side.clamped >= 1 + stuck) return;
+    if (side.clamped == 0) {
+        ::setsockopt(side.fd, SOL_SOCKET, SO_SNDBUF, &kClampBytes, sizeof kClampBytes);
+        ::setsockopt(feed, IPPROTO_TCP, TCP_WINDOW_CLAMP, &kClampBytes, sizeof kClampBytes);
+    }
+    if (stuck) ::setsockopt(feed, SOL_SOCKET, SO_RCVBUF, &kClampBytes, sizeof kClampBytes);
+    side.clamped = std::uint8_t(1 + stuck);
+}
+
+// The kernel still holds at least 32 KiB sent to fd and not acknowledged: its peer is behind.
+bool Worker::peer_backlogged(int fd) noexcept {
+    int outq = 0;
+    return fd >= 0 && ::ioctl(fd, SIOCOUTQ, &outq) == 0 && outq >= 32 * 1024;
+}
+
+// The kernel's tcp_collapse for a send queue: runs of fragments that pin shared pages for few
+// bytes are copied into compact fragments of the worker's FragCache (up to one page each), so
+// the receive pages they pinned go back to the pool once their other fragments are sent. A page
+// the queue uses densely (half of it or more, in consecutive fragments) is left as it is. The
+// only payload copy in fragproxy: on the stuck path, under pressure, counted.
+void Worker::collapse(Side& side) noexcept {
+    const std::size_t page = pool_->block_bytes();
+    auto page_of = [page](const FragNode* n) { return std::uintptr_t(n->frag) / page; };
+    auto dense = [&](FragNode* n) {  // this node and its successors on the same page
+        std::size_t bytes = 0;
+        for (FragNode* m = n; m && page_of(m) == page_of(n); m = m->next)
+            bytes += m->len - m->sent;
+        return bytes * 2 >= page;
+    };
+    for (FragNode* n = side.out.head; n;) {
+        if (n->compact || dense(n)) {
+            n->compact = true;
+            n = n->next;
+            continue;
+        }
+        std::uint32_t total = 0;
+        FragNode* end = n;
+        while (end && !end->compact && total + (end->len - end->sent) <= compact_->max_alloc())
+            total += end->len - end->sent, end = end->next;
+        auto* to = static_cast<std::byte*>(compact_->alloc(total));
+        if (!to) return;  // no memory even for the copy: the queue stays as it is
+        std::uint32_t off = 0;
+        for (FragNode* m = n; m != end;) {
+            FragNode* next = m->next;
+            std::memcpy(to + off, m->frag + m->sent, m->len - m->sent);
+            off += m->len - m->sent;
+            recv_->free(m->frag);
+            if (m != n) nodes_->put(m);
+            m = next;
+        }
+        *n = FragNode{to, total, 0, true, end};
+        if (!end) side.out.tail = n;
+        stats_.collapses.add();
+        stats_.collapsed_bytes.add(total);
+        n = end;
     }
 }
 

@@ -31,6 +31,14 @@ inline void prep_setsockopt(io_uring_sqe* sqe, int fd, int level, int optname, c
     sqe->addr3 = reinterpret_cast<__u64>(optval);
 }
 
+// Multishot recv with limits (6.17): `len` caps each receive, `optlen` (the `file_index` field in
+// 2.3) the bytes of the whole multishot, after which it ends (a CQE without IORING_CQE_F_MORE).
+// Older kernels refuse the per-receive cap with -EINVAL.
+inline void prep_recv_multishot_capped(io_uring_sqe* sqe, int fd, unsigned each, unsigned total) {
+    io_uring_prep_recv_multishot(sqe, fd, nullptr, each, 0);
+    sqe->file_index = total;
+}
+
 static_assert(IORING_SETUP_SINGLE_ISSUER == 1U << 12);
 static_assert(IORING_SETUP_DEFER_TASKRUN == 1U << 13);
 static_assert(IORING_SETUP_COOP_TASKRUN == 1U << 8);

@@ -15,6 +15,7 @@
 #include <cstring>
 #include <system_error>
 
+#include "net/listen_socket.hpp"
 #include "net/uapi.hpp"
 
 namespace fp::net {
@@ -33,9 +34,11 @@ void udp_buffers(int fd) noexcept {
         ::setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &bytes, sizeof bytes);
 }
 
-int udp_listen_socket(const SockAddr& addr) {
+int udp_listen_socket(const UdpListenerSettings& l) {
+    const SockAddr& addr = l.listen;
     int fd = ::socket(addr.family(), SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) throw std::system_error(errno, std::generic_category(), "socket");
+    if (fd < 0)
+        throw std::system_error(errno, std::generic_category(), socket_error_context(l.name));
     udp_buffers(fd);
     int one = 1;
     ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
@@ -44,7 +47,8 @@ int udp_listen_socket(const SockAddr& addr) {
     if (::bind(fd, addr.sa(), addr.len) != 0) {
         int err = errno;
         ::close(fd);
-        throw std::system_error(err, std::generic_category(), "udp listen on " + addr.str());
+        throw std::system_error(err, std::generic_category(),
+                                "listener '" + l.name + "': udp listen on " + addr.str());
     }
     return fd;
 }
@@ -64,8 +68,9 @@ std::size_t UdpRelay::KeyHash::operator()(const Key& k) const noexcept {
 }
 
 UdpRelay::Key UdpRelay::key(unsigned listener, const SockAddr& a, bool with_port) noexcept {
+    static_assert(sizeof(Key) == 22, "Key has no padding: equality is memcmp");
     Key k;
-    k.listener = std::uint8_t(listener);
+    k.listener = std::uint16_t(listener);
     k.family = std::uint8_t(a.family());
     if (a.family() == AF_INET) {
         auto* v4 = reinterpret_cast<const sockaddr_in*>(&a.ss);
@@ -105,7 +110,7 @@ UdpRelay::UdpRelay(Ring& ring, const WorkerSettings& settings, unsigned worker_i
     listeners_.resize(settings.udp_listeners.size());
     for (unsigned i = 0; i < listeners_.size(); ++i) {
         Listener& l = listeners_[i];
-        l.fd = udp_listen_socket(settings.udp_listeners[i].listen);
+        l.fd = udp_listen_socket(settings.udp_listeners[i]);
         l.msg.msg_namelen = sizeof(sockaddr_in6);
         l.rr = std::uint16_t(worker_index);
         arm_listener(i);
@@ -174,6 +179,7 @@ void UdpRelay::on_listener(unsigned i, io_uring_cqe* cqe) noexcept {
         if (slot != UINT32_MAX) {
             Session& s = sessions_[slot];
             s.last_active = now_ms_;
+            s.responses = 0;
             stats_.datagrams_in.add();
             auto* payload = static_cast<std::byte*>(io_uring_recvmsg_payload(out, &l.msg));
             queue(slot, kToUpstream, buf, payload, out->payloadlen);
@@ -192,13 +198,13 @@ std::uint32_t UdpRelay::find_or_open(unsigned li, const sockaddr* from, socklen_
     if (it != by_client_.end()) return sessions_[it->second].closing ? UINT32_MAX : it->second;
     const auto& ls = settings_.udp_listeners[li];
     std::uint32_t& per_source = per_source_[key(li, client, false)];
-    if (by_client_.size() >= sessions_.capacity() || per_source >= ls.max_sessions_per_source ||
+    Listener& l = listeners_[li];
+    if (l.sessions >= ls.max_sessions || per_source >= ls.max_sessions_per_source ||
         (free_sessions_.empty() && sessions_.size() == sessions_.capacity())) {
         if (per_source == 0) per_source_.erase(key(li, client, false));
         stats_.sessions_refused.add();
         return UINT32_MAX;
     }
-    Listener& l = listeners_[li];
     const SockAddr& up = ls.upstreams[l.rr++ % ls.upstreams.size()];
     int fd = ::socket(up.family(), SOCK_DGRAM | SOCK_CLOEXEC, 0);
     if (fd < 0 || ::connect(fd, up.sa(), up.len) != 0) {  // a UDP connect sends nothing
@@ -216,6 +222,7 @@ std::uint32_t UdpRelay::find_or_open(unsigned li, const sockaddr* from, socklen_
                      : ::getsockopt(fd, IPPROTO_IPV6, IPV6_MTU, &mtu, &mtu_len) == 0;
     ++open_fds_;
     ++per_source;
+    ++l.sessions;
     std::uint32_t slot;
     if (!free_sessions_.empty()) {
         slot = free_sessions_.back();
@@ -262,10 +269,12 @@ void UdpRelay::on_session(std::uint32_t slot, io_uring_cqe* cqe) noexcept {
     }
     std::byte* buf = cqe->res >= 0 ? take(cqe) : nullptr;
     if (cqe->res >= 0) {  // a datagram; 0 bytes is one too, and may come without a buffer
-        if (s.closing) {
+        const std::uint32_t cap = settings_.udp_listeners[s.listener].max_responses;
+        if (s.closing || (cap && s.responses >= cap)) {
+            if (!s.closing) stats_.dropped_responses.add();
             if (buf) recv_->free(buf);
-        } else {
-            s.last_active = now_ms_;
+        } else {  // the upstream's datagrams do not keep the session alive: only the client's
+            ++s.responses;
             queue(slot, kToClient, buf, buf, std::uint32_t(cqe->res));
         }
     } else if (cqe->res == -ENOBUFS) {
@@ -432,6 +441,7 @@ void UdpRelay::finish_session(std::uint32_t slot) noexcept {
     s.fd = -1;
     s.live = false;
     by_client_.erase(key(s.listener, s.client, true));
+    --listeners_[s.listener].sessions;
     auto src = per_source_.find(key(s.listener, s.client, false));
     if (src != per_source_.end() && --src->second == 0) per_source_.erase(src);
     free_sessions_.push_back(slot);

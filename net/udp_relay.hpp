@@ -2,8 +2,12 @@
 // UdpRelay: a worker's UDP listeners and their sessions. A session is one client address on one
 // listener, with its own connected upstream socket, so the upstream's replies find their client;
 // replies go back from the listener's socket with sendmsg, only ever to a client that sent first
-// (no reflection, no amplification). session_timeout ends idle sessions; max_sessions and a per-
-// source cap bound them (new sessions past a cap are dropped and counted; existing ones go on).
+// (no reflection, no amplification). Only the client's datagrams keep a session alive: a
+// session_timeout after its last one it ends, however much the upstream still sends (a spoofed
+// source cannot keep a stream flowing at its victim), and max_responses bounds the upstream's
+// datagrams per client datagram (nginx's proxy_responses; past it they are dropped and counted).
+// max_sessions (per listener and worker) and a per-source cap bound the sessions (new sessions
+// past a cap are dropped and counted; existing ones go on).
 //
 // Receive: multishot recvmsg / recv with buffer select from the relay's own provided-buffer ring.
 // A datagram must never be split or merged, so its buffers are not consumed incrementally: each
@@ -41,6 +45,7 @@ struct UdpStats {
     Counter dropped_caps, dropped_no_buffer, upstream_errors;
     Counter sends, gso_refused;  // sendmsg calls (one per batch); GSO batches the path refused
     Counter buffer_waits;        // receives that waited for buffers (the ring ran dry)
+    Counter dropped_responses;   // upstream datagrams past max_responses per client datagram
 };
 
 class UdpRelay {
@@ -74,7 +79,8 @@ class UdpRelay {
         bool no_gso[2] = {};           // per direction: the path refused a GSO send
         std::uint16_t up_max_seg = 0;  // largest datagram to batch towards the upstream (MTU)
         std::uint32_t pending = 0;
-        std::uint64_t last_active = 0;
+        std::uint32_t responses = 0;    // upstream datagrams since the client's last one
+        std::uint64_t last_active = 0;  // the client's last datagram
         SockAddr client;
         SendNode* open[2] = {};  // per direction: the batch still taking datagrams
     };
@@ -104,6 +110,7 @@ class UdpRelay {
         bool armed = false;
         bool starved = false;
         std::uint16_t rr = 0;
+        std::uint32_t sessions = 0;  // live sessions of this listener (its max_sessions)
     };
 
     io_uring_sqe* sqe(Op op, std::uint32_t slot, std::uint32_t gen) noexcept;
@@ -129,8 +136,9 @@ class UdpRelay {
     // A client (listener, address, port) or a source (listener, address; port 0). Fixed size:
     // looking one up allocates nothing.
     struct Key {
-        std::uint8_t listener = 0;
+        std::uint16_t listener = 0;  // up to 65535 listeners (the config's limit)
         std::uint8_t family = 0;
+        std::uint8_t pad = 0;  // compared with memcmp: every byte is set
         std::uint16_t port = 0;
         std::uint8_t addr[16] = {};
         bool operator==(const Key& o) const noexcept;

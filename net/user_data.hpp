@@ -7,23 +7,24 @@
 namespace fp::net {
 
 enum class Op : std::uint8_t {
-    kAccept,       // slot = listener index
-    kRecv,         // multishot recv from side's fd
-    kSend,         // sendmsg to side's fd
-    kConnect,      // connect of the upstream socket
-    kLinkTimeout,  // the connect's timeout
-    kSocket,       // socket() of the upstream side
-    kSockopt,      // setsockopt(TCP_NODELAY) of the upstream socket, a socket command
-    kShutdown,     // shutdown(SHUT_WR) of side's fd
-    kCancel,       // async cancel of a connection's ops
-    kClose,        // close of an fd no connection owns any more
-    kTick,         // the once-a-second timer (idle timeouts)
-    kWake,         // the stop eventfd
-    kUdpRecv,      // multishot recvmsg on a UDP listener (slot = listener)
-    kUdpUpRecv,    // multishot recv on a session's connected upstream socket (slot = session)
-    kUdpSend,      // a datagram on its way (slot = send node)
-    kUdpCancel,    // cancel of a session's receive (slot = session)
-    kUdpMisc,      // cancel or close nothing waits for
+    kAccept,        // slot = listener index
+    kRecv,          // multishot recv from side's fd
+    kSend,          // sendmsg to side's fd
+    kConnect,       // connect of the upstream socket
+    kLinkTimeout,   // the connect's timeout
+    kSocket,        // socket() of the upstream side
+    kSockopt,       // setsockopt(TCP_NODELAY) of the upstream socket, a socket command
+    kShutdown,      // shutdown(SHUT_WR) of side's fd
+    kCancel,        // async cancel of a connection's ops
+    kClose,         // close of an fd no connection owns any more
+    kTick,          // the once-a-second timer (idle timeouts)
+    kAcceptResume,  // accepting paused for want of fds resumes (slot = listener)
+    kWake,          // the stop eventfd
+    kUdpRecv,       // multishot recvmsg on a UDP listener (slot = listener)
+    kUdpUpRecv,     // multishot recv on a session's connected upstream socket (slot = session)
+    kUdpSend,       // a datagram on its way (slot = send node)
+    kUdpCancel,     // cancel of a session's receive (slot = session)
+    kUdpMisc,       // cancel or close nothing waits for
 };
 
 struct Tag {

@@ -6,17 +6,22 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <sys/resource.h>
+
 #include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <ctime>
 #include <system_error>
 
+#include "net/listen_socket.hpp"
 #include "net/uapi.hpp"
 
 namespace fp::net {
 namespace {
 
 constexpr unsigned kRingEntries = 4096;
+constexpr std::uint64_t kPausedGapMs = 1500;
 constexpr std::size_t kNodes = 1 << 18;  // queued fragments per worker, all connections together
 
 std::uint64_t coarse_now_ms() noexcept {
@@ -30,23 +35,6 @@ unsigned pow2_at_least(unsigned n) {
     while (p < n)
         p <<= 1;
     return p;
-}
-
-int listen_socket(const SockAddr& addr) {
-    int fd = ::socket(addr.family(), SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) throw std::system_error(errno, std::generic_category(), "socket");
-    int one = 1;
-    ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    ::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
-    if (addr.family() == AF_INET6) ::setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
-    // Accepted sockets inherit TCP_NODELAY from the listener: no setsockopt per connection.
-    ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    if (::bind(fd, addr.sa(), addr.len) != 0 || ::listen(fd, 4096) != 0) {
-        int err = errno;
-        ::close(fd);
-        throw std::system_error(err, std::generic_category(), "listen on " + addr.str());
-    }
-    return fd;
 }
 
 }  // namespace
@@ -99,6 +87,7 @@ void Worker::setup() {
     ring_ = std::make_unique<Ring>(Ring::best(kRingEntries));
     if (settings_.send_zc) fixed_ = std::make_unique<FixedBuffers>(*ring_, *pool_);
     recv_ = std::make_unique<RecvPages>(*ring_, *pool_, pow2_at_least(settings_.buf_ring_pages), 0);
+    compact_ = std::make_unique<FragCache>(*pool_);
     nodes_ = std::make_unique<NodePool>(kNodes);
     std::size_t max_conns = 0;
     for (const auto& l : settings_.listeners)
@@ -107,11 +96,12 @@ void Worker::setup() {
     free_slots_.reserve(max_conns);
     starved_.reserve(2 * max_conns);
     for (const auto& l : settings_.listeners) {
-        listen_fds_.push_back(listen_socket(l.listen));
+        listen_fds_.push_back(tcp_listen_socket(l));
         auto ms = l.connect_timeout.count();
         connect_ts_.push_back({ms / 1000, (ms % 1000) * 1000000});  // stable while the worker runs
     }
     rr_.assign(settings_.listeners.size(), std::uint16_t(index_));
+    accept_paused_.assign(settings_.listeners.size(), false);
     if (index_ == 0)
         std::fprintf(stderr,
                      "fragproxy: worker ring: %s; receive: provided-buffer ring of %u x %zu "
@@ -146,7 +136,13 @@ void Worker::loop() noexcept {
             std::fprintf(stderr, "fragproxy: worker %u: io_uring_enter: %d\n", index_, rc);
             break;
         }
+        std::uint64_t before = now_ms_;
         now_ms_ = coarse_now_ms();
+        // The loop never waits much past the 1 s tick: a longer gap means the worker was not
+        // running (the process stopped, the machine paused). That time counts toward no timer:
+        // the completions of it may still be arriving (the kernel runs deferred completions in
+        // bounded chunks), and the connections they belong to are not idle.
+        if (now_ms_ - before > kPausedGapMs) resumed_ms_ = now_ms_;
         unsigned head = 0, seen = 0;
         io_uring_cqe* cqe = nullptr;
         io_uring_for_each_cqe(ring, head, cqe) {
@@ -154,9 +150,28 @@ void Worker::loop() noexcept {
             ++seen;
         }
         io_uring_cq_advance(ring, seen);
-        if (recv_->offered() < pow2_at_least(settings_.buf_ring_pages)) recv_->replenish();
-        if (!starved_.empty()) rearm_starved();
-        if (udp_) udp_->after_batch(now_ms_);
+        after_batch();
+    }
+}
+
+// Work that follows a batch of completions: buffers back to the kernel, starved receives
+// re-armed, then the timers' scan (after the batch: a completion in it proves its connection
+// alive), then the memory-pressure level and, under pressure, collapse of stuck queues.
+void Worker::after_batch() noexcept {
+    if (recv_->offered() < pow2_at_least(settings_.buf_ring_pages)) recv_->replenish();
+    if (!starved_.empty()) rearm_starved();
+    if (udp_) udp_->after_batch(now_ms_);
+    if (tick_due_) {
+        tick_due_ = false;
+        scan_timeouts();
+    }
+    update_pressure();
+    // Stuck queues are looked for every 10 ms once memory is tight: under pressure, or with a
+    // quarter of the normal zone queued or granted (else not at all: the scan visits every slot).
+    constexpr std::uint64_t kStuckScanMs = 10;
+    if (tight() && now_ms_ - last_collapse_ms_ >= kStuckScanMs) {
+        last_collapse_ms_ = now_ms_;
+        tend_stuck();
     }
 }
 
@@ -167,6 +182,9 @@ void Worker::handle(io_uring_cqe* cqe) noexcept {
             return on_accept(t.slot, cqe);
         case Op::kTick:
             return on_tick();
+        case Op::kAcceptResume:
+            --misc_pending_;
+            return on_accept_resume(t.slot);
         case Op::kWake:
             return begin_stop();
         case Op::kClose:
@@ -233,12 +251,48 @@ void Worker::arm_accept(unsigned listener) noexcept {
 void Worker::on_accept(unsigned listener, io_uring_cqe* cqe) noexcept {
     if (!(cqe->flags & IORING_CQE_F_MORE)) {
         --misc_pending_;
-        if (!stopping_) arm_accept(listener);  // EMFILE and the like end the multishot: re-arm
+        bool fds = cqe->res == -EMFILE || cqe->res == -ENFILE;
+        if (fds) out_of_fds(listener, -cqe->res);
+        if (!stopping_ && !accept_paused_[listener]) arm_accept(listener);  // re-arm the multishot
     }
     if (cqe->res < 0) return;
     ++open_fds_;
     if (stopping_) return close_fd(cqe->res);
     open_conn(listener, cqe->res);
+}
+
+// No file descriptor for a new connection (the accept, or its upstream socket): stop accepting
+// on that listener for 100 ms rather than accept clients only to drop them; they wait in the
+// listen backlog. Counted, and logged at most once per 10 s per worker.
+void Worker::out_of_fds(unsigned listener, int err) noexcept {
+    stats_.fd_exhausted.add();
+    if (accept_paused_[listener] || stopping_) return;
+    accept_paused_[listener] = true;
+    stats_.accept_pauses.add();
+    if (io_uring_sqe* s = sqe(Op::kClose)) {  // ends the multishot accept (its CQE: -ECANCELED)
+        io_uring_prep_cancel64(s, Tag{Op::kAccept, 0, listener, 0}.pack(), 0);
+        io_uring_sqe_set_data64(s, Tag{Op::kClose, 0, 0, 0}.pack());
+        ++misc_pending_;
+    }
+    if (io_uring_sqe* s = sqe(Op::kAcceptResume, listener)) {
+        io_uring_prep_timeout(s, &accept_pause_ts_, 0, 0);
+        io_uring_sqe_set_data64(s, Tag{Op::kAcceptResume, 0, listener, 0}.pack());
+        ++misc_pending_;
+    }
+    if (fd_logged_ms_ && now_ms_ - fd_logged_ms_ < 10000) return;
+    fd_logged_ms_ = now_ms_;
+    rlimit rl{};
+    ::getrlimit(RLIMIT_NOFILE, &rl);
+    std::fprintf(stderr,
+                 "fragproxy: worker %u: listener '%s': %s (RLIMIT_NOFILE %llu, %u connections "
+                 "live): accepting paused 100 ms, new clients wait in the backlog\n",
+                 index_, settings_.listeners[listener].name.c_str(), std::strerror(err),
+                 static_cast<unsigned long long>(rl.rlim_cur), live_conns_);
+}
+
+void Worker::on_accept_resume(unsigned listener) noexcept {
+    accept_paused_[listener] = false;
+    if (!stopping_) arm_accept(listener);
 }
 
 void Worker::arm_tick() noexcept {
@@ -249,23 +303,46 @@ void Worker::arm_tick() noexcept {
     ++misc_pending_;
 }
 
-// Once a second: idle timeouts. A scan of the live connections, far off the data path.
+// Once a second; the scan itself waits for the end of the batch (scan_timeouts).
 void Worker::on_tick() noexcept {
     --misc_pending_;
     if (stopping_) return;
+    tick_due_ = true;
+    arm_tick();
+}
+
+// Idle, linger and send-stall timeouts: a scan of the live connections, far off the data path.
+// A send queue that made no progress toward its peer for timeouts.send_stall is reset whatever
+// the idle timer says (a client reading 1 KiB/s keeps its connection active, not its queue
+// moving); a connection closed with data still queued is reset too (close_conn).
+void Worker::scan_timeouts() noexcept {
     if (udp_) udp_->tick(now_ms_);
+    constexpr std::uint64_t kLingerMs = 2000;
+    std::uint64_t queued = 0;
     for (std::uint32_t slot = 0; slot < conns_.size(); ++slot) {
         Conn& c = conns_[slot];
         if (!c.live || c.closing) continue;
-        constexpr std::uint64_t kLingerMs = 2000;
-        auto idle = c.lingering
-                        ? kLingerMs
-                        : std::uint64_t(settings_.listeners[c.listener].idle_timeout.count());
-        if (now_ms_ - c.last_active < idle) continue;
+        queued += c.side[0].out.bytes + c.side[1].out.bytes;
+        const auto& l = settings_.listeners[c.listener];
+        auto stall = std::uint64_t(l.send_stall_timeout.count());
+        bool stalled = false;
+        for (const Side& side : c.side)
+            stalled |= !side.out.empty() && since(side.progress_ms) >= stall;
+        if (stalled && !c.lingering) {
+            stats_.send_stalls.add();
+            close_conn(c, slot, true);
+            continue;
+        }
+        auto idle = c.lingering ? kLingerMs : std::uint64_t(l.idle_timeout.count());
+        if (since(c.last_active) < idle) continue;
         if (!c.lingering) stats_.idle_timeouts.add();
         close_conn(c, slot, false);
     }
-    arm_tick();
+    if (queuing_ == 0) compact_->drain();  // nothing collapsed is queued: its pages go back
+    stats_.pages_in_use.set(pool_->pages_in_use());
+    stats_.queued_bytes.set(queued);
+    stats_.pressure_level.set(std::uint64_t(level_));
+    stats_.live.set(live_conns_);
 }
 
 void Worker::arm_wake() noexcept {
@@ -291,8 +368,10 @@ void Worker::begin_stop() noexcept {
         io_uring_sqe_set_data64(s, Tag{Op::kClose, 0, 0, 0}.pack());
         ++misc_pending_;
     }
+    // Stopping cuts every stream that has not ended: a reset, so no client takes the cut for a
+    // complete transfer (a lingering close of an unserved client stays clean).
     for (std::uint32_t slot = 0; slot < conns_.size(); ++slot)
-        if (conns_[slot].live) close_conn(conns_[slot], slot, false);
+        if (conns_[slot].live) close_conn(conns_[slot], slot, !conns_[slot].lingering);
     if (udp_) udp_->stop();
 }
 
@@ -313,6 +392,7 @@ void Worker::teardown() noexcept {
         ::close(fd);
     listen_fds_.clear();
     if (recv_) recv_->drain();
+    compact_.reset();  // drains the collapse cache's pages
     if (ring_) {
         io_uring_submit(ring_->get());  // pending closes
         io_uring_cqe* cqe = nullptr;

@@ -6,7 +6,11 @@
 //
 // Loop: submit, wait for at least one CQE, handle every CQE that is ready as one batch, advance
 // the CQ once, then offer freed pages back to the kernel and re-arm receives that ran out of
-// buffers. Errors from CQEs are values handled where they arise (see tcp_relay.cpp).
+// buffers. The once-a-second timer's scan (idle, send-stall) runs after the batch, so a connection
+// with a completion in the batch is never taken for idle (the process may have been paused).
+// After each batch the worker derives its memory-pressure level from the pool (memory_budget.hpp)
+// and, under pressure, collapses stuck queues. Errors from CQEs are values handled where they
+// arise (see tcp_relay.cpp).
 #include <sys/uio.h>
 
 #include <atomic>
@@ -17,9 +21,11 @@
 #include <vector>
 
 #include "alloc/counter.hpp"
+#include "alloc/frag_cache.hpp"
 #include "alloc/page_pool.hpp"
 #include "net/fixed_buffers.hpp"
 #include "net/frag_queue.hpp"
+#include "net/memory_budget.hpp"
 #include "net/recv_pages.hpp"
 #include "net/ring.hpp"
 #include "net/settings.hpp"
@@ -31,6 +37,14 @@ namespace fp::net {
 struct WorkerStats {
     Counter accepted, refused, closed, resets, upstream_failures, bytes_client, bytes_upstream;
     Counter idle_timeouts, starved;
+    Counter cut;              // connections closed with queued data discarded (always a reset)
+    Counter send_stalls;      // queues that made no progress for timeouts.send_stall: reset
+    Counter pressure_pauses;  // receives paused by the memory budget below max_inflight
+    Counter collapses, collapsed_bytes;  // stuck queues copied into compact fragments, and bytes
+    Counter fd_exhausted;   // accepts or upstream sockets that failed with EMFILE/ENFILE
+    Counter accept_pauses;  // times accepting paused for want of file descriptors
+    // Gauges, published by the worker once a second (the tick's scan) for other threads.
+    Counter pages_in_use, queued_bytes, pressure_level, live;
 };
 
 // Per listener, shared by every worker: enforces max_connections across them.
@@ -65,10 +79,14 @@ class Worker {
         msghdr msg{};
         bool sending = false;
         bool recv_armed = false;
-        bool paused = false;    // receiving here stopped: the other side's queue is full
-        bool starved = false;   // the receive ended for want of buffers
-        bool read_eof = false;  // the peer sent FIN
-        bool shut_wr = false;   // we sent FIN
+        bool paused = false;        // receiving here stopped: the other side's queue is full
+        bool starved = false;       // the receive ended for want of buffers
+        bool read_eof = false;      // the peer sent FIN
+        bool shut_wr = false;       // we sent FIN
+        bool collapse = false;      // the send was cancelled so the queue can be collapsed
+        std::uint32_t granted = 0;  // bytes the armed receive may still take (its grant)
+        std::uint8_t clamped = 0;   // its peer is behind: 1 send buffer and window, 2 all clamped
+        std::uint64_t progress_ms = 0;  // the queue last moved toward this peer (or began)
     };
     struct Conn {
         std::uint32_t gen = 0;
@@ -94,8 +112,12 @@ class Worker {
     // Accept side (worker.cpp).
     void arm_accept(unsigned listener) noexcept;
     void on_accept(unsigned listener, io_uring_cqe* cqe) noexcept;
+    void out_of_fds(unsigned listener, int err) noexcept;
+    void on_accept_resume(unsigned listener) noexcept;
     void arm_tick() noexcept;
     void on_tick() noexcept;
+    void scan_timeouts() noexcept;
+    void after_batch() noexcept;
     void arm_wake() noexcept;
     io_uring_sqe* sqe(Op op, std::uint32_t slot = 0, unsigned side = 0) noexcept;
 
@@ -117,6 +139,18 @@ class Worker {
     void maybe_finish(Conn& c, std::uint32_t slot) noexcept;
     void check_done(Conn& c, std::uint32_t slot) noexcept;
     void drain_queue(FragQueue& q) noexcept;
+    void queue_fragment(Side& side, std::byte* frag, std::uint32_t len, FragNode* n) noexcept;
+    void update_pressure() noexcept;
+    std::uint32_t queue_limit(const Conn& c) const noexcept;
+    // Memory is tight: under pressure, or a quarter of the normal zone queued or granted.
+    bool tight() const noexcept {
+        return level_ != Pressure::kBelow || (queued_ + granted_) * 4 >= pool_->normal_bytes();
+    }
+    void take_grant(Side& side, std::uint32_t n) noexcept;
+    void tend_stuck() noexcept;
+    void clamp_buffers(Conn& c, unsigned s, bool stuck) noexcept;
+    static bool peer_backlogged(int fd) noexcept;
+    void collapse(Side& side) noexcept;
     void close_fd(int fd) noexcept;
     void rearm_starved() noexcept;
     Conn* conn(const Tag& t) noexcept;
@@ -134,6 +168,7 @@ class Worker {
     std::unique_ptr<Ring> ring_;
     std::unique_ptr<FixedBuffers> fixed_;
     std::unique_ptr<RecvPages> recv_;
+    std::unique_ptr<FragCache> compact_;  // collapsed queues' fragments
     std::unique_ptr<NodePool> nodes_;
     std::unique_ptr<UdpRelay> udp_;
     std::vector<int> listen_fds_;
@@ -143,7 +178,22 @@ class Worker {
     std::uint64_t now_ms_ = 0;
     unsigned misc_pending_ = 0;  // accept, tick, wake and close SQEs in flight
     std::uint32_t live_conns_ = 0;
-    std::vector<std::uint16_t> rr_;              // round-robin position per listener
+    std::uint32_t queuing_ = 0;  // send queues holding data (the memory budget's share divisor)
+    std::uint64_t queued_ = 0;   // bytes they hold together
+    std::uint64_t granted_ = 0;  // bytes armed receives may still take (MemoryBudget::grant)
+    bool capped_recv_ = true;    // the kernel takes multishot receive limits (off at -EINVAL)
+    Pressure level_ = Pressure::kBelow;
+    std::uint64_t last_collapse_ms_ = 0;
+    std::uint64_t resumed_ms_ = 0;  // end of the last gap in which the worker was not running
+    // Milliseconds since t, not counting time the worker was not running (see loop()).
+    std::uint64_t since(std::uint64_t t) const noexcept {
+        return now_ms_ - (t > resumed_ms_ ? t : resumed_ms_);
+    }
+    bool tick_due_ = false;
+    std::vector<bool> accept_paused_;                  // per listener: out of fds, waiting
+    std::uint64_t fd_logged_ms_ = 0;                   // out-of-fd log lines: one per 10 s
+    __kernel_timespec accept_pause_ts_{0, 100000000};  // 100 ms
+    std::vector<std::uint16_t> rr_;                    // round-robin position per listener
     std::vector<__kernel_timespec> connect_ts_;  // per listener, for the connect's link timeout
     bool stopping_ = false;
     long open_fds_ = 0;

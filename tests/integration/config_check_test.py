@@ -8,7 +8,7 @@ import tempfile
 
 binary, shipped = sys.argv[1], sys.argv[2]
 r = subprocess.run([binary, "-c", shipped, "--check"], capture_output=True, text=True)
-assert r.returncode == 0 and "listen: 127.0.0.1:5202" in r.stdout, r
+assert r.returncode == 0 and 'listen: "127.0.0.1:5202"' in r.stdout, r
 
 with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
     f.write("listeners:\n  - name: a\n    listen: 127.0.0.1:5999\n    upstreams: [127.0.0.1:1]\n"

@@ -1,12 +1,22 @@
 """Test support: runs the real fragproxy binary on loopback with a generated config, and upstream
 peers on port 0. Everything binds 127.0.0.1 or ::1 only."""
 import asyncio
+import json
 import os
 import signal
 import socket
 import subprocess
 import tempfile
 import time
+
+
+def wait_for(cond, timeout, what):
+    """Polls cond() until it is true; raises naming `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.02)
 
 
 def free_port(host="127.0.0.1"):
@@ -24,8 +34,11 @@ class Proxy:
     """fragproxy with one or more TCP listeners. listeners: list of dicts with keys
     listen (host, port), upstreams [(host, port)], and optional extra YAML lines."""
 
-    def __init__(self, binary, listeners, workers=2, memory="{arena: 16MiB, page_order: 4}"):
+    def __init__(self, binary, listeners, workers=2, memory="{arena: 16MiB, page_order: 4}",
+                 args=()):
         self.binary = binary
+        self.stats_path = tempfile.mktemp(suffix=".json")
+        self.args = ["--stats-json", self.stats_path, *args]
         lines = [f"workers: {workers}", f"memory: {memory}", "listeners:"]
         for i, l in enumerate(listeners):
             ups = ", ".join(f'"{fmt(*u)}"' for u in l["upstreams"])
@@ -39,8 +52,8 @@ class Proxy:
         self.log = tempfile.NamedTemporaryFile(mode="w", suffix=".log")
 
     def start(self, listen_probe=None):
-        self.proc = subprocess.Popen([self.binary, "-c", self.config], stdout=self.log,
-                                     stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen([self.binary, "-c", self.config, *self.args],
+                                     stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.time() + 10
         while time.time() < deadline:
             if self.proc.poll() is not None:
@@ -57,6 +70,27 @@ class Proxy:
             except OSError:
                 time.sleep(0.05)
         raise RuntimeError("fragproxy did not start listening")
+
+    def stats(self):
+        """Every counter, from --stats-json: written on SIGUSR1 while running, and at exit."""
+        if self.proc.poll() is None:
+            if os.path.exists(self.stats_path):
+                os.unlink(self.stats_path)
+            self.proc.send_signal(signal.SIGUSR1)
+            wait_for(lambda: os.path.exists(self.stats_path), 10, "stats file")
+        with open(self.stats_path) as f:
+            return json.load(f)
+
+    def wait_stats(self, cond, timeout, what):
+        """Polls the stats until cond(stats) holds; returns them."""
+        last = {}
+
+        def check():
+            nonlocal last
+            last = self.stats()
+            return cond(last)
+        wait_for(check, timeout, f"{what} (last stats: {last})")
+        return last
 
     def rss_kib(self):
         with open(f"/proc/{self.proc.pid}/status") as f:

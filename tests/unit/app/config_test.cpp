@@ -1,5 +1,6 @@
 #include <doctest/doctest.h>
 
+#include <random>
 #include <string>
 
 #include "app/config.hpp"
@@ -46,7 +47,7 @@ TEST_CASE("a good config parses into typed settings") {
     CHECK(l.idle_timeout.count() == 120000);
     CHECK(l.max_connections == 100);
     CHECK(l.max_inflight_bytes == 256 * 1024);
-    CHECK(fp::app::describe(c).find("listen: 127.0.0.1:8080") != std::string::npos);
+    CHECK(fp::app::describe(c).find("listen: \"127.0.0.1:8080\"") != std::string::npos);
 }
 
 TEST_CASE("workers: auto means one per core; defaults fill what is left out") {
@@ -63,7 +64,7 @@ TEST_CASE("bad configs are rejected with file:line:col") {
     CHECK(error_of(base + "    colour: blue\n") == "f.yaml:5:5: unknown key listeners[0].colour");
     CHECK(error_of("bogus: 1\n" + base) == "f.yaml:1:1: unknown key config.bogus");
     CHECK(error_of(base + "    max_connections: lots\n") ==
-          "f.yaml:5:22: listeners[0].max_connections must be an integer");
+          "f.yaml:5:22: listeners[0].max_connections must be a decimal integer");
     CHECK(error_of(base + "    max_connections: 0\n") ==
           "f.yaml:5:22: listeners[0].max_connections = 0 is out of range 1..1000000");
     CHECK(error_of("listeners:\n  - name: a\n    listen: 127.0.0.1:99999\n    upstreams: "
@@ -137,4 +138,109 @@ TEST_CASE("udp listeners have their own keys; tcp and udp may share a port") {
             udp +
             "  - {name: b, protocol: udp, listen: '127.0.0.1:1', upstreams: ['127.0.0.1:3']}\n") ==
         "f.yaml:6:38: udp listen address 127.0.0.1:1 is already used by listener 'a'");
+}
+
+TEST_CASE("operator mistakes are errors, not silent surprises") {
+    std::string base =
+        "listeners:\n  - name: a\n    listen: 127.0.0.1:1\n    upstreams: [127.0.0.1:2]\n";
+    // Duplicate keys: yaml-cpp would keep the first.
+    CHECK(error_of(base + "    max_connections: 5\n    max_connections: 6\n") ==
+          "f.yaml:6:5: duplicate key listeners[0].max_connections");
+    CHECK(error_of("workers: 1\nworkers: 2\n" + base) ==
+          "f.yaml:2:1: duplicate key config.workers");
+    // Leading zeros (octal to yaml-cpp) and hex.
+    CHECK(error_of(base + "    max_connections: 010\n") ==
+          "f.yaml:5:22: listeners[0].max_connections must be a decimal integer");
+    CHECK(error_of(base + "    max_connections: 0x10\n") ==
+          "f.yaml:5:22: listeners[0].max_connections must be a decimal integer");
+    CHECK(error_of("workers: 010\n" + base) == "f.yaml:1:10: workers must be 'auto' or 1..256");
+    // Upstreams that cannot be right.
+    CHECK(error_of(
+              "listeners:\n  - name: a\n    listen: 127.0.0.1:1\n    upstreams: [127.0.0.1:1]\n") ==
+          "f.yaml:4:17: listeners[0].upstreams 127.0.0.1:1 is the listener's own address: every "
+          "connection would loop back");
+    CHECK(error_of(
+              "listeners:\n  - name: a\n    listen: 127.0.0.1:1\n    upstreams: [0.0.0.0:2]\n") ==
+          "f.yaml:4:17: listeners[0].upstreams 0.0.0.0:2: an unspecified address (0.0.0.0, ::) is "
+          "not an upstream");
+    CHECK(error_of("listeners:\n  - name: a\n    listen: 127.0.0.1:1\n    upstreams: ['[::]:2']\n")
+              .find("unspecified address") != std::string::npos);
+    // A key that is not a scalar: yaml-cpp's bare "bad conversion", and never 0:0.
+    std::string e = error_of(base + "    ? [x]\n    : 1\n");
+    CHECK(e.find("f.yaml:0:0") == std::string::npos);
+    CHECK(e.find("must be a plain name") != std::string::npos);
+    // One queue may not take more than 1/8 of the arena (8 MiB of 64 MiB by default).
+    CHECK(error_of(base + "    max_inflight_kib: 1048576\n") ==
+          "f.yaml:5:23: listeners[0].max_inflight_kib = 1048576 is out of range 16..8192");
+    CHECK(error_of("memory: {arena: 16MiB}\n" + base + "    max_inflight_kib: 4096\n") ==
+          "f.yaml:6:23: listeners[0].max_inflight_kib = 4096 is out of range 16..2048");
+    auto c =
+        parse_config(base + "    timeouts: {send_stall: 5s}\n    share_port: true\n", "f.yaml");
+    CHECK(c.worker.listeners[0].send_stall_timeout.count() == 5000);
+    CHECK(c.worker.listeners[0].share_port);
+    CHECK(parse_config(base, "f.yaml").worker.listeners[0].send_stall_timeout.count() == 60000);
+}
+
+TEST_CASE("more workers x arena than the machine has is refused before anything starts") {
+    auto c = parse_config(
+        "workers: 256\nmemory: {arena: 64GiB}\nlisteners:\n  - name: a\n    listen: "
+        "127.0.0.1:1\n    upstreams: [127.0.0.1:2]\n",
+        "f.yaml");
+    std::string e;
+    try {
+        fp::app::check_memory(c);
+    } catch (const ConfigError& x) {
+        e = x.what();
+    }
+    CHECK(e.rfind("f.yaml:2:17: memory: 256 workers x 65536 MiB arena", 0) == 0);
+    CHECK(e.find("more than this process can have") != std::string::npos);
+    c.workers = 1;
+    c.worker.memory.arena_bytes = 64u << 20;
+    CHECK_NOTHROW(fp::app::check_memory(c));
+}
+
+// What --check prints loads back as the same configuration: names with '#', ':', quotes and
+// backslashes, IPv6 upstreams, every key. Generated configs, a fixed seed.
+TEST_CASE("--check's output round-trips") {
+    std::mt19937 rng(12345);
+    auto pick = [&](auto... v) {
+        std::string opts[] = {v...};
+        return opts[rng() % sizeof...(v)];
+    };
+    for (int round = 0; round < 300; ++round) {
+        std::string text = "workers: " + std::to_string(1 + rng() % 8) +
+                           "\nmemory: {arena: " + std::to_string(2 * (2 + rng() % 40)) +
+                           "MiB}\nlisteners:\n";
+        int n = 1 + int(rng() % 4);
+        for (int i = 0; i < n; ++i) {
+            std::string name = pick("web", "a#b", "x: y", "q\\\"uote", "v6 [::1]", "-dash", "#") +
+                               std::to_string(i);
+            std::string esc;
+            for (char ch : name)
+                esc += (ch == '"' || ch == '\\') ? std::string("\\") + ch : std::string(1, ch);
+            bool udp = rng() % 3 == 0;
+            std::string port = std::to_string(1000 + i);
+            text += "  - name: \"" + esc + "\"\n    protocol: " + (udp ? "udp" : "tcp") +
+                    "\n    listen: \"" + pick("127.0.0.1:", "[::1]:", "0.0.0.0:") + port +
+                    "\"\n    upstreams: [\"" + pick("10.0.0.1:80", "[2001:db8::1]:443", "[::1]:9") +
+                    "\", \"127.0.0.2:" + std::to_string(1 + rng() % 60000) + "\"]\n";
+            if (rng() % 2) text += "    share_port: true\n";
+            if (udp)
+                text += "    session_timeout: " + std::to_string(1 + rng() % 100) +
+                        "s\n    max_responses: " + std::to_string(rng() % 5) + "\n";
+            else
+                text += "    timeouts: {connect: " + std::to_string(1 + rng() % 900) +
+                        "ms, send_stall: 2m}\n    max_inflight_kib: " +
+                        std::to_string(16 + rng() % 400) + "\n";
+        }
+        INFO(text);
+        auto a = parse_config(text, "gen.yaml");
+        std::string once = fp::app::describe(a);
+        INFO(once);
+        auto b = parse_config(once, "check.yaml");
+        CHECK(fp::app::describe(b) == once);
+        REQUIRE(b.worker.listeners.size() == a.worker.listeners.size());
+        for (std::size_t i = 0; i < a.worker.listeners.size(); ++i)
+            CHECK(b.worker.listeners[i].name == a.worker.listeners[i].name);
+    }
 }
