@@ -35,8 +35,9 @@ class Proxy:
     listen (host, port), upstreams [(host, port)], and optional extra YAML lines."""
 
     def __init__(self, binary, listeners, workers=2, memory="{arena: 16MiB, page_order: 4}",
-                 args=()):
+                 args=(), prefix=()):
         self.binary = binary
+        self.prefix = list(prefix)  # e.g. ["prlimit", "--nofile=64:64"]
         self.stats_path = tempfile.mktemp(suffix=".json")
         self.args = ["--stats-json", self.stats_path, *args]
         lines = [f"workers: {workers}", f"memory: {memory}", "listeners:"]
@@ -52,7 +53,7 @@ class Proxy:
         self.log = tempfile.NamedTemporaryFile(mode="w", suffix=".log")
 
     def start(self, listen_probe=None):
-        self.proc = subprocess.Popen([self.binary, "-c", self.config, *self.args],
+        self.proc = subprocess.Popen([*self.prefix, self.binary, "-c", self.config, *self.args],
                                      stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.time() + 10
         while time.time() < deadline:

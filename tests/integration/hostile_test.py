@@ -213,6 +213,42 @@ async def download_client(port, n_read, slow=0.0):
         writer.close()
 
 
+async def case_collapse_keeps_every_byte():
+    """A small arena (8 MiB, one worker) and 300 clients that stop reading: the pool comes under
+    pressure and stuck queues are collapsed into compact fragments. Then every client reads
+    2 MiB of its stream: each byte is where the stream put it (byte k is k % 256)."""
+    raise_nofile()
+    up_proc, up = start_upstream()
+    port = free_port()
+    proxy = Proxy(BINARY, [{"listen": ("127.0.0.1", port), "upstreams": [("127.0.0.1", up)]}],
+                  workers=1, memory="{arena: 8MiB, page_order: 4}")
+    proxy.start(("127.0.0.1", port))
+    try:
+        socks = open_streams(port, 300)
+        st = await asyncio.to_thread(proxy.wait_stats, lambda s: s["tcp"]["collapses"] > 0, 30,
+                                     "a collapse")
+        loop = asyncio.get_running_loop()
+
+        async def check(sock):
+            got = bytearray()
+            while len(got) < 2 * MiB:
+                b = await loop.sock_recv(sock, 65536)
+                assert b, "stream ended"
+                got += b
+            expect = (CHUNK * (len(got) // len(CHUNK) + 1))[:len(got)]
+            assert got == expect, "stream corrupted"
+        await asyncio.wait_for(asyncio.gather(*(check(s) for s in socks)), 120)
+        for s in socks:
+            s.close()
+        st = finish(proxy)["tcp"]
+        print(f"  {st['collapses']} collapses, {st['collapsed_bytes'] >> 10} KiB copied", flush=True)
+        assert st["collapses"] > 0, st
+    finally:
+        if proxy.proc.poll() is None:
+            proxy.proc.kill()
+        up_proc.kill()
+
+
 async def case_stop_resets_streams():
     """SIGTERM mid-download: the client sees a reset, never a clean EOF that would pass a
     truncated download for a complete one."""

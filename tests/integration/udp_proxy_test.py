@@ -131,6 +131,94 @@ def case_session_expiry_and_caps():
     assert expired >= 1500 and "refused 100;" in out, out
 
 
+def case_max_sessions_per_listener():
+    """max_sessions is each listener's own: a second UDP listener does not lift the first's cap."""
+    up = Echo()
+    a, b = udp_free_port(), udp_free_port()
+    p = Proxy(BINARY, [{"protocol": "udp", "listen": ("127.0.0.1", a),
+                        "upstreams": [("127.0.0.1", up.port)], "extra": ["max_sessions: 5"]},
+                       {"protocol": "udp", "listen": ("127.0.0.1", b),
+                        "upstreams": [("127.0.0.1", up.port)]}], workers=1).start()
+    socks = [client() for _ in range(20)]
+    for s in socks:
+        s.sendto(b"x", ("127.0.0.1", a))
+    answered = 0
+    for s in socks:
+        s.settimeout(0.3 if answered >= 5 else 2)
+        try:
+            s.recvfrom(10)
+            answered += 1
+        except socket.timeout:
+            pass
+    assert answered == 5, answered
+    st = p.stats()["udp"]
+    assert st["sessions"] == 5 and st["sessions_refused"] == 15, st
+    other = client()
+    other.sendto(b"y", ("127.0.0.1", b))  # the other listener still takes sessions
+    assert other.recvfrom(10)[0] == b"y"
+    up.stop()
+    finish(p)
+
+
+def case_many_listeners():
+    """300 UDP listeners, each with its own upstream: a datagram to listener i reaches upstream
+    i (the session key keeps the listener in more than 8 bits: 256 would alias 0)."""
+    n = 300
+    ups = []
+    for i in range(n):
+        u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        u.bind(("127.0.0.1", 0))
+        u.settimeout(5)
+        ups.append(u)
+    held = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(n)]
+    for h in held:  # all bound at once: n distinct free ports
+        h.bind(("127.0.0.1", 0))
+    ports = [h.getsockname()[1] for h in held]
+    for h in held:
+        h.close()
+    p = Proxy(BINARY, [{"protocol": "udp", "listen": ("127.0.0.1", ports[i]),
+                        "upstreams": [("127.0.0.1", ups[i].getsockname()[1])]}
+                       for i in range(n)], workers=1).start()
+    c = client()
+    for i in (0, 256, 1, 257, 299, 43):  # one client, so its address is the same key each time
+        c.sendto(str(i).encode(), ("127.0.0.1", ports[i]))
+        d, _ = ups[i].recvfrom(100)
+        assert d == str(i).encode(), (i, d)
+    for u in ups:
+        u.close()
+    finish(p)
+
+
+def case_replies_need_client_traffic():
+    """A session lives on its client's datagrams only: an upstream that keeps streaming does not
+    keep it alive past session_timeout, and max_responses bounds replies per client datagram
+    (a spoofed source cannot be flooded for long)."""
+    code = ("import socket,time\n"
+            "s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+            "s.bind(('127.0.0.1', 0)); print(s.getsockname()[1], flush=True)\n"
+            "d,a=s.recvfrom(100)\n"
+            "while True:\n s.sendto(b'r', a); time.sleep(0.01)\n")
+    streamer = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    up_port = int(streamer.stdout.readline())
+    port = udp_free_port()
+    p = proxy(port, up_port, ["session_timeout: 1s", "max_responses: 20"], workers=1)
+    c = client()
+    c.sendto(b"go", ("127.0.0.1", port))
+    got, t0 = 0, time.monotonic()
+    c.settimeout(0.5)
+    try:
+        while time.monotonic() - t0 < 5:
+            c.recvfrom(10)
+            got += 1
+    except socket.timeout:
+        pass
+    assert got == 20, got  # max_responses, then nothing more however long the upstream sends
+    st = p.wait_stats(lambda s: s["udp"]["sessions_expired"] == 1, 10, "the session to expire")
+    assert st["udp"]["dropped_responses"] > 0, st
+    streamer.kill()
+    finish(p)
+
+
 def case_upstream_down():
     """No upstream listening: ICMP port unreachable ends the session; the worker carries on and
     serves the next client when an upstream is back."""

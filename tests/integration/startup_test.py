@@ -1,0 +1,169 @@
+#!/usr/bin/env python3
+"""Start-up and operating limits of the real binary: what an operator meets first.
+Usage: startup_test.py FRAGPROXY NO_IO_URING_HELPER [CASE ...]"""
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import Proxy, free_port, wait_for  # noqa: E402
+
+BINARY, NO_IO_URING = sys.argv[1], sys.argv[2]
+
+
+def config_file(text):
+    fd, path = tempfile.mkstemp(suffix=".yaml")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    return path
+
+
+def listener_yaml(port, up=1, extra=""):
+    return (f"listeners:\n  - name: web\n    listen: 127.0.0.1:{port}\n"
+            f"    upstreams: [127.0.0.1:{up}]\n{extra}")
+
+
+def run(*args, **kw):
+    return subprocess.run([*args], capture_output=True, text=True, timeout=30, **kw)
+
+
+def case_port_in_use():
+    """A second fragproxy on a port the first listens on is refused with a clear error (it
+    would join the SO_REUSEPORT group silently); share_port: true joins on purpose."""
+    port = free_port()
+    first = Proxy(BINARY, [{"listen": ("127.0.0.1", port), "upstreams": [("127.0.0.1", 1)]}],
+                  workers=1).start(("127.0.0.1", port))
+    cfg = config_file(listener_yaml(port))
+    r = run(BINARY, "-c", cfg, "--workers", "1")
+    assert r.returncode == 1, r
+    assert f"listener 'web': tcp 127.0.0.1:{port} is already in use by another process" in r.stderr
+    shared = Proxy(BINARY, [{"listen": ("127.0.0.1", port), "upstreams": [("127.0.0.1", 1)],
+                             "extra": ["share_port: true"]}], workers=1)
+    shared.start(("127.0.0.1", port))  # the first one answers that probe: wait for the banner
+    wait_for(lambda: "l0: tcp" in shared.output(), 10, "the second proxy to start")
+    r1, r2 = shared.stop(), first.stop()
+    assert r1[0] == 0 and r2[0] == 0, (r1, r2)
+    os.unlink(cfg)
+
+
+def case_out_of_fds_pauses_accepting():
+    """RLIMIT_NOFILE 64: a warning at start; past the limit accepting pauses (counted) instead of
+    accept-and-drop; waiting clients are served once descriptors come back."""
+    async def main():
+        async def echo(reader, writer):
+            try:
+                while b := await reader.read(65536):
+                    writer.write(b)
+                    await writer.drain()
+            except (ConnectionError, asyncio.CancelledError):
+                pass
+            writer.close()
+        server = await asyncio.start_server(echo, "127.0.0.1", 0)
+        up = server.sockets[0].getsockname()[1]
+        port = free_port()
+        proxy = Proxy(BINARY, [{"listen": ("127.0.0.1", port), "upstreams": [("127.0.0.1", up)]}],
+                      workers=1, prefix=["prlimit", "--nofile=64:64"])
+        proxy.start(("127.0.0.1", port))
+        held = [socket.create_connection(("127.0.0.1", port)) for _ in range(60)]
+        st = await asyncio.to_thread(proxy.wait_stats,
+                                     lambda s: s["tcp"]["accept_pauses"] >= 1, 20,
+                                     "accepting to pause")
+        assert st["tcp"]["fd_exhausted"] >= 1, st
+        for s in held:
+            s.close()
+        await asyncio.to_thread(proxy.wait_stats, lambda s: s["tcp"]["live_connections"] == 0,
+                                20, "the held connections to close")
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"hello")
+        assert await asyncio.wait_for(reader.readexactly(5), 10) == b"hello"
+        writer.close()
+        server.close()
+        code, out = proxy.stop()
+        assert code == 0, out
+        assert "warning: the listeners' max_connections" in out, out
+        assert out.count("accepting paused") == 1, out  # logged once, not per connection
+    asyncio.run(main())
+
+
+def case_listener_socket_limit_named():
+    """Out of descriptors for the listening sockets themselves: the error names the listener
+    and the limit."""
+    lines = ["listeners:"]
+    for i in range(20):
+        lines += [f"  - name: l{i}", f"    listen: 127.0.0.1:{free_port()}",
+                  "    upstreams: [127.0.0.1:1]"]
+    cfg = config_file("\n".join(lines) + "\n")
+    r = run("prlimit", "--nofile=24:24", BINARY, "-c", cfg, "--workers", "2")
+    os.unlink(cfg)
+    assert r.returncode == 1, r
+    assert "socket (RLIMIT_NOFILE is 24 file descriptors): Too many open files" in r.stderr, \
+        r.stderr
+
+
+def case_io_uring_refused_is_explained():
+    """io_uring refused (a seccomp filter, as in containers): the error says so; --self-check
+    reports it instead of aborting."""
+    port = free_port()
+    cfg = config_file(listener_yaml(port))
+    r = run(NO_IO_URING, BINARY, "-c", cfg, "--workers", "1")
+    if r.returncode == 77:
+        print("SKIP: cannot install a seccomp filter here")
+        sys.exit(77)
+    assert r.returncode == 1, r
+    assert "a seccomp filter refuses the io_uring syscalls" in r.stderr, r.stderr
+    assert "Operation not permitted" in r.stderr, r.stderr
+    r = run(NO_IO_URING, BINARY, "--self-check")
+    assert r.returncode == 1 and "fragproxy: self-check: io_uring_queue_init" in r.stderr, r
+    os.unlink(cfg)
+
+
+def case_descriptors_are_lazy():
+    """An 8 GiB arena per worker: its page descriptors (48 MiB) are not touched at start."""
+    port = free_port()
+    proxy = Proxy(BINARY, [{"listen": ("127.0.0.1", port), "upstreams": [("127.0.0.1", 1)]}],
+                  workers=2, memory="{arena: 8GiB}").start(("127.0.0.1", port))
+    rss = proxy.rss_kib()
+    assert rss < 40 * 1024, rss  # eager tables: 2 x 48 MiB
+    assert proxy.stop()[0] == 0
+
+
+def case_memory_beyond_the_machine_refused():
+    """256 workers x 64 GiB passes no check: refused before anything starts, with the cause."""
+    port = free_port()
+    cfg = config_file("workers: 256\nmemory: {arena: 64GiB}\n" + listener_yaml(port))
+    for args in (["--check"], []):
+        r = run(BINARY, "-c", cfg, *args)
+        assert r.returncode == 1, r
+        assert f"{cfg}:2:17: memory: 256 workers x 65536 MiB arena" in r.stderr, r.stderr
+    os.unlink(cfg)
+
+
+def case_config_file_limits():
+    """A config file that is no file, too big, or unreadable gets its own message."""
+    r = run(BINARY, "-c", "/dev/zero", "--check")
+    assert r.returncode == 1 and "/dev/zero:1:1: the configuration file is larger than 1 MiB" \
+        in r.stderr, r
+    d = tempfile.mkdtemp()
+    r = run(BINARY, "-c", d, "--check")
+    assert r.returncode == 1 and "it is a directory" in r.stderr, r
+    r = run(BINARY, "-c", os.path.join(d, "missing.yaml"), "--check")
+    assert r.returncode == 1 and "No such file or directory" in r.stderr, r
+    os.rmdir(d)
+    big = config_file("# padding\n" * 200000)
+    t0 = time.monotonic()
+    r = run(BINARY, "-c", big, "--check")
+    assert r.returncode == 1 and "larger than 1 MiB" in r.stderr and time.monotonic() - t0 < 5, r
+    os.unlink(big)
+
+
+CASES = {n[5:]: f for n, f in globals().items() if n.startswith("case_")}
+
+if __name__ == "__main__":
+    for n in sys.argv[3:] or list(CASES):
+        t0 = time.monotonic()
+        CASES[n]()
+        print(f"ok {n} ({time.monotonic() - t0:.1f} s)", flush=True)
