@@ -29,6 +29,9 @@ TOOLS = ("iperf3", "sockperf", "wrk", "haproxy", "nginx", "socat")
 def parse():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--fragproxy", default="build-release/app/fragproxy")
+    p.add_argument("--baseline", default="",
+                   help="another fragproxy binary, measured as peer 'fragproxy-base' in the same "
+                        "rounds (a change's cost, before and after in one run)")
     p.add_argument("--quick", action="store_true", help="one round, short runs")
     p.add_argument("--only", default="", help="comma-separated scenarios: " + ",".join(SCENARIOS))
     p.add_argument("--rounds", type=int, default=None, help="default 3 (1 with --quick)")
@@ -93,7 +96,7 @@ def main():
     results = {}
     try:
         up = upstreams(procs, workdir)
-        everyone = [peer for peer in P.all_peers()
+        everyone = [peer for peer in P.all_peers(os.path.abspath(a.baseline) if a.baseline else "")
                     if any(SCENARIOS[s][1](peer) for s in a.only)]
         for peer in everyone:
             peer.start(procs, up, workdir, os.path.abspath(a.fragproxy))
@@ -124,7 +127,10 @@ def main():
             "rounds": a.rounds, "quick": a.quick,
             "command": " ".join(shlex.quote(x) for x in sys.argv)}
     os.makedirs(a.out, exist_ok=True)
-    base = os.path.join(a.out, f"{now:%Y-%m-%d}-{meta['machine']['host']}")
+    # A partial run (--only, --baseline) gets its own name: it must not replace a full run's.
+    tag = "" if set(a.only) == set(SCENARIOS) and not a.baseline else "-" + "-".join(a.only)
+    tag += "-vs-baseline" if a.baseline else ""
+    base = os.path.join(a.out, f"{now:%Y-%m-%d}-{meta['machine']['host']}{tag}")
     for path in report.write(results, meta, base):
         print(f"wrote {path}")
     shutil.rmtree(workdir, ignore_errors=True)

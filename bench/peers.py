@@ -139,8 +139,8 @@ def pss_kib(pid):
 class Peer:
     """A way from client to upstream services: ports[service] is where a client connects."""
 
-    def __init__(self, name, udp=True, proxy=True):
-        self.name, self.udp, self.proxy = name, udp, proxy
+    def __init__(self, name, udp=True, proxy=True, binary=""):
+        self.name, self.udp, self.proxy, self.binary = name, udp, proxy, binary
         self.ports, self.procs = {}, []
 
     def start(self, procs, upstream, workdir, fragproxy):
@@ -163,9 +163,9 @@ class Peer:
         values = dict(self.ports, dir=workdir, splice="")
         values.update({"up_" + s: p for s, p in upstream.items()})
         conf = os.path.join(workdir, self.name)
-        if self.name == "fragproxy":
+        if self.name.startswith("fragproxy"):
             fill("fragproxy.yaml", conf + ".yaml", values)
-            self.procs = [procs.spawn(self.name, [fragproxy, "-c", conf + ".yaml"])]
+            self.procs = [procs.spawn(self.name, [self.binary or fragproxy, "-c", conf + ".yaml"])]
         elif self.name.startswith("haproxy"):
             values["splice"] = "option splice-auto" if self.name == "haproxy-splice" else ""
             fill("haproxy.cfg", conf + ".cfg", values)
@@ -190,6 +190,7 @@ class Peer:
         return sum(pss_kib(p.pid) for p in self.procs)
 
 
-def all_peers():
-    return [Peer("fragproxy"), Peer("haproxy", udp=False), Peer("haproxy-splice", udp=False),
+def all_peers(baseline=""):
+    base = [Peer("fragproxy-base", binary=baseline)] if baseline else []
+    return [Peer("fragproxy"), *base, Peer("haproxy", udp=False), Peer("haproxy-splice", udp=False),
             Peer("nginx"), Peer("socat"), Peer("direct", proxy=False)]
