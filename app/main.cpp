@@ -2,7 +2,9 @@
 // starts), starts one worker per core, and stops them cleanly on SIGINT or SIGTERM.
 #include <CLI/CLI.hpp>
 
+#include <fcntl.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <csignal>
 #include <fstream>
@@ -27,14 +29,20 @@ sigset_t stop_signals() {
     return set;
 }
 
+// Writing the stats needs a descriptor even when the workers have used them all: one is kept
+// in reserve (/dev/null) and given up for the moment of the write.
+int spare_fd = -1;
+
 void write_stats(const fp::app::Proxy& proxy, const std::string& path, bool at_exit) {
     if (path.empty()) return;
+    if (spare_fd >= 0) ::close(spare_fd);
     std::string tmp = path + ".tmp";
     {
         std::ofstream out(tmp);
         out << proxy.stats_json(at_exit);
     }
     std::rename(tmp.c_str(), path.c_str());  // readers never see half a file
+    spare_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
 }
 
 // A proxy needs a descriptor per client and per upstream: take the hard limit, and say so when
@@ -103,6 +111,7 @@ int main(int argc, char** argv) {
     pthread_sigmask(SIG_BLOCK, &set, nullptr);
     std::signal(SIGPIPE, SIG_IGN);
     raise_fd_limit(config);
+    if (!stats_path.empty()) spare_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
 
     fp::app::Proxy proxy(config);
     try {

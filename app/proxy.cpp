@@ -8,17 +8,14 @@ namespace fp::app {
 namespace {
 
 // Every counter by the name it has in --stats-json (and the names the exit report draws from).
-struct TcpField {
+template <class Stats>
+struct Field {
     const char* name;
-    Counter net::WorkerStats::*field;
-};
-struct UdpField {
-    const char* name;
-    Counter net::UdpStats::*field;
+    Counter Stats::*field;
 };
 using W = net::WorkerStats;
 using U = net::UdpStats;
-constexpr TcpField kTcpFields[] = {
+constexpr Field<W> kTcpFields[] = {
     {"accepted", &W::accepted},
     {"refused", &W::refused},
     {"closed", &W::closed},
@@ -40,7 +37,7 @@ constexpr TcpField kTcpFields[] = {
     {"pressure_level", &W::pressure_level},
     {"live_connections", &W::live},
 };
-constexpr UdpField kUdpFields[] = {
+constexpr Field<U> kUdpFields[] = {
     {"datagrams_in", &U::datagrams_in},
     {"datagrams_out", &U::datagrams_out},
     {"sessions", &U::sessions},

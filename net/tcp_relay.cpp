@@ -92,7 +92,7 @@ void Worker::connect_upstream(std::uint32_t slot) noexcept {
         return;
     }
     int fd = ::socket(up.family(), SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0 && (errno == EMFILE || errno == ENFILE)) out_of_fds(c.listener, errno);
+    if (fd < 0 && (errno == EMFILE || errno == ENFILE)) return wait_for_fd(c, slot, errno);
     if (fd < 0) return close_conn(c, slot, false);
     ++open_fds_;
     c.side[1].fd = fd;
@@ -107,7 +107,7 @@ void Worker::on_socket(Conn& c, std::uint32_t slot, int res) noexcept {
         c.side[1].fd = res;
     }
     if (c.closing) return maybe_finish(c, slot);
-    if (res == -EMFILE || res == -ENFILE) out_of_fds(c.listener, -res);
+    if (res == -EMFILE || res == -ENFILE) return wait_for_fd(c, slot, -res);
     if (res < 0) return close_conn(c, slot, false);
     static constexpr int kOne = 1;
     io_uring_sqe* q = sockopt_cmd_ ? sqe(Op::kSockopt, slot) : nullptr;
@@ -118,6 +118,14 @@ void Worker::on_socket(Conn& c, std::uint32_t slot, int res) noexcept {
         set_nodelay(res);
     }
     start_connect(c, slot, res);
+}
+
+// No fd for the upstream socket: the client waits (accepting pauses) and the socket is tried
+// again when accepting resumes, rather than accepting a client only to drop it.
+void Worker::wait_for_fd(Conn& c, std::uint32_t slot, int err) noexcept {
+    out_of_fds(c.listener, err);
+    c.fd_wait = true;
+    fd_waiters_.push_back(slot);
 }
 
 void Worker::on_sockopt(Conn& c, std::uint32_t slot, int res) noexcept {

@@ -95,6 +95,7 @@ void Worker::setup() {
     conns_.reserve(max_conns);  // never reallocates: a Conn's msghdr is held by the kernel
     free_slots_.reserve(max_conns);
     starved_.reserve(2 * max_conns);
+    fd_waiters_.reserve(2 * max_conns);  // one pass's retries are appended to the last
     for (const auto& l : settings_.listeners) {
         listen_fds_.push_back(tcp_listen_socket(l));
         auto ms = l.connect_timeout.count();
@@ -290,9 +291,20 @@ void Worker::out_of_fds(unsigned listener, int err) noexcept {
                  static_cast<unsigned long long>(rl.rlim_cur), live_conns_);
 }
 
+// Accepting resumes, and the connections that found no fd for their upstream socket try again
+// (they waited like clients in the backlog: nothing was dropped).
 void Worker::on_accept_resume(unsigned listener) noexcept {
     accept_paused_[listener] = false;
-    if (!stopping_) arm_accept(listener);
+    if (stopping_) return;
+    arm_accept(listener);
+    const std::size_t n = fd_waiters_.size();  // those that fail again are appended
+    for (std::size_t i = 0; i < n; ++i) {
+        Conn& c = conns_[fd_waiters_[i]];
+        if (!c.live || c.closing || !c.fd_wait) continue;  // gone (or its slot reused) meanwhile
+        c.fd_wait = false;
+        connect_upstream(fd_waiters_[i]);
+    }
+    fd_waiters_.erase(fd_waiters_.begin(), fd_waiters_.begin() + std::ptrdiff_t(n));
 }
 
 void Worker::arm_tick() noexcept {

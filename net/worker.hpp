@@ -94,6 +94,7 @@ class Worker {
         bool closing = false;
         bool connected = false;
         bool lingering = false;  // closing cleanly: FIN sent, reading the client's rest to EOF
+        bool fd_wait = false;    // no fd for its upstream socket: retried when accepting resumes
         std::uint16_t listener = 0;
         std::uint16_t upstream = 0;
         std::uint16_t attempts = 0;
@@ -125,6 +126,7 @@ class Worker {
     void open_conn(unsigned listener, int client_fd) noexcept;
     void connect_upstream(std::uint32_t slot) noexcept;
     void on_socket(Conn& c, std::uint32_t slot, int res) noexcept;
+    void wait_for_fd(Conn& c, std::uint32_t slot, int err) noexcept;
     void on_sockopt(Conn& c, std::uint32_t slot, int res) noexcept;
     void start_connect(Conn& c, std::uint32_t slot, int fd) noexcept;
     void on_connect(Conn& c, std::uint32_t slot, int res) noexcept;
@@ -175,6 +177,7 @@ class Worker {
     std::vector<Conn> conns_;
     std::vector<std::uint32_t> free_slots_;
     std::vector<std::uint32_t> starved_;
+    std::vector<std::uint32_t> fd_waiters_;  // connections waiting for an fd (Conn::fd_wait)
     std::uint64_t now_ms_ = 0;
     unsigned misc_pending_ = 0;  // accept, tick, wake and close SQEs in flight
     std::uint32_t live_conns_ = 0;

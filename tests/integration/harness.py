@@ -126,3 +126,28 @@ async def read_all(reader, slow=False):
         chunks.append(b)
         if slow:
             await asyncio.sleep(0.002)
+
+
+async def echo_transfer(port, size, slow=False, host="127.0.0.1"):
+    """`size` random bytes through an echo upstream (first byte b"E" asks for echo), sent in
+    256 KiB writes then half-closed, read back (slowly if asked) and compared by checksum.
+    Returns the seconds it took."""
+    import hashlib
+    t0 = time.monotonic()
+    reader, writer = await asyncio.open_connection(host, port)
+    data = os.urandom(size)
+
+    async def send():
+        writer.write(b"E")
+        for i in range(0, len(data), 256 * 1024):
+            writer.write(data[i:i + 256 * 1024])
+            await writer.drain()
+        writer.write_eof()
+
+    sender = asyncio.create_task(send())
+    got = await read_all(reader, slow)
+    await sender
+    writer.close()
+    assert hashlib.sha256(got).digest() == hashlib.sha256(data).digest(), \
+        f"echo: {len(got)} bytes back of {len(data)}"
+    return time.monotonic() - t0

@@ -12,7 +12,6 @@ upstream that streams to all of them, while fresh clients make 10 MB checksummed
 Each fresh transfer must finish within 2 s throughout, the proxy's RSS must stay within its
 arenas, and once the hostile clients leave every page is back in the pool."""
 import asyncio
-import hashlib
 import os
 import resource
 import signal
@@ -22,7 +21,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Proxy, free_port, read_all, wait_for  # noqa: E402
+from harness import Proxy, echo_transfer, free_port, wait_for  # noqa: E402
 
 BINARY = sys.argv[1]
 MiB = 1 << 20
@@ -83,25 +82,8 @@ def raise_nofile():
 # --- clients -----------------------------------------------------------------------------------
 
 async def fresh_echo(port, size=10 * MiB):
-    """A 10 MB echo transfer through the proxy, checksummed; returns its duration in seconds."""
-    t0 = time.monotonic()
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    data = os.urandom(size)
-
-    async def send():
-        writer.write(b"E")
-        for i in range(0, len(data), 256 * 1024):
-            writer.write(data[i:i + 256 * 1024])
-            await writer.drain()
-        writer.write_eof()
-
-    sender = asyncio.create_task(send())
-    got = await read_all(reader)
-    await sender
-    writer.close()
-    assert hashlib.sha256(got).digest() == hashlib.sha256(data).digest(), \
-        f"echo: {len(got)} bytes back of {len(data)}"
-    return time.monotonic() - t0
+    """A 10 MB checksummed echo transfer through the proxy; returns its duration in seconds."""
+    return await echo_transfer(port, size)
 
 
 def open_streams(port, n):

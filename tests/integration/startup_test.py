@@ -68,24 +68,38 @@ def case_out_of_fds_pauses_accepting():
         proxy = Proxy(BINARY, [{"listen": ("127.0.0.1", port), "upstreams": [("127.0.0.1", up)]}],
                       workers=1, prefix=["prlimit", "--nofile=64:64"])
         proxy.start(("127.0.0.1", port))
-        held = [socket.create_connection(("127.0.0.1", port)) for _ in range(60)]
-        st = await asyncio.to_thread(proxy.wait_stats,
-                                     lambda s: s["tcp"]["accept_pauses"] >= 1, 20,
-                                     "accepting to pause")
-        assert st["tcp"]["fd_exhausted"] >= 1, st
-        for s in held:
-            s.close()
-        await asyncio.to_thread(proxy.wait_stats, lambda s: s["tcp"]["live_connections"] == 0,
-                                20, "the held connections to close")
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(b"hello")
-        assert await asyncio.wait_for(reader.readexactly(5), 10) == b"hello"
-        writer.close()
+        conns = [await asyncio.open_connection("127.0.0.1", port) for _ in range(60)]
+        for _, w in conns:
+            w.write(b"hello")
+        reads = [asyncio.create_task(r.readexactly(5)) for r, _ in conns]
+        await asyncio.wait(reads, timeout=2)
+        served = [i for i, t in enumerate(reads) if t.done() and not t.exception()]
+        waiting = [i for i, t in enumerate(reads) if not t.done()]
+        assert served and waiting, (len(served), len(waiting))
+        # As answered clients leave, their descriptors let the waiting ones in: every client is
+        # served in the end, none is accepted only to be dropped.
+        closed, rounds = set(), 0
+        while len(closed) < len(conns):
+            rounds += 1
+            assert rounds < 30, f"{len(conns) - len(closed)} clients never served"
+            for i, t in enumerate(reads):
+                if t.done() and i not in closed:
+                    assert not t.exception(), t.exception()
+                    conns[i][1].close()
+                    closed.add(i)
+            pending = [t for t in reads if not t.done()]
+            if pending:
+                await asyncio.wait(pending, timeout=1)
+        st = proxy.stats()["tcp"]
+        assert st["fd_exhausted"] >= 1 and st["accept_pauses"] >= 1, st
+        print(f"  {len(served)} served at once, {len(waiting)} after waiting; "
+              f"{st['accept_pauses']} pauses of accepting", flush=True)
         server.close()
         code, out = proxy.stop()
         assert code == 0, out
         assert "warning: the listeners' max_connections" in out, out
-        assert out.count("accepting paused") == 1, out  # logged once, not per connection
+        logged = out.count("accepting paused")  # once per 10 s, not per connection or pause
+        assert 1 <= logged <= 4 and logged < st["accept_pauses"], out
     asyncio.run(main())
 
 
@@ -122,12 +136,12 @@ def case_io_uring_refused_is_explained():
 
 
 def case_descriptors_are_lazy():
-    """An 8 GiB arena per worker: its page descriptors (48 MiB) are not touched at start."""
+    """A 4 GiB arena: its page descriptors (24 MiB) are not touched at start."""
     port = free_port()
     proxy = Proxy(BINARY, [{"listen": ("127.0.0.1", port), "upstreams": [("127.0.0.1", 1)]}],
-                  workers=2, memory="{arena: 8GiB}").start(("127.0.0.1", port))
+                  workers=1, memory="{arena: 4GiB}").start(("127.0.0.1", port))
     rss = proxy.rss_kib()
-    assert rss < 40 * 1024, rss  # eager tables: 2 x 48 MiB
+    assert rss < 20 * 1024, rss  # eager tables alone would be 24 MiB
     assert proxy.stop()[0] == 0
 
 

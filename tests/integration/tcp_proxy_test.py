@@ -11,7 +11,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Proxy, free_port, read_all  # noqa: E402
+from harness import Proxy, echo_transfer, free_port, read_all  # noqa: E402
 
 BINARY = sys.argv[1]
 MiB = 1 << 20
@@ -61,22 +61,7 @@ async def client_half_close(port, size, slow):
 
 
 async def client_echo(port, size, slow):
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    data = random.randbytes(size)
-
-    async def send():
-        writer.write(b"E")
-        for i in range(0, len(data), 256 * 1024):
-            writer.write(data[i:i + 256 * 1024])
-            await writer.drain()
-        writer.write_eof()
-
-    sender = asyncio.create_task(send())
-    got = await read_all(reader, slow)
-    await sender
-    writer.close()
-    assert hashlib.sha256(got).digest() == hashlib.sha256(data).digest(), \
-        f"echo: {len(got)} bytes back of {len(data)}"
+    await echo_transfer(port, size, slow)
 
 
 async def start_upstream(host="127.0.0.1"):

@@ -64,6 +64,22 @@ def client(bind="127.0.0.1"):
     return s
 
 
+def ping_all(socks, port, expected, short):
+    """Each socket sends one datagram to the proxy; returns how many got their echo. The first
+    `expected` answers are waited for 2 s each, later ones only `short` s (they should not come)."""
+    for s in socks:
+        s.sendto(b"x", ("127.0.0.1", port))
+    answered = 0
+    for s in socks:
+        s.settimeout(short if answered >= expected else 2)
+        try:
+            s.recvfrom(10)
+            answered += 1
+        except socket.timeout:
+            pass
+    return answered
+
+
 def case_echo_many_clients():
     """60 client sockets x 200 datagrams (0 - 1472 bytes, and some of 65507), in paced windows:
     every reply comes back, unchanged, to the socket that sent the request."""
@@ -104,16 +120,7 @@ def case_session_expiry_and_caps():
     p = proxy(port, up.port, ["session_timeout: 1s", "max_sessions: 2000",
                               "max_sessions_per_source: 1500"], workers=1)
     socks = [client() for _ in range(1600)]  # over the per-source cap of 1500
-    answered = 0
-    for s in socks:
-        s.sendto(b"x", ("127.0.0.1", port))
-    for s in socks:
-        s.settimeout(0.05 if answered >= 1500 else 2)
-        try:
-            s.recvfrom(10)
-            answered += 1
-        except socket.timeout:
-            pass
+    answered = ping_all(socks, port, 1500, 0.05)
     assert answered == 1500, answered
     # Existing sessions still work while new ones are refused.
     socks[0].settimeout(2)
@@ -140,16 +147,7 @@ def case_max_sessions_per_listener():
                        {"protocol": "udp", "listen": ("127.0.0.1", b),
                         "upstreams": [("127.0.0.1", up.port)]}], workers=1).start()
     socks = [client() for _ in range(20)]
-    for s in socks:
-        s.sendto(b"x", ("127.0.0.1", a))
-    answered = 0
-    for s in socks:
-        s.settimeout(0.3 if answered >= 5 else 2)
-        try:
-            s.recvfrom(10)
-            answered += 1
-        except socket.timeout:
-            pass
+    answered = ping_all(socks, a, 5, 0.3)
     assert answered == 5, answered
     st = p.stats()["udp"]
     assert st["sessions"] == 5 and st["sessions_refused"] == 15, st
