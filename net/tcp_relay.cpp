@@ -37,6 +37,9 @@ namespace {
 // A send that has waited this long on its peer is stuck: its kernel buffers are clamped, and
 // under pressure its queue collapsed.
 constexpr std::uint64_t kStuckMs = 50;
+// ... and once it has waited this long, the receive buffer feeding it is clamped too, which
+// makes the kernel drop what it had advertised beyond that: only for connections surely stuck.
+constexpr std::uint64_t kSurelyStuckMs = 250;
 
 void set_nodelay(int fd) noexcept {
     int one = 1;
@@ -203,7 +206,7 @@ void Worker::arm_recv(Conn& c, std::uint32_t slot, unsigned s) noexcept {
         // Stopped while memory is tight, toward a peer that is not reading (the kernel still
         // holds what was sent to it): the kernel would go on buffering for this connection.
         if (tight() && peer_backlogged(c.side[s ^ 1].fd))
-            clamp_buffers(c, s ^ 1, since(c.side[s ^ 1].progress_ms) >= kStuckMs);
+            clamp_buffers(c, s ^ 1, since(c.side[s ^ 1].progress_ms) >= kSurelyStuckMs);
         return;
     }
     io_uring_sqe* q = sqe(Op::kRecv, slot, s);
@@ -473,12 +476,10 @@ void Worker::update_pressure() noexcept {
     level_ = MemoryBudget::level(pool_->free_normal_bytes(), pool_->normal_bytes());
 }
 
-// Queues whose send has waited on its peer for kStuckMs while memory is tight. Each gets, once,
-// its kernel buffers clamped: the send buffer toward the peer that does not read and the receive
-// buffer of the socket feeding it (otherwise the kernel keeps buffering for it, megabytes per
-// socket with autotuning, and every connection pays under tcp_mem pressure). Under pressure
-// its send is also cancelled so on_send() can collapse the queue (the kernel may read an
-// in-flight send's iovecs, so never under it) and send again.
+// Queues whose send has waited on its peer for kStuckMs while memory is tight: their kernel
+// buffers are clamped (clamp_buffers), and under pressure the send is cancelled so on_send() can
+// collapse the queue (the kernel may read an in-flight send's iovecs, so never under it) and
+// send again.
 void Worker::tend_stuck() noexcept {
     for (std::uint32_t slot = 0; slot < conns_.size(); ++slot) {
         Conn& c = conns_[slot];
@@ -486,7 +487,7 @@ void Worker::tend_stuck() noexcept {
         for (unsigned s = 0; s < 2; ++s) {
             Side& side = c.side[s];
             if (!side.sending || since(side.progress_ms) < kStuckMs) continue;
-            clamp_buffers(c, s, true);
+            clamp_buffers(c, s, since(side.progress_ms) >= kSurelyStuckMs);
             if (level_ == Pressure::kBelow || side.collapse) continue;
             bool sparse = false;
             for (FragNode* n = side.out.head; n && !sparse; n = n->next)
@@ -508,7 +509,7 @@ void Worker::tend_stuck() noexcept {
 // (autotuning grows each buffer to megabytes), and under tcp_mem pressure every connection of
 // the host loses packets. First (`stuck` false) the send buffer toward the slow peer and the
 // window of the socket feeding the queue (a window clamp drops nothing: the sender fills what
-// was advertised, then waits). Once the send has not moved for kStuckMs, the feeding socket's
+// was advertised, then waits). Once the send has not moved for kSurelyStuckMs, the feeding socket's
 // receive buffer too: what was advertised beyond it is dropped and sent again later, which a
 // stuck connection does not notice and which frees the kernel's memory.
 void Worker::clamp_buffers(Conn& c, unsigned s, bool stuck) noexcept {

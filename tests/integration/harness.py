@@ -90,7 +90,10 @@ class Proxy:
             nonlocal last
             last = self.stats()
             return cond(last)
-        wait_for(check, timeout, f"{what} (last stats: {last})")
+        try:
+            wait_for(check, timeout, what)
+        except AssertionError as e:
+            raise AssertionError(f"{e} (last stats: {last})") from None
         return last
 
     def rss_kib(self):

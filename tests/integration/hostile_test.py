@@ -325,14 +325,21 @@ async def case_paused_proxy_is_not_idle():
     the completions waiting in the batch prove the connections alive; none is cut."""
     up_proc, up = start_upstream()
     port = free_port()
+    # 64 MiB arenas: memory is not tight here (this case is about timers, not memory).
     proxy = Proxy(BINARY, [{"listen": ("127.0.0.1", port), "upstreams": [("127.0.0.1", up)],
-                            "extra": ["timeouts: {idle: 2s}"]}], workers=2)
+                            "extra": ["timeouts: {idle: 2s}"]}], workers=2,
+                  memory="{arena: 64MiB}")
     proxy.start(("127.0.0.1", port))
     try:
+        await asyncio.wait_for(fresh_echo(port, MiB), 30)  # upstream and proxy both serving
         jobs = [asyncio.create_task(fresh_echo(port, 64 * MiB)) for _ in range(8)]
-        await asyncio.to_thread(proxy.wait_stats,
-                                lambda s: s["tcp"]["bytes_client_to_upstream"] >= 16 * MiB, 30,
-                                "transfers under way")
+        try:
+            await asyncio.to_thread(proxy.wait_stats,
+                                    lambda s: s["tcp"]["bytes_client_to_upstream"] >= 16 * MiB,
+                                    30, "transfers under way")
+        except AssertionError:
+            print(proxy.output())
+            raise
         proxy.proc.send_signal(signal.SIGSTOP)
         await asyncio.to_thread(wait_for, lambda: proc_state(proxy.proc.pid) == "T", 10,
                                 "the proxy to stop")
