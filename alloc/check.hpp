@@ -1,5 +1,5 @@
 #pragma once
-// Assertions in tiers (STYLE 9):
+// Assertions in tiers:
 //  FP_CHECK  always on: cheap guards against misuse that would otherwise corrupt memory silently
 //            (bad sizes, pointers from nowhere, refcount underflow). Prints why, then aborts.
 //  FP_DCHECK compiled in only when FRAGPROXY_DEBUG is defined (debug and sanitizer builds).

@@ -186,6 +186,9 @@ void PagePool::release(Page* p) noexcept {
 }
 
 bool PagePool::reclaim() noexcept {
+    // A plain load first: the worker asks after every batch (free_normal_bytes), and most of the
+    // time nothing came back from other threads.
+    if (!remote_.load(std::memory_order_relaxed)) return false;
     Page* p = remote_.exchange(nullptr, std::memory_order_acquire);
     if (!p) return false;
     while (p) {

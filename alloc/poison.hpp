@@ -1,5 +1,5 @@
 #pragma once
-// Makes the allocator visible to AddressSanitizer (STYLE 10): bytes of a page that belong to no
+// Makes the allocator visible to AddressSanitizer: bytes of a page that belong to no
 // live fragment are poisoned, so an overrun from one fragment into free space is reported even
 // though the whole page is one mapping. No-ops in builds without ASan.
 #include <cstddef>

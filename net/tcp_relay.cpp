@@ -205,8 +205,10 @@ void Worker::arm_recv(Conn& c, std::uint32_t slot, unsigned s) noexcept {
         stats_.pressure_pauses.add();
         // Stopped while memory is tight, toward a peer that is not reading (the kernel still
         // holds what was sent to it): the kernel would go on buffering for this connection.
-        if (tight() && peer_backlogged(c.side[s ^ 1].fd))
-            clamp_buffers(c, s ^ 1, since(c.side[s ^ 1].progress_ms) >= kSurelyStuckMs);
+        const Side& dest = c.side[s ^ 1];
+        const bool stuck = since(dest.progress_ms) >= kSurelyStuckMs;
+        if (tight() && dest.clamped < 1 + stuck && peer_backlogged(dest.fd))
+            clamp_buffers(c, s ^ 1, stuck);
         return;
     }
     io_uring_sqe* q = sqe(Op::kRecv, slot, s);
