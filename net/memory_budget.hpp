@@ -58,6 +58,9 @@ struct MemoryBudget {
                                std::uint64_t queued, std::uint64_t granted) noexcept {
         const std::uint64_t budget = normal / 2;
         std::uint64_t room = limit > queue_bytes ? limit - queue_bytes : 0;
+        // Hysteresis, as a pause at the limit with a resume at half of it: a queue more than half
+        // full waits for its send rather than taking slivers (each grant is a re-arm).
+        if (room < limit / 2) room = 0;
         std::uint64_t left = budget > queued + granted ? budget - queued - granted : 0;
         std::uint64_t g = std::min(room, left);
         if (queue_bytes == 0)

@@ -213,7 +213,10 @@ void Worker::arm_recv(Conn& c, std::uint32_t slot, unsigned s) noexcept {
     }
     io_uring_sqe* q = sqe(Op::kRecv, slot, s);
     if (!q) return close_conn(c, slot, true);
-    if (g && capped_recv_)
+    // The kernel enforces the grant while memory is tight; otherwise the receive runs until
+    // its grant is used up and is cancelled then (on_recv), as a plain backpressure pause: no
+    // re-arm per grant on the common path.
+    if (g && capped_recv_ && tight())
         uapi::prep_recv_multishot_capped(
             q, side.fd, std::min<std::uint32_t>(g, std::uint32_t(pool_->block_bytes())), g);
     else

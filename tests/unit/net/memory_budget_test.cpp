@@ -49,8 +49,9 @@ TEST_CASE("grants stay within the budget; an empty queue always gets one") {
     CHECK(MemoryBudget::grant(1 << 20, kNormal, 0, budget, 0) == MemoryBudget::kMinGrant);
     CHECK(MemoryBudget::grant(1 << 20, kNormal, 0, budget - 100000, 0) == 100000);
     CHECK(MemoryBudget::grant(0, kNormal, 0, 0, 0) == MemoryBudget::kFreshGrant);
-    // A full queue gets nothing even with budget left.
+    // A full queue gets nothing even with budget left, nor one more than half full.
     CHECK(MemoryBudget::grant(64 << 10, kNormal, 64 << 10, 0, 0) == 0);
+    CHECK(MemoryBudget::grant(1 << 20, kNormal, 600 << 10, 0, 0) == 0);
 }
 
 TEST_CASE("io_uring setup errors name their cause") {
