@@ -170,8 +170,8 @@ void Worker::after_batch() noexcept {
     // Stuck queues are looked for every 10 ms once memory is tight: under pressure, or with a
     // quarter of the normal zone queued or granted (else not at all: the scan visits every slot).
     constexpr std::uint64_t kStuckScanMs = 10;
-    if (tight() && now_ms_ - last_collapse_ms_ >= kStuckScanMs) {
-        last_collapse_ms_ = now_ms_;
+    if (tight() && now_ms_ - last_stuck_scan_ms_ >= kStuckScanMs) {
+        last_stuck_scan_ms_ = now_ms_;
         tend_stuck();
     }
 }

@@ -186,7 +186,7 @@ class Worker {
     std::uint64_t granted_ = 0;  // bytes armed receives may still take (MemoryBudget::grant)
     bool capped_recv_ = true;    // the kernel takes multishot receive limits (off at -EINVAL)
     Pressure level_ = Pressure::kBelow;
-    std::uint64_t last_collapse_ms_ = 0;
+    std::uint64_t last_stuck_scan_ms_ = 0;
     std::uint64_t resumed_ms_ = 0;  // end of the last gap in which the worker was not running
     // Milliseconds since t, not counting time the worker was not running (see loop()).
     std::uint64_t since(std::uint64_t t) const noexcept {
