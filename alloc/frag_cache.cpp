@@ -11,14 +11,8 @@ FragCache::FragCache(PagePool& pool)
       block_shift_(PagePool::kBaseShift + pool.order()),
       slot_of_(std::make_unique<std::uint8_t[]>(pool.arena().size() >> block_shift_)) {}
 
-// All the page's references are back with the cache: the bias filled up through owner frees, or
-// the count fell to the bias through frag_free() elsewhere. Either way nobody else holds the page.
-bool FragCache::Held::all_back() const noexcept {
-    return bias == size + 1 || page->refs.load(std::memory_order_acquire) == bias;
-}
-
 std::uint32_t FragCache::bias_of(const Page* page) const noexcept {
-    if (va_ && page == slots_[cur_].page) return bias_;
+    if (cur_.va && page == cur_.page) return cur_.bias;
     for (const Held& h : slots_)
         if (page && h.page == page) return h.bias;
     return 0;
@@ -38,29 +32,30 @@ void FragCache::free_slow(std::byte* frag) noexcept {
     if (i >= kSlots || slots_[i].page != page) return frag_free(pool_, frag);
     poison(frag, frag_debug::untrack(frag));
     Held& h = slots_[i];
-    if (++h.bias == h.size + 1) ready_ |= 1u << i;
+    h.give_back();
+    if (h.full()) ready_ |= 1u << i;
 }
 
 std::span<std::byte> FragCache::probe(std::size_t min, std::size_t align) noexcept {
     check_request(min, align, max_alloc());
     std::uint32_t off = align_up(offset_, align);
-    if (FP_UNLIKELY(off + min > size_)) {
+    if (FP_UNLIKELY(off + min > cur_.size)) {
         if (!refill(min)) return {};
         off = 0;
     }
     probe_off_ = off;
-    unpoison(va_ + off, size_ - off);
-    return {va_ + off, size_ - off};
+    unpoison(cur_.va + off, cur_.size - off);
+    return {cur_.va + off, cur_.size - off};
 }
 
 void* FragCache::commit(std::size_t used) noexcept {
-    FP_CHECK(probe_off_ != kNoProbe && used <= size_ - probe_off_,
+    FP_CHECK(probe_off_ != kNoProbe && used <= cur_.size - probe_off_,
              "frag commit of %zu bytes without a probe() that large", used);
     std::uint32_t off = probe_off_;
     probe_off_ = kNoProbe;
     void* frag = used ? carve(off, used) : nullptr;
     std::uint32_t tail = off + static_cast<std::uint32_t>(used);
-    poison(va_ + tail, size_ - tail);
+    poison(cur_.va + tail, cur_.size - tail);
     return frag;
 }
 
@@ -73,23 +68,23 @@ void* FragCache::commit(std::size_t used) noexcept {
 // be had the current one stays, even if it is too small for this request.
 bool FragCache::refill(std::size_t size) noexcept {
     leave_current();
-    Held& c = slots_[cur_];
+    Held& c = slots_[cur_slot_];
     const bool fits = c.page && size <= c.size;
-    if (fits && c.bias == c.size + 1 && !c.reserve) {
-        charge(cur_, true);
+    if (fits && c.full() && !c.reserve) {
+        charge(cur_slot_, true);
         stats_.reuses.add();
         return true;
     }
     if (reuse_ready(size)) return true;
     if (fits && c.all_back()) {
         if (!c.reserve) {
-            charge(cur_, c.bias == c.size + 1);
+            charge(cur_slot_, c.full());
             stats_.reuses.add();
             return true;
         }
-        reconcile(cur_);  // pfmemalloc rule: a reserve page goes back to the pool
+        reconcile(cur_slot_);  // pfmemalloc rule: a reserve page goes back to the pool
     }
-    unsigned slot = next_ == cur_ ? (next_ + 1) % kSlots : next_;
+    unsigned slot = next_ == cur_slot_ ? (next_ + 1) % kSlots : next_;
     Page* page = evict(slot, size);
     if (page) {
         stats_.reuses.add();
@@ -98,7 +93,7 @@ bool FragCache::refill(std::size_t size) noexcept {
         if (page->reserve) stats_.reserve_pages.add();
     } else {
         stats_.failures.add();
-        if (slots_[cur_].page) make_current(cur_);  // the current page stays current
+        if (slots_[cur_slot_].page) make_current(cur_slot_);  // the current page stays current
         return false;
     }
     hold(slot, page);
@@ -126,13 +121,12 @@ bool FragCache::reuse_ready(std::size_t size) noexcept {
 // Empties a ring slot: one atomic sub_and_test gives the retired page's bias back. Returns the
 // page when that was its last reference and it can serve the request (in-place reuse).
 Page* FragCache::evict(unsigned slot, std::size_t size) noexcept {
-    Held h = slots_[slot];
-    if (!h.page) return nullptr;
+    if (!slots_[slot].page) return nullptr;
     stats_.evictions.add();
-    unhold(slot);
-    if (!page_ref_sub_and_test(*h.page, h.bias)) return nullptr;
-    if (!h.reserve && h.size >= size) return h.page;
-    page_release(pool_, *h.page);
+    const bool reusable = !slots_[slot].reserve && slots_[slot].size >= size;
+    Page* page = unhold(slot);
+    if (!page || reusable) return page;
+    page_release(pool_, *page);
     return nullptr;
 }
 
@@ -151,61 +145,47 @@ Page* FragCache::new_page(std::size_t size) noexcept {
     return nullptr;
 }
 
-// One store, not an atomic add: the page is ours alone (fresh, or all its references are back).
-// refs_intact: every reference came back through owner frees, so the count still holds the last
-// charge (size + 1) and the Page is not touched at all. The slot's page becomes current.
+// The slot's page becomes current, charged (BiasedPage::charge; refs_intact: every reference
+// came back through owner frees, so the Page is not touched).
 void FragCache::charge(unsigned slot, bool refs_intact) noexcept {
-    Held& h = slots_[slot];
-    frag_debug::forget_page(h.va, h.size);
-    h.bias = h.size + 1;
-    if (!refs_intact) h.page->refs.store(h.bias, std::memory_order_relaxed);
-    FP_DCHECK(h.page->refs.load(std::memory_order_relaxed) == h.bias, "charge: refs %u, bias %u",
-              h.page->refs.load(std::memory_order_relaxed), h.bias);
-    poison(h.va, h.size);
+    slots_[slot].charge(refs_intact);
     make_current(slot);
     offset_ = 0;
 }
 
 void FragCache::make_current(unsigned slot) noexcept {
-    cur_ = slot;
-    va_ = slots_[slot].va;
-    size_ = slots_[slot].size;
-    bias_ = slots_[slot].bias;
+    cur_slot_ = slot;
+    cur_ = slots_[slot];
     probe_off_ = kNoProbe;
 }
 
 // Writes the current page's bias back to its slot; no page is current until the next charge.
 void FragCache::leave_current() noexcept {
-    if (va_) slots_[cur_].bias = bias_;
-    va_ = nullptr;
-    size_ = bias_ = 0;
+    if (cur_.va) slots_[cur_slot_].bias = cur_.bias;
+    cur_ = Held{};
 }
 
 // Gives the bias back in one atomic op; the page goes to the pool if that was the last reference.
 void FragCache::reconcile(unsigned slot) noexcept {
-    Held h = slots_[slot];
-    unhold(slot);
-    if (page_ref_sub_and_test(*h.page, h.bias)) page_release(pool_, *h.page);
+    if (Page* page = unhold(slot)) page_release(pool_, *page);
 }
 
 void FragCache::hold(unsigned slot, Page* page) noexcept {
-    std::byte* va = pool_.address(page);
-    slots_[slot] = {page, va, static_cast<std::uint32_t>(PagePool::page_bytes(*page)), 0,
-                    page->reserve};
-    page->held = static_cast<std::uint8_t>(slot + 1);
-    if (slots_[slot].size == max_alloc())
-        slot_of_[static_cast<std::size_t>(va - base_) >> block_shift_] =
+    Held& h = slots_[slot];
+    h.hold(pool_, page, static_cast<std::uint8_t>(slot + 1));
+    if (h.size == max_alloc())
+        slot_of_[static_cast<std::size_t>(h.va - base_) >> block_shift_] =
             static_cast<std::uint8_t>(slot + 1);
 }
 
-// Empties the slot; the caller still owes the page its bias.
-void FragCache::unhold(unsigned slot) noexcept {
+// Empties the slot, giving its bias back (BiasedPage::reconcile): the page when that was its
+// last reference, else null.
+Page* FragCache::unhold(unsigned slot) noexcept {
     Held& h = slots_[slot];
-    h.page->held = 0;
     std::uint8_t& s = slot_of_[static_cast<std::size_t>(h.va - base_) >> block_shift_];
     if (s == slot + 1) s = 0;
-    h = Held{};
     ready_ &= ~(1u << slot);
+    return h.reconcile();
 }
 
 void FragCache::drain() noexcept {

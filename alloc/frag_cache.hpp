@@ -39,6 +39,7 @@
 #include <memory>
 #include <span>
 
+#include "alloc/biased_page.hpp"
 #include "alloc/check.hpp"
 #include "alloc/counter.hpp"
 #include "alloc/frag.hpp"
@@ -86,29 +87,20 @@ class FragCache {
     std::size_t max_alloc() const noexcept { return std::size_t{1} << block_shift_; }
     const FragStats& stats() const noexcept { return stats_; }
     PagePool& pool() noexcept { return pool_; }
-    const Page* page() const noexcept { return va_ ? slots_[cur_].page : nullptr; }
-    std::uint32_t bias() const noexcept { return va_ ? bias_ : 0; }
+    const Page* page() const noexcept { return cur_.page; }
+    std::uint32_t bias() const noexcept { return cur_.bias; }
     // The references the cache holds on `page` (current or retired), 0 if it holds none.
     std::uint32_t bias_of(const Page* page) const noexcept;
     // Calls fn(const Page&, bias) for every page the cache holds (introspection, metrics, tests).
     template <class Fn>
     void for_each_held(Fn&& fn) const {
         for (unsigned i = 0; i < kSlots; ++i)
-            if (slots_[i].page) fn(*slots_[i].page, i == cur_ && va_ ? bias_ : slots_[i].bias);
+            if (slots_[i].page)
+                fn(*slots_[i].page, i == cur_slot_ && cur_.va ? cur_.bias : slots_[i].bias);
     }
 
   private:
-    struct Held {
-        Page* page = nullptr;
-        std::byte* va = nullptr;
-        std::uint32_t size = 0;
-        std::uint32_t bias = 0;
-        bool reserve = false;  // a copy of page->reserve: the refill path need not touch the Page
-        bool contains(const std::byte* p) const noexcept {
-            return page && p >= va && p < va + size;
-        }
-        bool all_back() const noexcept;
-    };
+    using Held = BiasedPage;
     static constexpr std::uint32_t kNoProbe = UINT32_MAX;
 
     static void check_request(std::size_t size, std::size_t align, std::size_t max) noexcept {
@@ -131,18 +123,17 @@ class FragCache {
     void reconcile(unsigned slot) noexcept;
     void make_current(unsigned slot) noexcept;
     void hold(unsigned slot, Page* page) noexcept;
-    void unhold(unsigned slot) noexcept;
+    Page* unhold(unsigned slot) noexcept;
     void leave_current() noexcept;
     inline void* carve(std::uint32_t off, std::size_t size) noexcept;
 
     PagePool& pool_;
     // The current page, copied out of its slot for the fast paths (its slot's bias is stale while
-    // it is current). No current page: va_ null, size_ 0, so every request takes the slow path.
-    std::byte* va_ = nullptr;
-    std::uint32_t size_ = 0;
-    std::uint32_t bias_ = 0;
+    // it is current). No current page: all empty (va null, size 0), so every request takes the
+    // slow path.
+    Held cur_;
     Held slots_[kSlots];
-    unsigned cur_ = 0;          // the current page's slot; the others hold retired pages
+    unsigned cur_slot_ = 0;     // the current page's slot; the others hold retired pages
     unsigned next_ = 0;         // round-robin cursor: the slot the next new page evicts
     std::uint32_t ready_ = 0;   // bit i: slot i, retired, has every reference back (owner frees)
     std::uint32_t offset_ = 0;  // first free byte of the current page
@@ -161,7 +152,7 @@ inline void* FragCache::alloc(std::size_t size, std::size_t align) noexcept {
     check_request(size, align, max_alloc());
     FP_DCHECK(probe_off_ == kNoProbe, "frag alloc between probe() and commit()");
     std::uint32_t off = align_up(offset_, align);
-    if (FP_LIKELY(off + size <= size_)) return carve(off, size);
+    if (FP_LIKELY(off + size <= cur_.size)) return carve(off, size);
     if (FP_LIKELY(ready_ != 0) && take_ready(size)) return carve(0, size);
     return alloc_slow(size);
 }
@@ -172,36 +163,26 @@ inline void* FragCache::alloc(std::size_t size, std::size_t align) noexcept {
 inline bool FragCache::take_ready(std::size_t size) noexcept {
     unsigned i = static_cast<unsigned>(__builtin_ctz(ready_));
     Held& h = slots_[i];
-    if (FP_UNLIKELY(h.reserve || size > h.size || !va_)) return false;
+    if (FP_UNLIKELY(h.reserve || size > h.size || !cur_.va)) return false;
     ready_ &= ready_ - 1;
-    slots_[cur_].bias = bias_;
-    frag_debug::forget_page(h.va, h.size);
-    FP_DCHECK(h.bias == h.size + 1 && h.page->refs.load(std::memory_order_relaxed) == h.bias,
-              "ready page with refs %u, bias %u", h.page->refs.load(std::memory_order_relaxed),
-              h.bias);
-    poison(h.va, h.size);
-    cur_ = i;
-    va_ = h.va;
-    size_ = h.size;
-    bias_ = h.bias;
+    slots_[cur_slot_].bias = cur_.bias;
+    h.charge(true);  // every reference came back through owner frees: the count is intact
+    cur_slot_ = i;
+    cur_ = h;
     offset_ = 0;
     stats_.reuses.add();
     return true;
 }
 
 inline void* FragCache::carve(std::uint32_t off, std::size_t size) noexcept {
-    --bias_;  // never reaches 0: a page holds at most size_ fragments, the bias starts at size_ + 1
     offset_ = off + static_cast<std::uint32_t>(size);
     stats_.fragments.add();
-    std::byte* p = va_ + off;
-    unpoison(p, size);
-    frag_debug::track(p, size);
-    return p;
+    return cur_.carve(off, size);
 }
 
 inline void FragCache::free(void* frag) noexcept {
     auto* p = static_cast<std::byte*>(frag);
-    if (FP_UNLIKELY(static_cast<std::size_t>(p - va_) >= size_)) {
+    if (FP_UNLIKELY(static_cast<std::size_t>(p - cur_.va) >= cur_.size)) {
         // A retired page's fragment, found through the block table: its reference goes back to
         // that page's bias, and a full bias makes the page ready for reuse.
         auto off = static_cast<std::size_t>(p - base_);
@@ -210,11 +191,13 @@ inline void FragCache::free(void* frag) noexcept {
         Held& h = slots_[i];
         FP_DCHECK(h.contains(p), "block table: slot %u does not hold %p", i, frag);
         poison(p, frag_debug::untrack(p));
-        if (++h.bias == h.size + 1) ready_ |= 1u << i;
+        h.give_back();
+        if (h.full()) ready_ |= 1u << i;
         return;
     }
     poison(p, frag_debug::untrack(p));
-    if (++bias_ == size_ + 1 && probe_off_ == kNoProbe) {
+    cur_.give_back();
+    if (cur_.full() && probe_off_ == kNoProbe) {
         offset_ = 0;  // every reference is back with the cache: rewind
         stats_.rewinds.add();
     }

@@ -7,16 +7,13 @@
 #include <system_error>
 
 #include "alloc/check.hpp"
-#include "alloc/frag.hpp"
-#include "alloc/frag_debug.hpp"
-#include "alloc/poison.hpp"
 #include "net/uapi.hpp"
 
 namespace fp::net {
 
 RecvPages::RecvPages(Ring& ring, PagePool& pool, unsigned entries, std::uint16_t group,
                      bool incremental)
-    : ring_(ring), pool_(pool), entries_(entries), group_(group), slots_(entries) {
+    : ring_(ring), pages_(pool, entries), entries_(entries), group_(group) {
     FP_CHECK(entries && !(entries & (entries - 1)) && entries <= 32768,
              "recv ring entries must be a power of two up to 32768");
     br_bytes_ = entries * sizeof(io_uring_buf);
@@ -38,9 +35,6 @@ RecvPages::RecvPages(Ring& ring, PagePool& pool, unsigned entries, std::uint16_t
                                 "registering the provided-buffer ring with incremental consumption "
                                 "(IOU_PBUF_RING_INC needs Linux 6.12)");
     }
-    empty_.reserve(entries);
-    for (unsigned i = entries; i-- > 0;)
-        empty_.push_back(static_cast<std::uint16_t>(i));
     replenish();
 }
 
@@ -50,96 +44,23 @@ RecvPages::~RecvPages() {
     ::munmap(br_, br_bytes_);
 }
 
-void RecvPages::offer(std::uint16_t bid, Page* page) noexcept {
-    Slot& s = slots_[bid];
-    s = {page, pool_.address(page), static_cast<std::uint32_t>(PagePool::page_bytes(*page)), 0, 0};
-    s.bias = s.size + 1;
-    page->refs.store(s.bias, std::memory_order_relaxed);
-    page->held = 1;  // in the ring: owner frees go to the slot's bias (found by address below)
-    frag_debug::forget_page(s.va, s.size);
-    poison(s.va, s.size);
-    io_uring_buf_ring_add(br_, s.va, s.size, bid, io_uring_buf_ring_mask(entries_), 0);
+void RecvPages::offer(std::uint16_t bid) noexcept {
+    auto bytes = pages_.bytes(bid);
+    io_uring_buf_ring_add(br_, bytes.data(), unsigned(bytes.size()), bid,
+                          io_uring_buf_ring_mask(entries_), 0);
     io_uring_buf_ring_advance(br_, 1);
 }
 
-// The normal zone first; when it is empty, the reserve (the kernel's pfmemalloc rule): queues
-// held for slow peers are bounded well below the normal zone (memory_budget.hpp), so the reserve
-// is what keeps receives possible for everyone else when they are not.
-Page* RecvPages::fresh_page() noexcept {
-    Page* page = pool_.alloc(pool_.order(), false);
-    return page ? page : pool_.alloc(pool_.order(), true);
-}
-
 unsigned RecvPages::replenish() noexcept {
-    while (!empty_.empty()) {
-        Page* page = fresh_page();
-        if (!page) break;
-        std::uint16_t bid = empty_.back();
-        empty_.pop_back();
-        offer(bid, page);
-    }
+    while (auto bid = pages_.refill())
+        offer(*bid);
     return offered();
 }
 
 std::byte* RecvPages::take(std::uint16_t bid, std::uint32_t len, bool more) noexcept {
-    FP_CHECK(bid < entries_ && slots_[bid].page, "completion for empty recv buffer %u", bid);
-    Slot& s = slots_[bid];
-    FP_CHECK(s.offset + len <= s.size, "recv buffer %u overrun", bid);
-    std::byte* frag = s.va + s.offset;
-    s.offset += len;
-    --s.bias;
-    unpoison(frag, len);
-    frag_debug::track(frag, len);
-    if (!more) eject(bid);
+    std::byte* frag = pages_.take(bid, len);
+    if (!more && pages_.eject(bid)) offer(bid);
     return frag;
-}
-
-// The kernel is done with the buffer: reconcile, then reuse the page in place or take a new one.
-void RecvPages::eject(std::uint16_t bid) noexcept {
-    Slot s = slots_[bid];
-    s.page->held = 0;
-    slots_[bid] = Slot{};
-    if (page_ref_sub_and_test(*s.page, s.bias)) {
-        if (!s.page->reserve) return offer(bid, s.page);  // reused in place
-        page_release(pool_, *s.page);                     // a reserve page goes back at once
-    }
-    if (Page* page = fresh_page()) return offer(bid, page);
-    empty_.push_back(bid);
-}
-
-// Pages in the ring are few (memory.recv_pages); the held flag keeps the scan off the common path
-// of pages that have left it.
-RecvPages::Slot* RecvPages::slot_of(const Page* page) noexcept {
-    if (!page || !page->held) return nullptr;
-    for (Slot& s : slots_)
-        if (s.page == page) return &s;
-    return nullptr;
-}
-
-void RecvPages::free(std::byte* frag) noexcept {
-    Slot* s = slot_of(pool_.page_of(frag));
-    if (!s) return frag_free(pool_, frag);
-    poison(frag, frag_debug::untrack(frag));
-    ++s->bias;
-}
-
-void RecvPages::free_run(std::byte* any_frag, std::uint32_t count) noexcept {
-    Page* page = pool_.page_of(any_frag);
-    if (Slot* s = slot_of(page))
-        s->bias += count;
-    else
-        fp::drain(pool_, *page, count);
-}
-
-void RecvPages::drain() noexcept {
-    for (std::size_t i = 0; i < slots_.size(); ++i) {
-        Slot& s = slots_[i];
-        if (!s.page) continue;
-        s.page->held = 0;
-        if (page_ref_sub_and_test(*s.page, s.bias)) page_release(pool_, *s.page);
-        s = Slot{};
-        empty_.push_back(static_cast<std::uint16_t>(i));
-    }
 }
 
 }  // namespace fp::net
