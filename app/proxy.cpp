@@ -13,7 +13,7 @@ struct Field {
     const char* name;
     Counter Stats::*field;
 };
-using W = net::WorkerStats;
+using W = net::TcpStats;
 using U = net::UdpStats;
 constexpr Field<W> kTcpFields[] = {
     {"accepted", &W::accepted},
@@ -83,12 +83,12 @@ void Proxy::stop() {
 }
 
 void Proxy::report(std::ostream& out) const {
-    // A counter summed over the workers: tcp(&net::WorkerStats::accepted),
+    // A counter summed over the workers: tcp(&net::TcpStats::accepted),
     // udp(&net::UdpStats::...).
-    auto tcp = [&](Counter net::WorkerStats::*c) {
+    auto tcp = [&](Counter net::TcpStats::*c) {
         std::uint64_t n = 0;
         for (const auto& w : workers_)
-            n += (w->stats().*c).get();
+            n += (w->tcp_stats().*c).get();
         return n;
     };
     auto udp = [&](Counter net::UdpStats::*c) {
@@ -103,18 +103,17 @@ void Proxy::report(std::ostream& out) const {
         pages += w->leaked_pages();
         fds += w->leaked_fds();
     }
-    using net::WorkerStats;
-    out << "fragproxy: connections accepted " << tcp(&WorkerStats::accepted) << ", refused "
-        << tcp(&WorkerStats::refused) << ", closed " << tcp(&WorkerStats::closed) << " ("
-        << tcp(&WorkerStats::resets) << " reset, " << tcp(&WorkerStats::cut)
-        << " cut with data queued), upstream failures " << tcp(&WorkerStats::upstream_failures)
-        << "; bytes " << tcp(&WorkerStats::bytes_client) << " client->upstream, "
-        << tcp(&WorkerStats::bytes_upstream) << " upstream->client\n"
-        << "fragproxy: memory: " << tcp(&WorkerStats::pressure_pauses)
-        << " receives paused by the budget, " << tcp(&WorkerStats::collapses) << " collapses ("
-        << tcp(&WorkerStats::collapsed_bytes) << " bytes copied), "
-        << tcp(&WorkerStats::send_stalls) << " send stalls reset; out of fds "
-        << tcp(&WorkerStats::fd_exhausted) << " times\n"
+    using net::TcpStats;
+    out << "fragproxy: connections accepted " << tcp(&TcpStats::accepted) << ", refused "
+        << tcp(&TcpStats::refused) << ", closed " << tcp(&TcpStats::closed) << " ("
+        << tcp(&TcpStats::resets) << " reset, " << tcp(&TcpStats::cut)
+        << " cut with data queued), upstream failures " << tcp(&TcpStats::upstream_failures)
+        << "; bytes " << tcp(&TcpStats::bytes_client) << " client->upstream, "
+        << tcp(&TcpStats::bytes_upstream) << " upstream->client\n"
+        << "fragproxy: memory: " << tcp(&TcpStats::pressure_pauses)
+        << " receives paused by the budget, " << tcp(&TcpStats::collapses) << " collapses ("
+        << tcp(&TcpStats::collapsed_bytes) << " bytes copied), " << tcp(&TcpStats::send_stalls)
+        << " send stalls reset; out of fds " << tcp(&TcpStats::fd_exhausted) << " times\n"
         << "fragproxy: at exit: pages in use " << pages << ", fds open " << fds << "\n";
     if (config_.worker.udp_listeners.empty()) return;
     using net::UdpStats;
@@ -145,7 +144,7 @@ std::string Proxy::stats_json(bool at_exit) const {
         o << "}";
     };
     o << "{\"workers\": " << workers_.size() << ", ";
-    section("tcp", kTcpFields, [](const net::Worker& w) -> const W& { return w.stats(); });
+    section("tcp", kTcpFields, [](const net::Worker& w) -> const W& { return w.tcp_stats(); });
     o << ", ";
     section("udp", kUdpFields, [](const net::Worker& w) -> const U& { return w.udp_stats(); });
     if (at_exit) {

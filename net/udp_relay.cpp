@@ -1,11 +1,4 @@
-// UDP relay. CQE results, per operation:
-//   listener recvmsg  >= 0 a datagram (header, source, payload); -ENOBUFS no buffer: re-arm when
-//                     pages return; anything else: re-arm (a listener never closes on an error)
-//   session recv      >= 0 a reply datagram (0 bytes is a datagram too); -ECONNREFUSED (ICMP
-//                     port unreachable from the upstream) or another error: end the session;
-//                     -ENOBUFS: re-arm later; -ECANCELED: our close
-//   send              >= 0 sent; -EINVAL/-EMSGSIZE on a GSO batch: sent again one by one; other
-//                     < 0: dropped and counted (UDP: the peer may lose it anyway)
+// UDP relay (udp_relay.hpp). What each CQE result means: classify.hpp.
 #include "net/udp_relay.hpp"
 
 #include <netinet/udp.h>
@@ -15,6 +8,7 @@
 #include <cstring>
 #include <system_error>
 
+#include "net/classify.hpp"
 #include "net/listen_socket.hpp"
 #include "net/uapi.hpp"
 
@@ -22,12 +16,12 @@ namespace fp::net {
 namespace {
 
 constexpr std::uint16_t kUdpGroup = 1;
-constexpr std::uint32_t kSendNodes = 1024;     // each holds a batch; pages in flight bound them
-constexpr std::uint32_t kGsoMaxBytes = 65507;  // a GSO send is one UDP datagram to the stack
+constexpr std::uint32_t kSendNodes = 1024;  // each holds a batch; pages in flight bound them
+constexpr int kSocketBuffer = 4 << 20;      // per UDP socket, each way
 
 // Room for bursts of large datagrams; FORCE (root) lifts the net.core.rmem_max cap.
 void udp_buffers(int fd) noexcept {
-    int bytes = 4 << 20;
+    int bytes = kSocketBuffer;
     if (::setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &bytes, sizeof bytes) != 0)
         ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &bytes, sizeof bytes);
     if (::setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &bytes, sizeof bytes) != 0)
@@ -84,20 +78,18 @@ UdpRelay::Key UdpRelay::key(unsigned listener, const SockAddr& a, bool with_port
     return k;
 }
 
-UdpRelay::UdpRelay(Ring& ring, const WorkerSettings& settings, unsigned worker_index,
+UdpRelay::UdpRelay(Reactor& reactor, const WorkerSettings& settings, unsigned worker_index,
                    UdpStats& stats)
-    : ring_(ring), settings_(settings), stats_(stats) {
-    (void)worker_index;
+    : reactor_(reactor), settings_(settings), stats_(stats) {
     pool_ = std::make_unique<PagePool>(settings.udp_memory);
     unsigned entries = 1;
     while (entries < settings.udp_recv_buffers)
         entries <<= 1;
-    recv_ = std::make_unique<RecvPages>(ring_, *pool_, entries, kUdpGroup, false);
+    recv_ = std::make_unique<RecvPages>(reactor_.ring(), *pool_, entries, kUdpGroup, false);
     std::size_t max_sessions = 0;
     for (const auto& l : settings.udp_listeners)
         max_sessions += l.max_sessions;
     sessions_.reserve(max_sessions);
-    free_sessions_.reserve(max_sessions);
     by_client_.reserve(max_sessions);
     per_source_.reserve(max_sessions);
     dirty_.reserve(max_sessions);
@@ -113,8 +105,12 @@ UdpRelay::UdpRelay(Ring& ring, const WorkerSettings& settings, unsigned worker_i
         l.fd = udp_listen_socket(settings.udp_listeners[i]);
         l.msg.msg_namelen = sizeof(sockaddr_in6);
         l.rr = std::uint16_t(worker_index);
-        arm_listener(i);
     }
+}
+
+void UdpRelay::start() noexcept {
+    for (unsigned i = 0; i < listeners_.size(); ++i)
+        arm_listener(i);
 }
 
 UdpRelay::~UdpRelay() {
@@ -125,15 +121,6 @@ UdpRelay::~UdpRelay() {
 std::size_t UdpRelay::leaked_pages() noexcept {
     recv_->drain();
     return pool_->pages_in_use();
-}
-
-io_uring_sqe* UdpRelay::sqe(Op op, std::uint32_t slot, std::uint32_t gen) noexcept {
-    io_uring_sqe* s = ring_.sqe();
-    if (s) {
-        io_uring_sqe_set_data64(s, Tag{op, 0, slot, gen}.pack());
-        ++pending_;
-    }
-    return s;
 }
 
 std::byte* UdpRelay::take(io_uring_cqe* cqe) noexcept {
@@ -149,7 +136,7 @@ void UdpRelay::arm_listener(unsigned i) noexcept {
         l.starved = any_starved_ = true;
         return;
     }
-    io_uring_sqe* s = sqe(Op::kUdpRecv, i, 0);
+    io_uring_sqe* s = reactor_.submit(Op::kUdpRecv, i);
     if (!s) return;
     io_uring_prep_recvmsg_multishot(s, l.fd, &l.msg, 0);
     s->flags |= IOSQE_BUFFER_SELECT;
@@ -160,12 +147,10 @@ void UdpRelay::arm_listener(unsigned i) noexcept {
 
 void UdpRelay::on_listener(unsigned i, io_uring_cqe* cqe) noexcept {
     Listener& l = listeners_[i];
-    if (!(cqe->flags & IORING_CQE_F_MORE)) {
-        --pending_;
-        l.armed = false;
-    }
-    std::byte* buf = cqe->res >= 0 ? take(cqe) : nullptr;
-    if (cqe->res == -ENOBUFS) {
+    if (Reactor::final(cqe)) l.armed = false;
+    const Verdict v = classify(Op::kUdpRecv, cqe->res);
+    std::byte* buf = v == Verdict::kOk ? take(cqe) : nullptr;
+    if (v == Verdict::kNoBuffers) {
         l.starved = any_starved_ = true;  // the datagrams wait in the socket, nothing is lost
         stats_.buffer_waits.add();
     }
@@ -178,7 +163,7 @@ void UdpRelay::on_listener(unsigned i, io_uring_cqe* cqe) noexcept {
                : UINT32_MAX;
         if (slot != UINT32_MAX) {
             Session& s = sessions_[slot];
-            s.last_active = now_ms_;
+            s.last_active = reactor_.now_ms();
             s.responses = 0;
             stats_.datagrams_in.add();
             auto* payload = static_cast<std::byte*>(io_uring_recvmsg_payload(out, &l.msg));
@@ -199,8 +184,12 @@ std::uint32_t UdpRelay::find_or_open(unsigned li, const sockaddr* from, socklen_
     const auto& ls = settings_.udp_listeners[li];
     std::uint32_t& per_source = per_source_[key(li, client, false)];
     Listener& l = listeners_[li];
-    if (l.sessions >= ls.max_sessions || per_source >= ls.max_sessions_per_source ||
-        (free_sessions_.empty() && sessions_.size() == sessions_.capacity())) {
+    if (l.sessions >= ls.max_sessions || per_source >= ls.max_sessions_per_source) {
+        if (per_source == 0) per_source_.erase(key(li, client, false));
+        stats_.sessions_refused.add();
+        return UINT32_MAX;
+    }
+    if (sessions_.full()) {
         if (per_source == 0) per_source_.erase(key(li, client, false));
         stats_.sessions_refused.add();
         return UINT32_MAX;
@@ -216,31 +205,19 @@ std::uint32_t UdpRelay::find_or_open(unsigned li, const sockaddr* from, socklen_
     udp_buffers(fd);
     int mtu = 0;
     socklen_t mtu_len = sizeof mtu;
-    int hdr = up.family() == AF_INET ? 28 : 48;
-    bool known = up.family() == AF_INET
-                     ? ::getsockopt(fd, IPPROTO_IP, IP_MTU, &mtu, &mtu_len) == 0
-                     : ::getsockopt(fd, IPPROTO_IPV6, IPV6_MTU, &mtu, &mtu_len) == 0;
+    const bool v6 = up.family() == AF_INET6;
+    const bool known = v6 ? ::getsockopt(fd, IPPROTO_IPV6, IPV6_MTU, &mtu, &mtu_len) == 0
+                          : ::getsockopt(fd, IPPROTO_IP, IP_MTU, &mtu, &mtu_len) == 0;
     ++open_fds_;
     ++per_source;
     ++l.sessions;
-    std::uint32_t slot;
-    if (!free_sessions_.empty()) {
-        slot = free_sessions_.back();
-        free_sessions_.pop_back();
-    } else {
-        slot = std::uint32_t(sessions_.size());
-        sessions_.emplace_back();
-    }
+    const std::uint32_t slot = *sessions_.open();
     Session& s = sessions_[slot];
-    std::uint32_t gen = s.gen + 1;
-    s = Session{};
-    s.gen = gen;
-    s.live = true;
     s.listener = std::uint16_t(li);
     s.fd = fd;
     s.client = client;
-    s.last_active = now_ms_;
-    s.up_max_seg = std::uint16_t(known && mtu > hdr ? std::min(mtu - hdr, 65507) : 1472);
+    s.last_active = reactor_.now_ms();
+    s.up_max_seg = gso::max_segment(v6, known ? mtu : 0);
     by_client_.emplace(key(li, client, true), slot);
     stats_.sessions.add();
     arm_session(slot);
@@ -251,24 +228,21 @@ void UdpRelay::arm_session(std::uint32_t slot) noexcept {
     Session& s = sessions_[slot];
     if (s.recv_armed || s.closing) return;
     if (recv_->offered() == 0) return starve(slot);
-    io_uring_sqe* q = sqe(Op::kUdpUpRecv, slot, s.gen);
+    io_uring_sqe* q = reactor_.submit(sessions_, Op::kUdpUpRecv, slot);
     if (!q) return;
     io_uring_prep_recv_multishot(q, s.fd, nullptr, 0, 0);
     q->flags |= IOSQE_BUFFER_SELECT;
     q->buf_group = kUdpGroup;
     s.recv_armed = true;
     s.starved = false;
-    ++s.pending;
 }
 
 void UdpRelay::on_session(std::uint32_t slot, io_uring_cqe* cqe) noexcept {
     Session& s = sessions_[slot];
-    if (!(cqe->flags & IORING_CQE_F_MORE)) {
-        --s.pending;
-        s.recv_armed = false;
-    }
-    std::byte* buf = cqe->res >= 0 ? take(cqe) : nullptr;
-    if (cqe->res >= 0) {  // a datagram; 0 bytes is one too, and may come without a buffer
+    if (Reactor::final(cqe)) s.recv_armed = false;
+    const Verdict v = classify(Op::kUdpUpRecv, cqe->res);
+    std::byte* buf = v == Verdict::kOk ? take(cqe) : nullptr;
+    if (v == Verdict::kOk) {  // a datagram; 0 bytes is one too, and may come without a buffer
         const std::uint32_t cap = settings_.udp_listeners[s.listener].max_responses;
         if (s.closing || (cap && s.responses >= cap)) {
             if (!s.closing) stats_.dropped_responses.add();
@@ -277,9 +251,9 @@ void UdpRelay::on_session(std::uint32_t slot, io_uring_cqe* cqe) noexcept {
             ++s.responses;
             queue(slot, kToClient, buf, buf, std::uint32_t(cqe->res));
         }
-    } else if (cqe->res == -ENOBUFS) {
+    } else if (v == Verdict::kNoBuffers) {
         starve(slot);
-    } else if (cqe->res < 0 && cqe->res != -ECANCELED && !s.closing) {
+    } else if (v == Verdict::kReset && !s.closing) {
         stats_.upstream_errors.add();  // e.g. ICMP port unreachable: this session ends, no more
         close_session(slot);
     }
@@ -293,12 +267,11 @@ void UdpRelay::queue(std::uint32_t slot, unsigned dir, std::byte* frag, const st
                      std::uint32_t len) noexcept {
     Session& s = sessions_[slot];
     SendNode* n = s.open[dir];
-    std::uint32_t max_seg = dir == kToUpstream              ? s.up_max_seg
-                            : s.client.family() == AF_INET6 ? 1452
-                                                            : 1472;
-    bool batchable = len > 0 && len <= max_seg && !s.no_gso[dir];
-    if (n && !(batchable && !sealed(*n) && len <= n->seg && n->count < kMaxSegs &&
-               (n->count + 1u) * n->seg <= kGsoMaxBytes)) {
+    const std::uint32_t max_seg =
+        dir == kToUpstream ? s.up_max_seg : gso::max_segment(s.client.family() == AF_INET6, 0);
+    const bool batchable = gso::batchable(len, max_seg) && !s.no_gso[dir];
+    if (n && !(batchable &&
+               gso::joins(len, n->count, n->seg, std::uint32_t(n->iov[n->count - 1].iov_len)))) {
         flush(n);
         n = nullptr;
     }
@@ -346,7 +319,7 @@ UdpRelay::SendNode* UdpRelay::open_node(std::uint32_t slot, unsigned dir) noexce
 void UdpRelay::flush(SendNode* n) noexcept {
     Session& s = sessions_[n->slot];
     if (s.open[n->dir] == n) s.open[n->dir] = nullptr;
-    io_uring_sqe* q = sqe(Op::kUdpSend, std::uint32_t(n - nodes_.get()), 0);
+    io_uring_sqe* q = reactor_.submit(Op::kUdpSend, std::uint32_t(n - nodes_.get()));
     if (!q) return release(n, true);
     n->msg.msg_iov = n->iov;
     n->msg.msg_iovlen = n->count;
@@ -377,11 +350,11 @@ void UdpRelay::flush_dirty() noexcept {
 }
 
 void UdpRelay::on_send(std::uint32_t node, int res) noexcept {
-    --pending_;
     SendNode* n = &nodes_[node];
-    if (res >= 0) {
+    const Verdict v = classify(Op::kUdpSend, res);
+    if (v == Verdict::kOk) {
         stats_.datagrams_out.add(n->count);
-    } else if (n->count > 1 && (res == -EINVAL || res == -EMSGSIZE || res == -EIO)) {
+    } else if (v == Verdict::kResend && n->count > 1) {
         stats_.gso_refused.add();
         return resend_each(n);
     } else {
@@ -392,11 +365,10 @@ void UdpRelay::on_send(std::uint32_t node, int res) noexcept {
 
 // The path refused a GSO batch: its datagrams go again one by one, if their session still lives.
 void UdpRelay::resend_each(SendNode* n) noexcept {
-    std::uint32_t slot = n->slot;
-    bool live = slot < sessions_.size() && sessions_[slot].gen == n->gen && sessions_[slot].live &&
-                !sessions_[slot].closing;
-    if (!live) return release(n, true);
-    Session& s = sessions_[slot];
+    const std::uint32_t slot = n->slot;
+    Session* live = sessions_.find(slot, n->gen);
+    if (!live || live->closing) return release(n, true);
+    Session& s = *live;
     s.no_gso[n->dir] = true;
     // A batch opened since holds later datagrams: they go after these, one by one as well.
     SendNode* later = s.open[n->dir];
@@ -425,12 +397,9 @@ void UdpRelay::close_session(std::uint32_t slot) noexcept {
     s.closing = true;
     for (SendNode* n : s.open)
         if (n) flush(n);  // what was received goes out before the socket closes
-    if (s.recv_armed) {
-        if (io_uring_sqe* q = sqe(Op::kUdpCancel, slot, s.gen)) {
+    if (s.recv_armed)
+        if (io_uring_sqe* q = reactor_.submit(sessions_, Op::kUdpCancel, slot))
             io_uring_prep_cancel_fd(q, s.fd, IORING_ASYNC_CANCEL_ALL);
-            ++s.pending;
-        }
-    }
     finish_session(slot);
 }
 
@@ -439,53 +408,32 @@ void UdpRelay::finish_session(std::uint32_t slot) noexcept {
     if (!s.closing || s.pending || !s.live) return;
     close_fd(s.fd);
     s.fd = -1;
-    s.live = false;
     by_client_.erase(key(s.listener, s.client, true));
     --listeners_[s.listener].sessions;
     auto src = per_source_.find(key(s.listener, s.client, false));
     if (src != per_source_.end() && --src->second == 0) per_source_.erase(src);
-    free_sessions_.push_back(slot);
+    sessions_.close(slot);
 }
 
 void UdpRelay::close_fd(int fd) noexcept {
     --open_fds_;
-    io_uring_sqe* q = sqe(Op::kUdpMisc, 0, 0);
-    if (!q) {
-        --pending_;
-        ::close(fd);
-        return;
-    }
-    io_uring_prep_close(q, fd);
+    reactor_.close_fd(fd);
 }
 
 void UdpRelay::handle(const Tag& t, io_uring_cqe* cqe) noexcept {
-    switch (t.op) {
-        case Op::kUdpRecv:
-            return on_listener(t.slot, cqe);
-        case Op::kUdpSend:
-            return on_send(t.slot, cqe->res);
-        case Op::kUdpMisc:
-            --pending_;
-            return;
-        default:
-            break;
-    }
-    if (t.slot >= sessions_.size() || sessions_[t.slot].gen != t.gen || !sessions_[t.slot].live) {
-        if (!(cqe->flags & IORING_CQE_F_MORE)) --pending_;
+    if (t.op == Op::kUdpRecv) return on_listener(t.slot, cqe);
+    if (t.op == Op::kUdpSend) return on_send(t.slot, cqe->res);
+    Session* s = reactor_.complete(sessions_, t, cqe);
+    if (!s) {  // cannot happen (slots wait for their last CQE), but a buffer must never leak
         if (std::byte* buf = cqe->res >= 0 ? take(cqe) : nullptr) recv_->free(buf);
         return;
     }
-    if (t.op == Op::kUdpUpRecv) {
-        if (!(cqe->flags & IORING_CQE_F_MORE)) --pending_;
-        return on_session(t.slot, cqe);
-    }
-    --pending_;  // kUdpCancel
-    --sessions_[t.slot].pending;
-    finish_session(t.slot);
+    if (t.op == Op::kUdpUpRecv) return on_session(t.slot, cqe);
+    finish_session(t.slot);  // kUdpCancel
 }
 
-void UdpRelay::tick(std::uint64_t now_ms) noexcept {
-    now_ms_ = now_ms;
+void UdpRelay::tick() noexcept {
+    const std::uint64_t now_ms = reactor_.now_ms();
     for (std::uint32_t slot = 0; slot < sessions_.size(); ++slot) {
         Session& s = sessions_[slot];
         if (!s.live || s.closing) continue;
@@ -496,8 +444,7 @@ void UdpRelay::tick(std::uint64_t now_ms) noexcept {
     }
 }
 
-void UdpRelay::after_batch(std::uint64_t now_ms) noexcept {
-    now_ms_ = now_ms;
+void UdpRelay::after_batch() noexcept {
     flush_dirty();
     recv_->replenish();
     if (!any_starved_ || recv_->offered() == 0) return;
@@ -534,7 +481,7 @@ void UdpRelay::stop() noexcept {
     stopping_ = true;
     for (Listener& l : listeners_) {
         if (!l.armed) continue;
-        if (io_uring_sqe* q = sqe(Op::kUdpMisc, 0, 0)) io_uring_prep_cancel_fd(q, l.fd, 0);
+        if (io_uring_sqe* q = reactor_.submit(Op::kMisc)) io_uring_prep_cancel_fd(q, l.fd, 0);
     }
     for (std::uint32_t slot = 0; slot < sessions_.size(); ++slot)
         if (sessions_[slot].live) close_session(slot);

@@ -19,8 +19,9 @@
 // with UDP GSO (UDP_SEGMENT): one iovec per datagram, all of one size but the last, which may be
 // shorter; the kernel cuts them apart again, so the peer sees the same datagrams, in order, each
 // unchanged. One skb and route lookup per batch instead of per datagram. A GSO send the path
-// refuses (EINVAL, EMSGSIZE: a segment larger than the route's MTU) is sent again datagram by
-// datagram and that session direction sends without GSO from then on.
+// refuses (EINVAL, EMSGSIZE: a segment larger than the route's MTU; EIO: a device without
+// checksum offload) is sent again datagram by datagram and that session direction sends without
+// GSO from then on. The batching rule is GsoBatch (gso_batch.hpp).
 //
 // Owner thread only; CQEs come from the worker's loop through handle().
 #include <netinet/in.h>
@@ -33,9 +34,11 @@
 
 #include "alloc/counter.hpp"
 #include "alloc/page_pool.hpp"
+#include "net/gso_batch.hpp"
+#include "net/reactor.hpp"
 #include "net/recv_pages.hpp"
-#include "net/ring.hpp"
 #include "net/settings.hpp"
+#include "net/slot_table.hpp"
 #include "net/user_data.hpp"
 
 namespace fp::net {
@@ -50,16 +53,19 @@ struct UdpStats {
 
 class UdpRelay {
   public:
-    UdpRelay(Ring& ring, const WorkerSettings& settings, unsigned worker_index, UdpStats& stats);
+    // Binds the listeners' sockets; throws std::system_error naming what failed (start-up path).
+    UdpRelay(Reactor& reactor, const WorkerSettings& settings, unsigned worker_index,
+             UdpStats& stats);
     ~UdpRelay();
     UdpRelay(const UdpRelay&) = delete;
     UdpRelay& operator=(const UdpRelay&) = delete;
 
+    void start() noexcept;  // arms the listeners' receives
     void handle(const Tag& t, io_uring_cqe* cqe) noexcept;
-    void tick(std::uint64_t now_ms) noexcept;         // session timeouts
-    void after_batch(std::uint64_t now_ms) noexcept;  // replenish, re-arm starved receives
-    void stop() noexcept;                             // no new datagrams; end every session
-    bool idle() const noexcept { return pending_ == 0; }
+    void tick() noexcept;         // session timeouts
+    void after_batch() noexcept;  // batches sent, pages replenished, starved receives re-armed
+    void stop() noexcept;         // no new datagrams; end every session
+    bool idle() const noexcept { return sessions_.live() == 0; }
     // Receives wait for buffers: the worker must come back soon even if no CQE arrives.
     bool starved() const noexcept { return any_starved_; }
     std::size_t leaked_pages() noexcept;
@@ -67,25 +73,22 @@ class UdpRelay {
 
   private:
     struct SendNode;
-    struct Session {
-        std::uint32_t gen = 0;
-        bool live = false;
+    struct Session : SlotHeader {
         bool closing = false;
         bool recv_armed = false;
         bool starved = false;
         std::uint16_t listener = 0;
         int fd = -1;
-        bool dirty = false;            // holds an open batch: flushed after this CQE batch
-        bool no_gso[2] = {};           // per direction: the path refused a GSO send
-        std::uint16_t up_max_seg = 0;  // largest datagram to batch towards the upstream (MTU)
-        std::uint32_t pending = 0;
+        bool dirty = false;             // holds an open batch: flushed after this CQE batch
+        bool no_gso[2] = {};            // per direction: the path refused a GSO send
+        std::uint16_t up_max_seg = 0;   // largest datagram to batch towards the upstream (MTU)
         std::uint32_t responses = 0;    // upstream datagrams since the client's last one
         std::uint64_t last_active = 0;  // the client's last datagram
         SockAddr client;
         SendNode* open[2] = {};  // per direction: the batch still taking datagrams
     };
     static constexpr unsigned kToUpstream = 0, kToClient = 1;
-    static constexpr unsigned kMaxSegs = 32;
+    static constexpr unsigned kMaxSegs = gso::kMaxSegments;
     // One sendmsg: up to kMaxSegs datagrams of one session and direction, each a fragment of its
     // receive page (freed when the send completes).
     struct SendNode {
@@ -100,10 +103,6 @@ class UdpRelay {
         iovec iov[kMaxSegs];
         std::byte* frag[kMaxSegs];
     };
-    // A batch whose last datagram is shorter than the others: GSO lets nothing follow it.
-    static bool sealed(const SendNode& n) noexcept {
-        return n.count && n.iov[n.count - 1].iov_len < n.seg;
-    }
     struct Listener {
         int fd = -1;
         msghdr msg{};  // recvmsg template: how much room the source address gets in each buffer
@@ -113,7 +112,6 @@ class UdpRelay {
         std::uint32_t sessions = 0;  // live sessions of this listener (its max_sessions)
     };
 
-    io_uring_sqe* sqe(Op op, std::uint32_t slot, std::uint32_t gen) noexcept;
     void arm_listener(unsigned i) noexcept;
     void on_listener(unsigned i, io_uring_cqe* cqe) noexcept;
     void arm_session(std::uint32_t slot) noexcept;
@@ -148,21 +146,18 @@ class UdpRelay {
     };
     static Key key(unsigned listener, const SockAddr& a, bool with_port) noexcept;
 
-    Ring& ring_;
+    Reactor& reactor_;
     const WorkerSettings& settings_;
     std::unique_ptr<PagePool> pool_;
     std::unique_ptr<RecvPages> recv_;
     std::vector<Listener> listeners_;
-    std::vector<Session> sessions_;
-    std::vector<std::uint32_t> free_sessions_;
+    SlotTable<Session> sessions_;
     std::unordered_map<Key, std::uint32_t, KeyHash> by_client_;
     std::unordered_map<Key, std::uint32_t, KeyHash> per_source_;
     std::unique_ptr<SendNode[]> nodes_;
     SendNode* free_nodes_ = nullptr;
     std::vector<std::uint32_t> dirty_;    // sessions holding an open batch; capacity reserved
     std::vector<std::uint32_t> starved_;  // sessions waiting for receive buffers; reserved too
-    std::uint64_t now_ms_ = 0;
-    std::uint32_t pending_ = 0;  // every SQE of the relay whose last CQE has not arrived
     bool stopping_ = false;
     bool any_starved_ = false;
     long open_fds_ = 0;

@@ -1,0 +1,156 @@
+// TcpRelay, memory: the budget's grants and pauses (memory_budget.hpp), and what is done for
+// queues stuck behind slow peers: their kernel buffers clamped, and under pressure their
+// fragments collapsed into compact copies so the receive pages they pin go back.
+#include <linux/sockios.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+
+#include <cstring>
+
+#include "net/tcp_relay.hpp"
+
+namespace fp::net {
+namespace {
+
+// A send that has waited this long on its peer is stuck: its kernel buffers are clamped, and
+// under pressure its queue collapsed.
+constexpr std::uint64_t kStuckMs = 50;
+// ... and once it has waited this long, the receive buffer feeding it is clamped too, which
+// makes the kernel drop what it had advertised beyond that: only for connections surely stuck.
+constexpr std::uint64_t kSurelyStuckMs = 250;
+// Stuck queues are looked for this often once memory is tight (the scan visits every slot).
+constexpr std::uint64_t kStuckScanMs = 10;
+// What a clamped socket buffer (send, receive, window) is clamped to.
+constexpr int kClampBytes = 64 * 1024;
+// The kernel holds at least this much sent to a peer and not acknowledged: the peer is behind.
+constexpr int kBackloggedBytes = 32 * 1024;
+
+}  // namespace
+
+std::uint32_t TcpRelay::queue_limit(const Conn& c) const noexcept {
+    return MemoryBudget::queue_limit(level_, settings_.listeners[c.listener].max_inflight_bytes,
+                                     pool_->normal_bytes(), queuing_);
+}
+
+// n bytes of the side's grant are used (received), or given back (the receive ended).
+void TcpRelay::take_grant(Side& side, std::uint32_t n) noexcept {
+    n = std::min(n, side.granted);
+    side.granted -= n;
+    granted_ -= n;
+}
+
+// Side s's receive got no grant and pauses. Stopped while memory is tight, toward a peer that is
+// not reading (the kernel still holds what was sent to it): the kernel would go on buffering for
+// this connection, so its buffers are clamped.
+void TcpRelay::paused_by_budget(Conn& c, unsigned s) noexcept {
+    stats_.pressure_pauses.add();
+    const Side& dest = c.side[s ^ 1];
+    const bool stuck = reactor_.since(dest.progress_ms) >= kSurelyStuckMs;
+    if (tight() && dest.clamped < 1 + stuck && peer_backlogged(dest.fd))
+        clamp_buffers(c, s ^ 1, stuck);
+}
+
+void TcpRelay::tend() noexcept {
+    level_ = MemoryBudget::level(pool_->free_normal_bytes(), pool_->normal_bytes());
+    const std::uint64_t now = reactor_.now_ms();
+    if (!tight() || now - last_stuck_scan_ms_ < kStuckScanMs) return;
+    last_stuck_scan_ms_ = now;
+    tend_stuck();
+}
+
+// Queues whose send has waited on its peer for kStuckMs while memory is tight: their kernel
+// buffers are clamped (clamp_buffers), and under pressure the send is cancelled so on_send() can
+// collapse the queue (the kernel may read an in-flight send's iovecs, so never under it) and
+// send again.
+void TcpRelay::tend_stuck() noexcept {
+    for (std::uint32_t slot = 0; slot < conns_.size(); ++slot) {
+        Conn& c = conns_[slot];
+        if (!c.live || c.state == State::kClosing) continue;
+        for (unsigned s = 0; s < 2; ++s) {
+            Side& side = c.side[s];
+            const std::uint64_t waited = reactor_.since(side.progress_ms);
+            if (side.send == Send::kIdle || side.send == Send::kShut || waited < kStuckMs) continue;
+            clamp_buffers(c, s, waited >= kSurelyStuckMs);
+            if (level_ == Pressure::kBelow || side.send == Send::kCollapsing) continue;
+            bool sparse = false;
+            for (FragNode* n = side.out.head; n && !sparse; n = n->next)
+                sparse = !n->compact;
+            if (!sparse) continue;
+            if (!reactor_.cancel(conns_, Op::kSend, slot, s, Op::kCancel)) return;
+            side.send = Send::kCollapsing;
+        }
+    }
+}
+
+// The queue toward side s holds data the budget will not let grow and its peer is behind: its
+// kernel buffers stop growing too (setsockopts on this slow path only, once each per
+// connection). Without it the kernel buffers for the stuck connection what fragproxy does not
+// (autotuning grows each buffer to megabytes), and under tcp_mem pressure every connection of
+// the host loses packets. First (`stuck` false) the send buffer toward the slow peer and the
+// window of the socket feeding the queue (a window clamp drops nothing: the sender fills what
+// was advertised, then waits). Once the send has not moved for kSurelyStuckMs, the feeding
+// socket's receive buffer too: what was advertised beyond it is dropped and sent again later,
+// which a stuck connection does not notice and which frees the kernel's memory.
+void TcpRelay::clamp_buffers(Conn& c, unsigned s, bool stuck) noexcept {
+    Side& side = c.side[s];
+    const int feed = c.side[s ^ 1].fd;
+    if (side.fd < 0 || feed < 0 || side.clamped >= 1 + stuck) return;
+    if (side.clamped == 0) {
+        ::setsockopt(side.fd, SOL_SOCKET, SO_SNDBUF, &kClampBytes, sizeof kClampBytes);
+        ::setsockopt(feed, IPPROTO_TCP, TCP_WINDOW_CLAMP, &kClampBytes, sizeof kClampBytes);
+    }
+    if (stuck) ::setsockopt(feed, SOL_SOCKET, SO_RCVBUF, &kClampBytes, sizeof kClampBytes);
+    side.clamped = std::uint8_t(1 + stuck);
+}
+
+bool TcpRelay::peer_backlogged(int fd) noexcept {
+    int outq = 0;
+    return fd >= 0 && ::ioctl(fd, SIOCOUTQ, &outq) == 0 && outq >= kBackloggedBytes;
+}
+
+// The kernel's tcp_collapse for a send queue: runs of fragments that pin shared pages for few
+// bytes are copied into compact fragments of the relay's FragCache (up to one page each), so
+// the receive pages they pinned go back to the pool once their other fragments are sent. A page
+// the queue uses densely (half of it or more, in consecutive fragments) is left as it is. The
+// only payload copy in fragproxy: on the stuck path, under pressure, counted.
+void TcpRelay::collapse(Side& side) noexcept {
+    const std::size_t page = pool_->block_bytes();
+    auto page_of = [page](const FragNode* n) { return std::uintptr_t(n->frag) / page; };
+    auto dense = [&](FragNode* n) {  // this node and its successors on the same page
+        std::size_t bytes = 0;
+        for (FragNode* m = n; m && page_of(m) == page_of(n); m = m->next)
+            bytes += m->len - m->sent;
+        return bytes * 2 >= page;
+    };
+    for (FragNode* n = side.out.head; n;) {
+        if (n->compact || dense(n)) {
+            n->compact = true;
+            n = n->next;
+            continue;
+        }
+        std::uint32_t total = 0;
+        FragNode* end = n;
+        while (end && !end->compact && total + (end->len - end->sent) <= compact_->max_alloc())
+            total += end->len - end->sent, end = end->next;
+        auto* to = static_cast<std::byte*>(compact_->alloc(total));
+        if (!to) return;  // no memory even for the copy: the queue stays as it is
+        std::uint32_t off = 0;
+        for (FragNode* m = n; m != end;) {
+            FragNode* next = m->next;
+            std::memcpy(to + off, m->frag + m->sent, m->len - m->sent);
+            off += m->len - m->sent;
+            recv_->free(m->frag);
+            if (m != n) nodes_->put(m);
+            m = next;
+        }
+        *n = FragNode{to, total, 0, true, end};
+        if (!end) side.out.tail = n;
+        stats_.collapses.add();
+        stats_.collapsed_bytes.add(total);
+        n = end;
+    }
+}
+
+}  // namespace fp::net

@@ -1,0 +1,224 @@
+#pragma once
+// TcpRelay: a worker's TCP listeners and connections. A connection has two sides (client,
+// upstream); bytes received on one are queued, as the very fragments they landed in, for sending
+// on the other. One send in flight per side keeps the order. Memory: the receive ring's pages
+// (RecvPages, LentPages) and the budget that bounds what queues may hold (memory_budget.hpp).
+//
+// Connection states, and every transition (Conn::state changes only through these):
+//
+//   from          event                                             to
+//   (free slot)   accepted, under max_connections                   kConnecting
+//   kConnecting   no fd for the upstream socket (EMFILE)            kFdWait
+//   kFdWait       accepting resumes                                 kConnecting
+//   kConnecting   connected                                         kRelaying
+//   kConnecting   connect failed, another upstream left             kConnecting
+//   kConnecting   connect failed on every upstream                  kLingering
+//   kRelaying     one side's FIN received                           kHalfClosed
+//   kHalfClosed   both FINs passed on, both queues sent             kClosing (FIN both ways)
+//   kLingering    the client's FIN, an error, or kLingerMs          kClosing
+//   any but       error, idle timeout, send stall, stop             kClosing (a reset when data
+//   kClosing                                                        is queued or on an error)
+//   kClosing      the last CQE of the connection                    (slot free)
+//
+// Per side, its receive (bytes from this side's peer) and its send (bytes to it):
+//
+//   receive  kIdle -arm-> kArmed, or kPaused (no grant), or kStarved (no receive pages)
+//            kArmed -grant used up-> kPausing (cancel sent) -final CQE-> kPaused
+//            kArmed -final CQE-> kIdle (re-armed at once), kStarved (-ENOBUFS), kEof (FIN)
+//            kPaused -its queue sent down to half-> kIdle (re-armed); kPausing -same-> kArmed
+//            kStarved -pages back, its turn in the FIFO-> kIdle (re-armed)
+//   send     kIdle -data queued-> kSending -sent-> kIdle, or kSending (more queued)
+//            kSending -stuck under memory pressure-> kCollapsing (cancel) -CQE-> kSending
+//            kIdle -the other side's FIN, queue empty-> kShut (FIN sent)
+//
+// A close discards nothing silently: a connection closed with data still queued (idle timeout,
+// send stall, stop, errors) is reset (SO_LINGER 0) and counted as cut; FIN is sent only when
+// every byte received was passed on. What a CQE result means: classify.hpp.
+//
+// Owner thread only; CQEs come from the worker's loop through handle().
+#include <sys/uio.h>
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "alloc/counter.hpp"
+#include "alloc/frag_cache.hpp"
+#include "alloc/page_pool.hpp"
+#include "net/fd.hpp"
+#include "net/frag_queue.hpp"
+#include "net/memory_budget.hpp"
+#include "net/reactor.hpp"
+#include "net/recv_pages.hpp"
+#include "net/settings.hpp"
+#include "net/slot_table.hpp"
+
+namespace fp::net {
+
+struct TcpStats {
+    Counter accepted, refused, closed, resets, upstream_failures, bytes_client, bytes_upstream;
+    Counter idle_timeouts, starved;
+    Counter cut;              // connections closed with queued data discarded (always a reset)
+    Counter send_stalls;      // queues that made no progress for timeouts.send_stall: reset
+    Counter pressure_pauses;  // receives paused by the memory budget below max_inflight
+    Counter collapses, collapsed_bytes;  // stuck queues copied into compact fragments, and bytes
+    Counter fd_exhausted;   // accepts or upstream sockets that failed with EMFILE/ENFILE
+    Counter accept_pauses;  // times accepting paused for want of file descriptors
+    // Gauges, published once a second (tick) for other threads.
+    Counter pages_in_use, queued_bytes, pressure_level, live;
+};
+
+// Per listener, shared by every worker: enforces max_connections across them.
+struct ListenerShared {
+    std::atomic<std::uint32_t> connections{0};
+};
+
+class TcpRelay {
+  public:
+    // Opens the listeners' sockets and the receive ring; throws std::system_error naming what
+    // failed (start-up path).
+    TcpRelay(Reactor& reactor, const WorkerSettings& settings, std::vector<ListenerShared>& shared,
+             unsigned worker_index, TcpStats& stats);
+    ~TcpRelay();
+    TcpRelay(const TcpRelay&) = delete;
+    TcpRelay& operator=(const TcpRelay&) = delete;
+
+    void start() noexcept;  // arms the listeners' accepts
+    void handle(const Tag& t, io_uring_cqe* cqe) noexcept;
+    // After each batch of CQEs: refill() (pages back to the kernel, starved receives re-armed,
+    // oldest first and as many as the pages on offer can serve), then tend() (the pressure level
+    // and, when memory is tight, stuck queues).
+    void refill() noexcept;
+    void tend() noexcept;
+    void tick() noexcept;  // idle, linger and send-stall timeouts; gauges
+    void stop() noexcept;  // no new connections; every connection closes
+    bool idle() const noexcept { return conns_.live() == 0; }
+    // Receives wait for buffers: the worker must come back soon even if no CQE arrives.
+    bool starved() const noexcept { return starved_head_ < starved_.size(); }
+    std::string describe() const;
+    // At the end: pages still in use once everything is drained, and fds still open.
+    std::size_t leaked_pages() noexcept;
+    long open_fds() const noexcept { return open_fds_; }
+
+  private:
+    static constexpr unsigned kMaxIov = 16;               // fragments per sendmsg
+    static constexpr std::uint64_t kAcceptPauseMs = 100;  // accepting paused when out of fds
+
+    enum class State : std::uint8_t {
+        kConnecting,
+        kFdWait,
+        kRelaying,
+        kHalfClosed,
+        kLingering,
+        kClosing
+    };
+    enum class Recv : std::uint8_t { kIdle, kArmed, kPausing, kPaused, kStarved, kEof };
+    enum class Send : std::uint8_t { kIdle, kSending, kCollapsing, kShut };
+
+    struct Side {
+        int fd = -1;
+        Recv recv = Recv::kIdle;
+        Send send = Send::kIdle;
+        std::uint8_t clamped = 0;   // its peer is behind: 1 send buffer and window, 2 all clamped
+        std::uint32_t granted = 0;  // bytes the armed receive may still take (its grant)
+        std::uint64_t progress_ms = 0;  // the queue last moved toward this peer (or began)
+        FragQueue out;                  // received on the other side, to be sent here
+        msghdr msg{};
+        iovec iov[kMaxIov];
+    };
+    struct Conn : SlotHeader {
+        State state = State::kConnecting;
+        std::uint16_t listener = 0;
+        std::uint16_t upstream = 0;
+        std::uint16_t attempts = 0;
+        std::uint64_t last_active = 0;
+        Side side[2];
+    };
+    struct Waiter {  // a connection waiting in a FIFO (starved receive, fd wait)
+        std::uint32_t slot, gen;
+        unsigned side;
+    };
+
+    // Accept (tcp_accept.cpp).
+    void arm_accept(unsigned listener) noexcept;
+    void on_accept(unsigned listener, io_uring_cqe* cqe) noexcept;
+    void out_of_fds(unsigned listener, int err) noexcept;
+    void on_accept_resume(unsigned listener) noexcept;
+    void open_conn(unsigned listener, int client_fd) noexcept;
+
+    // Lifecycle (tcp_relay.cpp).
+    void on_conn_cqe(Conn& c, const Tag& t, io_uring_cqe* cqe) noexcept;
+    void connect_upstream(std::uint32_t slot) noexcept;
+    void on_socket(Conn& c, std::uint32_t slot, int res) noexcept;
+    void wait_for_fd(Conn& c, std::uint32_t slot, int err) noexcept;
+    void on_sockopt(Conn& c, int res) noexcept;
+    void start_connect(Conn& c, std::uint32_t slot, int fd) noexcept;
+    void on_connect(Conn& c, std::uint32_t slot, int res) noexcept;
+    void linger_close(Conn& c, std::uint32_t slot) noexcept;
+    void shutdown_side(Conn& c, std::uint32_t slot, unsigned s) noexcept;
+    void check_done(Conn& c, std::uint32_t slot) noexcept;
+    void close_conn(Conn& c, std::uint32_t slot, bool reset) noexcept;
+    void maybe_finish(Conn& c, std::uint32_t slot) noexcept;
+    void drain_queue(FragQueue& q) noexcept;
+    void close_fd(int fd) noexcept;
+
+    // Data (tcp_data.cpp).
+    void arm_recv(Conn& c, std::uint32_t slot, unsigned s) noexcept;
+    void on_recv(Conn& c, std::uint32_t slot, unsigned s, io_uring_cqe* cqe) noexcept;
+    void on_data(Conn& c, std::uint32_t slot, unsigned s, io_uring_cqe* cqe) noexcept;
+    void pause_recv(Conn& c, std::uint32_t slot, unsigned s) noexcept;
+    void starve(Conn& c, std::uint32_t slot, unsigned s) noexcept;
+    void rearm_starved() noexcept;
+    void kick_send(Conn& c, std::uint32_t slot, unsigned s) noexcept;
+    void on_send(Conn& c, std::uint32_t slot, unsigned s, int res) noexcept;
+    void queue_fragment(Side& side, std::byte* frag, std::uint32_t len, FragNode* n) noexcept;
+    std::byte* take(io_uring_cqe* cqe) noexcept;
+
+    // Memory budget (tcp_pressure.cpp).
+    std::uint32_t queue_limit(const Conn& c) const noexcept;
+    // Memory is tight: under pressure, or a quarter of the normal zone queued or granted.
+    bool tight() const noexcept {
+        return level_ != Pressure::kBelow || (queued_ + granted_) * 4 >= pool_->normal_bytes();
+    }
+    void take_grant(Side& side, std::uint32_t n) noexcept;
+    void paused_by_budget(Conn& c, unsigned s) noexcept;
+    void tend_stuck() noexcept;
+    void clamp_buffers(Conn& c, unsigned s, bool stuck) noexcept;
+    static bool peer_backlogged(int fd) noexcept;
+    void collapse(Side& side) noexcept;
+
+    Reactor& reactor_;
+    const WorkerSettings& settings_;
+    std::vector<ListenerShared>& shared_;
+    unsigned index_;
+    TcpStats& stats_;
+
+    std::unique_ptr<PagePool> pool_;
+    std::unique_ptr<RecvPages> recv_;
+    std::unique_ptr<FragCache> compact_;  // collapsed queues' fragments
+    std::unique_ptr<NodePool> nodes_;
+    unsigned recv_entries_;
+    SlotTable<Conn> conns_;
+    std::vector<Fd> listen_fds_;
+    std::vector<bool> accept_paused_;            // per listener: out of fds, waiting
+    std::vector<std::uint16_t> rr_;              // round-robin position per listener
+    std::vector<__kernel_timespec> connect_ts_;  // per listener, for the connect's link timeout
+    __kernel_timespec accept_pause_ts_;
+    std::vector<Waiter> starved_;  // receives waiting for pages, oldest first, from starved_head_
+    std::size_t starved_head_ = 0;
+    std::vector<Waiter> fd_waiters_;  // connections in kFdWait
+    std::uint32_t queuing_ = 0;  // send queues holding data (the memory budget's share divisor)
+    std::uint64_t queued_ = 0;   // bytes they hold together
+    std::uint64_t granted_ = 0;  // bytes armed receives may still take (MemoryBudget::grant)
+    Pressure level_ = Pressure::kBelow;
+    std::uint64_t last_stuck_scan_ms_ = 0;
+    std::uint64_t fd_logged_ms_ = 0;  // out-of-fd log lines: one per kFdLogMs
+    bool capped_recv_ = true;         // the kernel takes multishot receive limits (off at -EINVAL)
+    bool sockopt_cmd_ = true;  // setsockopt as a socket command; off after the kernel refused one
+    bool stopping_ = false;
+    long open_fds_ = 0;
+};
+
+}  // namespace fp::net
