@@ -1,5 +1,6 @@
 #include "app/proxy.hpp"
 
+#include <algorithm>
 #include <sstream>
 
 #include "net/listen_socket.hpp"
@@ -12,6 +13,7 @@ template <class Stats>
 struct Field {
     const char* name;
     Counter Stats::*field;
+    bool peak = false;  // a high-water mark: the largest of the workers', not their sum
 };
 using W = net::TcpStats;
 using U = net::UdpStats;
@@ -36,6 +38,7 @@ constexpr Field<W> kTcpFields[] = {
     {"queued_bytes", &W::queued_bytes},
     {"pressure_level", &W::pressure_level},
     {"live_connections", &W::live},
+    {"queue_peak_bytes", &W::queue_peak, true},
 };
 constexpr Field<U> kUdpFields[] = {
     {"datagrams_in", &U::datagrams_in},
@@ -128,7 +131,8 @@ void Proxy::report(std::ostream& out) const {
 }
 
 // {"tcp": {...}, "udp": {...}, "workers": N, "at_exit": {...}}: every counter summed over the
-// workers (gauges too: pages_in_use is the sum of the workers' pools). Read by tests and tools.
+// workers (gauges too: pages_in_use is the sum of the workers' pools), high-water marks the
+// largest of them. Read by tests and tools.
 std::string Proxy::stats_json(bool at_exit) const {
     std::ostringstream o;
     auto section = [&](const char* title, const auto& fields, auto stats_of) {
@@ -136,8 +140,10 @@ std::string Proxy::stats_json(bool at_exit) const {
         const char* sep = "";
         for (const auto& f : fields) {
             std::uint64_t n = 0;
-            for (const auto& w : workers_)
-                n += (stats_of(*w).*f.field).get();
+            for (const auto& w : workers_) {
+                std::uint64_t v = (stats_of(*w).*f.field).get();
+                n = f.peak ? std::max(n, v) : n + v;
+            }
             o << sep << "\"" << f.name << "\": " << n;
             sep = ", ";
         }

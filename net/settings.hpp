@@ -44,7 +44,6 @@ struct WorkerSettings {
     unsigned udp_recv_buffers = 32;
     std::vector<UdpListenerSettings> udp_listeners;
     unsigned buf_ring_pages = 16;  // pages offered to the kernel for receives at once
-    bool send_zc = false;          // send_zc with fixed buffers instead of send
     std::vector<TcpListenerSettings> listeners;
 };
 

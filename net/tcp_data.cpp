@@ -130,6 +130,7 @@ void TcpRelay::queue_fragment(Side& side, std::byte* frag, std::uint32_t len,
     n->len = len;
     side.out.push(n);
     queued_ += len;
+    if (side.out.bytes > queue_peak_) stats_.queue_peak.set(queue_peak_ = side.out.bytes);
 }
 
 void TcpRelay::kick_send(Conn& c, std::uint32_t slot, unsigned s) noexcept {

@@ -68,6 +68,7 @@ struct TcpStats {
     Counter accept_pauses;  // times accepting paused for want of file descriptors
     // Gauges, published once a second (tick) for other threads.
     Counter pages_in_use, queued_bytes, pressure_level, live;
+    Counter queue_peak;  // the largest send queue seen, in bytes (a high-water mark)
 };
 
 // Per listener, shared by every worker: enforces max_connections across them.
@@ -209,9 +210,10 @@ class TcpRelay {
     std::vector<Waiter> starved_;  // receives waiting for pages, oldest first, from starved_head_
     std::size_t starved_head_ = 0;
     std::vector<Waiter> fd_waiters_;  // connections in kFdWait
-    std::uint32_t queuing_ = 0;  // send queues holding data (the memory budget's share divisor)
-    std::uint64_t queued_ = 0;   // bytes they hold together
-    std::uint64_t granted_ = 0;  // bytes armed receives may still take (MemoryBudget::grant)
+    std::uint32_t queuing_ = 0;     // send queues holding data (the memory budget's share divisor)
+    std::uint64_t queued_ = 0;      // bytes they hold together
+    std::uint64_t granted_ = 0;     // bytes armed receives may still take (MemoryBudget::grant)
+    std::uint32_t queue_peak_ = 0;  // TcpStats::queue_peak, kept here for the comparison
     Pressure level_ = Pressure::kBelow;
     std::uint64_t last_stuck_scan_ms_ = 0;
     std::uint64_t fd_logged_ms_ = 0;  // out-of-fd log lines: one per kFdLogMs

@@ -3,11 +3,28 @@ peers on port 0. Everything binds 127.0.0.1 or ::1 only."""
 import asyncio
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
+
+SKIP = 77  # CTest's SKIP_RETURN_CODE for these tests
+
+
+def skip(reason):
+    """The machine lacks what the test needs: exit 77 (CTest reports it skipped) saying why."""
+    print(f"SKIP: {reason}", flush=True)
+    sys.exit(SKIP)
+
+
+def require(*binaries):
+    """Skips unless every peer binary is installed (scripts/deps.sh installs them)."""
+    missing = [b for b in binaries if shutil.which(b) is None]
+    if missing:
+        skip(f"{', '.join(missing)} not installed (scripts/deps.sh installs it)")
 
 
 def wait_for(cond, timeout, what):
@@ -17,6 +34,30 @@ def wait_for(cond, timeout, what):
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(0.02)
+
+
+def bound(port, proto="tcp"):
+    """True when a socket of this network namespace listens on (TCP) or is bound to (UDP) port,
+    from /proc/net (IPv4 and IPv6)."""
+    for name in (proto, proto + "6"):
+        try:
+            with open(f"/proc/net/{name}") as f:
+                rows = [line.split() for line in list(f)[1:]]
+        except FileNotFoundError:
+            continue
+        for r in rows:
+            if int(r[1].rsplit(":", 1)[1], 16) == port and (proto == "udp" or r[3] == "0A"):
+                return True
+    return False
+
+
+def wait_bound(port, proto="tcp", proc=None, timeout=10):
+    """Waits until something listens on port (a peer started in the background)."""
+    def ready():
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"{proc.args[0]} exited ({proc.returncode}) before binding {port}")
+        return bound(port, proto)
+    wait_for(ready, timeout, f"{proto} port {port} to be bound")
 
 
 def free_port(host="127.0.0.1"):
@@ -53,24 +94,30 @@ class Proxy:
         self.log = tempfile.NamedTemporaryFile(mode="w", suffix=".log")
 
     def start(self, listen_probe=None):
+        """Runs the proxy; returns once every worker is set up (the start banner, printed after
+        the last worker's listeners are bound and armed) and, given listen_probe (host, port),
+        a TCP connection to it succeeds."""
         self.proc = subprocess.Popen([*self.prefix, self.binary, "-c", self.config, *self.args],
                                      stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.time() + 10
-        while time.time() < deadline:
+
+        def ready():
             if self.proc.poll() is not None:
-                raise RuntimeError("fragproxy exited at start:\n" + self.output())
-            if listen_probe is None:  # UDP: wait for the start banner
-                if "udp " in self.output():
-                    time.sleep(0.1)
-                    return self
-                time.sleep(0.05)
-                continue
+                out = self.output()
+                if "io_uring" in out and any(k in out for k in ("refuse", "disabled", "needs Linux")):
+                    skip("io_uring or a feature of it is missing here: "
+                         + out.strip().splitlines()[-1])
+                raise RuntimeError("fragproxy exited at start:\n" + out)
+            if " worker(s)\n" not in self.output():
+                return False
+            if listen_probe is None:
+                return True
             try:
                 with socket.create_connection(listen_probe, timeout=0.2):
-                    return self
+                    return True
             except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("fragproxy did not start listening")
+                return False
+        wait_for(ready, 10, "fragproxy to start")
+        return self
 
     def stats(self):
         """Every counter, from --stats-json: written on SIGUSR1 while running, and at exit."""
@@ -114,6 +161,15 @@ class Proxy:
                 self.proc.wait()
         os.unlink(self.config)
         return self.proc.returncode, self.output()
+
+    def finish(self):
+        """Stops the proxy; asserts it exited 0 holding no page and no fd (from --stats-json);
+        returns the stats at exit."""
+        code, out = self.stop()
+        assert code == 0, f"fragproxy exit {code} (2 = leaked pages or fds):\n{out}"
+        s = self.stats()
+        assert s["at_exit"] == {"pages_in_use": 0, "fds_open": 0}, s
+        return s
 
     def output(self):
         with open(self.log.name) as f:  # its own offset: the child's appends are untouched
