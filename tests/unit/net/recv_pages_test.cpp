@@ -1,0 +1,113 @@
+// The receive ring on a real io_uring: a multishot recv with buffer select lands in the lent
+// pages, piece after piece of one page (incremental consumption), each piece a fragment that the
+// owner frees back into the page's bias; nothing is left in use after the ring is gone.
+#include <doctest/doctest.h>
+
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <memory>
+#include <system_error>
+
+#include "alloc/page_pool.hpp"
+#include "net/recv_pages.hpp"
+#include "net/ring.hpp"
+#include "net/uapi.hpp"
+#include "tests/support/skip.hpp"
+
+using namespace fp;
+
+namespace {
+
+struct SocketPair {
+    int fd[2] = {-1, -1};
+    SocketPair() { REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM, 0, fd) == 0); }
+    ~SocketPair() {
+        ::close(fd[0]);
+        ::close(fd[1]);
+    }
+};
+
+std::unique_ptr<net::Ring> ring_or_skip() {
+    try {
+        return std::make_unique<net::Ring>(net::Ring::best(64));
+    } catch (const std::system_error& e) {
+        test::skip(e.what());
+    }
+}
+
+struct Completion {
+    int res;
+    unsigned flags;
+};
+
+Completion next_cqe(net::Ring& ring) {
+    io_uring_submit(ring.get());
+    io_uring_cqe* cqe = nullptr;
+    REQUIRE(io_uring_wait_cqe(ring.get(), &cqe) == 0);
+    Completion c{cqe->res, cqe->flags};
+    io_uring_cqe_seen(ring.get(), cqe);
+    return c;
+}
+
+}  // namespace
+
+TEST_CASE("receives land piece after piece in one lent page and come back to its bias") {
+    auto ring = ring_or_skip();
+    PagePool pool(PoolConfig{std::size_t{4} << 20, 4, 0, false});
+    std::unique_ptr<net::RecvPages> recv;
+    try {
+        recv = std::make_unique<net::RecvPages>(*ring, pool, 4, 3);
+    } catch (const std::system_error& e) {
+        test::skip(e.what());  // a kernel before 6.12: no incremental consumption
+    }
+    CHECK(recv->offered() == 4);
+    CHECK(pool.pages_in_use() == 4);
+
+    SocketPair sp;
+    io_uring_sqe* sqe = io_uring_get_sqe(ring->get());
+    io_uring_prep_recv_multishot(sqe, sp.fd[1], nullptr, 0, 0);
+    sqe->flags |= IOSQE_BUFFER_SELECT;
+    sqe->buf_group = recv->group();
+
+    std::byte* first = nullptr;
+    std::uint16_t first_bid = 0;
+    const char* pieces[] = {"the first piece", "a second, longer piece of bytes", "3"};
+    std::byte* frags[3];
+    for (int i = 0; i < 3; ++i) {
+        const std::size_t n = std::strlen(pieces[i]);
+        REQUIRE(::write(sp.fd[0], pieces[i], n) == static_cast<ssize_t>(n));
+        Completion c = next_cqe(*ring);
+        REQUIRE(c.res == static_cast<int>(n));
+        REQUIRE((c.flags & IORING_CQE_F_BUFFER));
+        CHECK((c.flags & IORING_CQE_F_MORE));       // the multishot goes on
+        CHECK((c.flags & net::uapi::kCqeBufMore));  // and so does the page
+        auto bid = std::uint16_t(c.flags >> IORING_CQE_BUFFER_SHIFT);
+        frags[i] = recv->take(bid, std::uint32_t(c.res), true);
+        CHECK(std::memcmp(frags[i], pieces[i], n) == 0);  // the bytes, where the kernel put them
+        if (i == 0) {
+            first = frags[0];
+            first_bid = bid;
+        } else {
+            CHECK(bid == first_bid);  // the same page, at its running offset
+            CHECK(frags[i] == frags[i - 1] + std::strlen(pieces[i - 1]));
+        }
+    }
+    const Page* page = pool.page_of(first);
+    const std::uint32_t bias = recv->pages().slot(first_bid).bias;
+    CHECK(page->refs.load() == bias + 3);  // three live fragments + the bias
+    for (std::byte* f : frags)
+        recv->free(f);  // owner frees: back into the bias, no atomic op
+    CHECK(recv->pages().slot(first_bid).bias == bias + 3);
+    CHECK(page->refs.load() == recv->pages().slot(first_bid).bias);
+    CHECK(pool.pages_in_use() == 4);
+
+    // The multishot ends when the peer closes (res 0, no buffer): nothing to take.
+    ::shutdown(sp.fd[0], SHUT_WR);
+    Completion end = next_cqe(*ring);
+    CHECK(end.res == 0);
+    CHECK_FALSE((end.flags & IORING_CQE_F_MORE));
+    recv.reset();
+    CHECK(pool.pages_in_use() == 0);
+}
