@@ -1,7 +1,9 @@
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <random>
 #include <string>
+#include <thread>
 
 #include "app/config.hpp"
 
@@ -53,7 +55,16 @@ TEST_CASE("a good config parses into typed settings") {
 TEST_CASE("workers: auto means one per core; defaults fill what is left out") {
     auto c = parse_config(
         "listeners: [{name: a, listen: '127.0.0.1:1', upstreams: ['127.0.0.1:2']}]", "f.yaml");
-    CHECK(c.workers >= 1);
+    const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
+    CHECK(c.workers == cores);  // left out: auto
+    auto a = parse_config(
+        "workers: auto\nlisteners: [{name: a, listen: '127.0.0.1:1', upstreams: ['127.0.0.1:2']}]",
+        "f.yaml");
+    CHECK(a.workers == cores);
+    auto three = parse_config(
+        "workers: 3\nlisteners: [{name: a, listen: '127.0.0.1:1', upstreams: ['127.0.0.1:2']}]",
+        "f.yaml");
+    CHECK(three.workers == 3);
     CHECK(c.worker.memory.order == 4);
     CHECK(c.worker.listeners[0].max_inflight_bytes == 1024 * 1024);
 }
