@@ -31,14 +31,16 @@ std::byte* map_aligned(std::size_t size) {
     if (p == MAP_FAILED)
         throw std::system_error(errno, std::generic_category(),
                                 "arena: mmap of " + std::to_string(size >> 20) + " MiB failed");
-    auto raw = reinterpret_cast<std::uintptr_t>(p);
-    auto aligned = (raw + Arena::kAlign - 1) & ~(Arena::kAlign - 1);
-    if (aligned > raw) ::munmap(p, aligned - raw);
-    std::size_t tail = raw + span - (aligned + size);
-    if (tail) ::munmap(reinterpret_cast<void*>(aligned + size), tail);
+    auto* base = static_cast<std::byte*>(p);
+    const std::size_t skew = reinterpret_cast<std::uintptr_t>(p) & (Arena::kAlign - 1);
+    const std::size_t head = skew ? Arena::kAlign - skew : 0;
+    std::byte* aligned = base + head;
+    if (head) ::munmap(base, head);
+    const std::size_t tail = span - head - size;
+    if (tail) ::munmap(aligned + size, tail);
     // THP is "madvise" on this kind of machine: ask for it. EINVAL (no THP) is not an error.
-    ::madvise(reinterpret_cast<void*>(aligned), size, MADV_HUGEPAGE);
-    return reinterpret_cast<std::byte*>(aligned);
+    ::madvise(aligned, size, MADV_HUGEPAGE);
+    return aligned;
 }
 
 }  // namespace

@@ -11,6 +11,7 @@
 #include <cstring>
 #include <set>
 #include <sstream>
+#include <system_error>
 #include <thread>
 
 namespace fp::app {
@@ -129,7 +130,8 @@ void parse_memory(Config& c, Map m) {
     YAML::Node arena = m.get("arena");
     if (arena) {
         auto bytes = arena.IsScalar() ? parse_size(arena.Scalar()) : std::nullopt;
-        if (!bytes || *bytes % (2 * kMiB) != 0 || *bytes < 4 * kMiB || *bytes > 64 * 1024 * kMiB)
+        if (!bytes || *bytes % (2 * kMiB) != 0 || *bytes < 4 * kMiB ||
+            *bytes > std::uint64_t{64} * 1024 * kMiB)
             fail(m.source(), arena.Mark(),
                  "memory.arena must be a size like 64MiB: a multiple of 2MiB from 4MiB to 64GiB");
         c.worker.memory.arena_bytes = *bytes;
@@ -140,7 +142,7 @@ void parse_memory(Config& c, Map m) {
     c.worker.memory.hugetlb = m.flag("hugetlb", false);
     m.finish();
     auto pages = c.worker.memory.arena_bytes >> (12 + c.worker.memory.order);
-    if (c.worker.buf_ring_pages * 2 > pages)
+    if (std::size_t{c.worker.buf_ring_pages} * 2 > pages)
         fail(m.source(), m.get("recv_pages").Mark(),
              "memory.recv_pages needs at most half of the arena's " + std::to_string(pages) +
                  " pages");
@@ -331,7 +333,8 @@ Config load_config(const std::string& path) {
     auto error = [&](const std::string& why) { return ConfigError(path + ":1:1: " + why); };
     int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0)
-        throw error("cannot open the configuration file: " + std::string(std::strerror(errno)));
+        throw error("cannot open the configuration file: " +
+                    std::error_code(errno, std::generic_category()).message());
     struct stat st {};
     if (::fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
         ::close(fd);
@@ -345,7 +348,8 @@ Config load_config(const std::string& path) {
     int err = errno;
     ::close(fd);
     if (n < 0)
-        throw error("cannot read the configuration file: " + std::string(std::strerror(err)));
+        throw error("cannot read the configuration file: " +
+                    std::error_code(err, std::generic_category()).message());
     if (text.size() > kMaxConfigBytes)
         throw error("the configuration file is larger than " +
                     std::to_string(kMaxConfigBytes >> 20) + " MiB");

@@ -68,7 +68,7 @@ void raise_fd_limit(const fp::app::Config& config) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+static int run(int argc, char** argv) {
     CLI::App cli{"fragproxy: an io_uring TCP proxy fed by a page-fragment allocator"};
     std::string config_path = "configs/fragproxy.yaml";
     bool check = false, self_check = false;
@@ -134,4 +134,13 @@ int main(int argc, char** argv) {
     proxy.report(std::cerr);
     write_stats(proxy, stats_path, true);
     return proxy.leaked() ? 2 : 0;
+}
+
+int main(int argc, char** argv) {
+    try {
+        return run(argc, argv);
+    } catch (const std::exception& e) {  // anything start-up code did not report itself
+        std::cerr << "fragproxy: " << e.what() << "\n";
+        return 1;
+    }
 }

@@ -20,7 +20,8 @@ std::string memlock_limit() {
 
 [[noreturn]] void fail(int err, std::size_t arena_bytes) {
     std::string what = "registering the " + std::to_string(arena_bytes >> 20) +
-                       " MiB arena with io_uring failed: " + std::strerror(err);
+                       " MiB arena with io_uring failed: " +
+                       std::error_code(err, std::generic_category()).message();
     if (err == ENOMEM || err == EPERM)
         what += " (the arena is pinned and counts against RLIMIT_MEMLOCK, which is " +
                 memlock_limit() +

@@ -54,7 +54,7 @@ void TcpRelay::out_of_fds(unsigned listener, int err) noexcept {
     std::fprintf(stderr,
                  "fragproxy: worker %u: listener '%s': %s (RLIMIT_NOFILE %llu, %u connections "
                  "live): accepting paused %llu ms, new clients wait in the backlog\n",
-                 index_, settings_.listeners[listener].name.c_str(), std::strerror(err),
+                 index_, settings_.listeners[listener].name.c_str(), ::strerrordesc_np(err),
                  static_cast<unsigned long long>(rl.rlim_cur), conns_.live(),
                  static_cast<unsigned long long>(kAcceptPauseMs));
 }
