@@ -32,8 +32,10 @@ RecvPages::RecvPages(Ring& ring, PagePool& pool, unsigned entries, std::uint16_t
     if (rc < 0) {
         ::munmap(br_, br_bytes_);
         throw std::system_error(-rc, std::generic_category(),
-                                "registering the provided-buffer ring with incremental consumption "
-                                "(IOU_PBUF_RING_INC needs Linux 6.12)");
+                                incremental ? "registering the provided-buffer ring with "
+                                              "incremental consumption (IOU_PBUF_RING_INC needs "
+                                              "Linux 6.12)"
+                                            : "registering a provided-buffer ring (Linux 5.19)");
     }
     replenish();
 }
