@@ -2,6 +2,7 @@
 
 #include <sys/mman.h>
 
+#include <bit>
 #include <cerrno>
 #include <string>
 #include <system_error>
@@ -11,12 +12,14 @@
 
 namespace fp::net {
 
-RecvPages::RecvPages(Ring& ring, PagePool& pool, unsigned entries, std::uint16_t group,
+RecvPages::RecvPages(Ring& ring, PagePool& pool, unsigned pages, std::uint16_t group,
                      bool incremental)
-    : ring_(ring), pages_(pool, entries), entries_(entries), group_(group) {
-    FP_CHECK(entries && !(entries & (entries - 1)) && entries <= 32768,
-             "recv ring entries must be a power of two up to 32768");
-    br_bytes_ = entries * sizeof(io_uring_buf);
+    : ring_(ring),
+      pages_(pool, std::bit_ceil(pages)),
+      entries_(std::bit_ceil(pages)),
+      group_(group) {
+    FP_CHECK(pages && entries_ <= 32768, "recv ring of %u pages: 1..32768", pages);
+    br_bytes_ = entries_ * sizeof(io_uring_buf);
     void* mem =
         ::mmap(nullptr, br_bytes_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (mem == MAP_FAILED)
@@ -25,7 +28,7 @@ RecvPages::RecvPages(Ring& ring, PagePool& pool, unsigned entries, std::uint16_t
     io_uring_buf_ring_init(br_);
     io_uring_buf_reg reg{};
     reg.ring_addr = reinterpret_cast<std::uint64_t>(br_);
-    reg.ring_entries = entries;
+    reg.ring_entries = entries_;
     reg.bgid = group;
     reg.pad = incremental ? uapi::kPbufRingInc : 0;
     int rc = io_uring_register_buf_ring(ring_.get(), &reg, 0);

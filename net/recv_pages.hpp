@@ -21,7 +21,8 @@ class RecvPages {
   public:
     // Throws std::system_error when the kernel refuses the ring (e.g. no IOU_PBUF_RING_INC).
     // incremental = false: every completion consumes its whole buffer (one page per datagram).
-    RecvPages(Ring& ring, PagePool& pool, unsigned entries, std::uint16_t group,
+    // `pages` is rounded up to a power of two (the ring's size).
+    RecvPages(Ring& ring, PagePool& pool, unsigned pages, std::uint16_t group,
               bool incremental = true);
     ~RecvPages();
     RecvPages(const RecvPages&) = delete;
@@ -38,6 +39,7 @@ class RecvPages {
     // Puts pool pages into empty slots; returns the number of pages now offered to the kernel.
     unsigned replenish() noexcept;
     unsigned offered() const noexcept { return pages_.lent(); }
+    unsigned entries() const noexcept { return entries_; }
     std::uint16_t group() const noexcept { return group_; }
     // Gives every bias back and takes the pages out of the ring (shutdown; no recv may be armed).
     void drain() noexcept { pages_.drain(); }

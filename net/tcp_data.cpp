@@ -199,7 +199,7 @@ void TcpRelay::starve(Conn& c, std::uint32_t slot, unsigned s) noexcept {
 }
 
 void TcpRelay::refill() noexcept {
-    if (recv_->offered() < recv_entries_) recv_->replenish();
+    if (recv_->offered() < recv_->entries()) recv_->replenish();
     if (starved()) rearm_starved();
 }
 

@@ -26,13 +26,6 @@ void set_nodelay(int fd) noexcept {
     ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 }
 
-unsigned pow2_at_least(unsigned n) {
-    unsigned p = 1;
-    while (p < n)
-        p <<= 1;
-    return p;
-}
-
 __kernel_timespec timespec_of(std::uint64_t ms) {
     return {static_cast<long long>(ms / 1000), static_cast<long long>(ms % 1000) * 1000000};
 }
@@ -46,10 +39,9 @@ TcpRelay::TcpRelay(Reactor& reactor, const WorkerSettings& settings,
       shared_(shared),
       index_(worker_index),
       stats_(stats),
-      recv_entries_(pow2_at_least(settings.buf_ring_pages)),
       accept_pause_ts_(timespec_of(kAcceptPauseMs)) {
     pool_ = std::make_unique<PagePool>(settings.memory);
-    recv_ = std::make_unique<RecvPages>(reactor.ring(), *pool_, recv_entries_, kTcpGroup);
+    recv_ = std::make_unique<RecvPages>(reactor.ring(), *pool_, settings.buf_ring_pages, kTcpGroup);
     compact_ = std::make_unique<FragCache>(*pool_);
     nodes_ = std::make_unique<NodePool>(kNodes);
     std::size_t max_conns = 0;
@@ -74,7 +66,7 @@ void TcpRelay::start() noexcept {
 }
 
 std::string TcpRelay::describe() const {
-    return "provided-buffer ring of " + std::to_string(recv_entries_) + " x " +
+    return "provided-buffer ring of " + std::to_string(recv_->entries()) + " x " +
            std::to_string(pool_->block_bytes() >> 10) +
            " KiB pages, incremental consumption, multishot recv";
 }

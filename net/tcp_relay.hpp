@@ -200,7 +200,6 @@ class TcpRelay {
     std::unique_ptr<RecvPages> recv_;
     std::unique_ptr<FragCache> compact_;  // collapsed queues' fragments
     std::unique_ptr<NodePool> nodes_;
-    unsigned recv_entries_;
     SlotTable<Conn> conns_;
     std::vector<Fd> listen_fds_;
     std::vector<bool> accept_paused_;            // per listener: out of fds, waiting

@@ -82,10 +82,8 @@ UdpRelay::UdpRelay(Reactor& reactor, const WorkerSettings& settings, unsigned wo
                    UdpStats& stats)
     : reactor_(reactor), settings_(settings), stats_(stats) {
     pool_ = std::make_unique<PagePool>(settings.udp_memory);
-    unsigned entries = 1;
-    while (entries < settings.udp_recv_buffers)
-        entries <<= 1;
-    recv_ = std::make_unique<RecvPages>(reactor_.ring(), *pool_, entries, kUdpGroup, false);
+    recv_ = std::make_unique<RecvPages>(reactor_.ring(), *pool_, settings.udp_recv_buffers,
+                                        kUdpGroup, false);
     std::size_t max_sessions = 0;
     for (const auto& l : settings.udp_listeners)
         max_sessions += l.max_sessions;
@@ -184,12 +182,8 @@ std::uint32_t UdpRelay::find_or_open(unsigned li, const sockaddr* from, socklen_
     const auto& ls = settings_.udp_listeners[li];
     std::uint32_t& per_source = per_source_[key(li, client, false)];
     Listener& l = listeners_[li];
-    if (l.sessions >= ls.max_sessions || per_source >= ls.max_sessions_per_source) {
-        if (per_source == 0) per_source_.erase(key(li, client, false));
-        stats_.sessions_refused.add();
-        return UINT32_MAX;
-    }
-    if (sessions_.full()) {
+    if (l.sessions >= ls.max_sessions || per_source >= ls.max_sessions_per_source ||
+        sessions_.full()) {
         if (per_source == 0) per_source_.erase(key(li, client, false));
         stats_.sessions_refused.add();
         return UINT32_MAX;

@@ -108,14 +108,6 @@ async def read_slowly(sock, stop):
             pass
 
 
-def finish(proxy):
-    code, out = proxy.stop()
-    assert code == 0, f"fragproxy exit {code} (2 = leaked pages or fds):\n{out}"
-    s = proxy.stats()
-    assert s["at_exit"] == {"pages_in_use": 0, "fds_open": 0}, s
-    return s
-
-
 async def case_slow_clients_do_not_stop_others():
     raise_nofile()
     up_proc, up = start_upstream()
@@ -167,7 +159,7 @@ async def case_slow_clients_do_not_stop_others():
                                 s["tcp"]["pages_in_use"] <= workers * ring_pages, 30,
                                 "the hostile clients' pages to return")
         await asyncio.wait_for(fresh_echo(port), 30)
-        finish(proxy)
+        proxy.finish()
     finally:
         if proxy.proc.poll() is None:
             proxy.proc.kill()
@@ -222,7 +214,7 @@ async def case_collapse_keeps_every_byte():
         await asyncio.wait_for(asyncio.gather(*(check(s) for s in socks)), 120)
         for s in socks:
             s.close()
-        st = finish(proxy)["tcp"]
+        st = proxy.finish()["tcp"]
         print(f"  {st['collapses']} collapses, {st['collapsed_bytes'] >> 10} KiB copied", flush=True)
         assert st["collapses"] > 0, st
     finally:
@@ -277,7 +269,7 @@ async def case_idle_timeout_with_queued_data_resets():
         except ConnectionResetError:
             pass
         s.close()
-        finish(proxy)
+        proxy.finish()
     finally:
         up_proc.kill()
 
@@ -304,7 +296,7 @@ async def case_send_stall_resets():
         assert 1.5 < took < 10, took
         st = proxy.stats()["tcp"]
         assert st["send_stalls"] == 1 and st["idle_timeouts"] == 0, st
-        finish(proxy)
+        proxy.finish()
     finally:
         up_proc.kill()
 
@@ -350,7 +342,7 @@ async def case_paused_proxy_is_not_idle():
         except (ConnectionError, AssertionError):
             print(proxy.stats(), proxy.output())
             raise
-        s = finish(proxy)["tcp"]
+        s = proxy.finish()["tcp"]
         assert s["idle_timeouts"] == 0 and s["resets"] == 0, s
     finally:
         if proxy.proc.poll() is None:

@@ -16,20 +16,14 @@
 #include "net/fixed_buffers.hpp"
 #include "net/ring.hpp"
 #include "tests/support/death.hpp"
+#include "tests/support/socket_pair.hpp"
 
 using namespace fp;
 
 namespace {
 constexpr std::size_t kMiB = std::size_t{1} << 20;
 
-struct SocketPair {
-    int fd[2] = {-1, -1};
-    SocketPair() { REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM, 0, fd) == 0); }
-    ~SocketPair() {
-        ::close(fd[0]);
-        ::close(fd[1]);
-    }
-};
+using test::SocketPair;
 
 int read_fixed(net::Ring& ring, int fd, net::FixedSlice s, unsigned len) {
     io_uring_sqe* sqe = io_uring_get_sqe(ring.get());

@@ -15,19 +15,13 @@
 #include "net/ring.hpp"
 #include "net/uapi.hpp"
 #include "tests/support/skip.hpp"
+#include "tests/support/socket_pair.hpp"
 
 using namespace fp;
 
 namespace {
 
-struct SocketPair {
-    int fd[2] = {-1, -1};
-    SocketPair() { REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM, 0, fd) == 0); }
-    ~SocketPair() {
-        ::close(fd[0]);
-        ::close(fd[1]);
-    }
-};
+using test::SocketPair;
 
 std::unique_ptr<net::Ring> ring_or_skip() {
     try {
