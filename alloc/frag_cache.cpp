@@ -188,6 +188,11 @@ Page* FragCache::unhold(unsigned slot) noexcept {
     return h.reconcile();
 }
 
+void FragCache::trim() noexcept {
+    for (unsigned i = 0; i < kSlots; ++i)
+        if (slots_[i].page && !(i == cur_slot_ && cur_.va) && slots_[i].all_back()) reconcile(i);
+}
+
 void FragCache::drain() noexcept {
     leave_current();
     bool held = false;

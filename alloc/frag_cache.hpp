@@ -83,6 +83,9 @@ class FragCache {
     void free(void* frag) noexcept;
     // Gives every bias back (page_frag_cache_drain, for the current and the retired pages).
     void drain() noexcept;
+    // Gives back the retired pages nothing lives on any more (every reference back): memory the
+    // cache keeps only for reuse. The current page and pages with live fragments stay.
+    void trim() noexcept;
 
     std::size_t max_alloc() const noexcept { return std::size_t{1} << block_shift_; }
     const FragStats& stats() const noexcept { return stats_; }

@@ -14,6 +14,8 @@
 #include <system_error>
 #include <thread>
 
+#include "net/features.hpp"
+
 namespace fp::app {
 namespace {
 
@@ -140,12 +142,38 @@ void parse_memory(Config& c, Map m) {
     c.worker.memory.order = m.scalar<unsigned>("page_order", 4, 0, 9);
     c.worker.buf_ring_pages = m.scalar<unsigned>("recv_pages", 16, 1, 4096);
     c.worker.memory.hugetlb = m.flag("hugetlb", false);
+    const std::size_t page = std::size_t{4096} << c.worker.memory.order;
+    if (YAML::Node f = m.get("recv_fragment")) {
+        auto bytes = f.IsScalar() ? parse_size(f.Scalar()) : std::nullopt;
+        if (!bytes || *bytes < 4096 || *bytes > page || (*bytes & (*bytes - 1)))
+            fail(m.source(), f.Mark(),
+                 "memory.recv_fragment must be a power of two from 4KiB to the page size (" +
+                     std::to_string(page >> 10) + "KiB)");
+        c.worker.recv_fragment = std::uint32_t(*bytes);
+    } else {
+        c.worker.recv_fragment = std::uint32_t(std::min<std::size_t>(16 * 1024, page));
+    }
     m.finish();
     auto pages = c.worker.memory.arena_bytes >> (12 + c.worker.memory.order);
     if (std::size_t{c.worker.buf_ring_pages} * 2 > pages)
         fail(m.source(), m.get("recv_pages").Mark(),
              "memory.recv_pages needs at most half of the arena's " + std::to_string(pages) +
                  " pages");
+}
+
+// io_uring: {receive: auto | incremental | fragments}: resolved against the kernel at start.
+void parse_io_uring(Config& c, Map m) {
+    YAML::Node r = m.get("receive");
+    const std::string v = m.text("receive", "auto");
+    if (v == "auto")
+        c.worker.recv_path = net::RecvPath::kAuto;
+    else if (v == "incremental")
+        c.worker.recv_path = net::RecvPath::kIncremental;
+    else if (v == "fragments")
+        c.worker.recv_path = net::RecvPath::kFragments;
+    else
+        fail(m.source(), r.Mark(), "io_uring.receive must be auto, incremental or fragments");
+    m.finish();
 }
 
 struct Common {
@@ -313,6 +341,7 @@ Config parse_config(const std::string& text, const std::string& source) {
         Map m(root, source, "config");
         c.workers = parse_workers(m.get("workers"), source);
         if (YAML::Node mem = m.get("memory")) parse_memory(c, Map(mem, source, "memory"));
+        if (YAML::Node io = m.get("io_uring")) parse_io_uring(c, Map(io, source, "io_uring"));
         YAML::Node ls = m.get("listeners");
         if (!ls || !ls.IsSequence() || ls.size() == 0)
             fail(source, ls ? ls.Mark() : root.Mark(), "listeners must be a non-empty list");
@@ -391,8 +420,9 @@ std::string describe(const Config& c) {
     const auto& w = c.worker;
     o << "workers: " << c.workers << "\n"
       << "memory: {arena: " << (w.memory.arena_bytes >> 20) << "MiB, page_order: " << w.memory.order
-      << ", recv_pages: " << w.buf_ring_pages
-      << ", hugetlb: " << (w.memory.hugetlb ? "true" : "false") << "}\nlisteners:\n";
+      << ", recv_pages: " << w.buf_ring_pages << ", recv_fragment: " << (w.recv_fragment >> 10)
+      << "KiB, hugetlb: " << (w.memory.hugetlb ? "true" : "false") << "}\n"
+      << "io_uring: {receive: " << net::recv_path_name(w.recv_path) << "}\nlisteners:\n";
     for (const auto& l : w.listeners) {
         describe_common(o, l, "tcp");
         o << "    timeouts: {connect: " << l.connect_timeout.count()

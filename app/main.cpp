@@ -13,6 +13,7 @@
 #include "app/config.hpp"
 #include "app/proxy.hpp"
 #include "app/self_check.hpp"
+#include "net/features.hpp"
 
 #ifndef FRAGPROXY_VERSION
 #define FRAGPROXY_VERSION "0.0.0"
@@ -71,7 +72,7 @@ void raise_fd_limit(const fp::app::Config& config) {
 static int run(int argc, char** argv) {
     CLI::App cli{"fragproxy: an io_uring TCP proxy fed by a page-fragment allocator"};
     std::string config_path = "configs/fragproxy.yaml";
-    bool check = false, self_check = false;
+    bool check = false, self_check = false, features = false;
     std::string stats_path;
     unsigned workers = 0;
     cli.add_option("-c,--config", config_path, "YAML configuration file")->capture_default_str();
@@ -79,11 +80,17 @@ static int run(int argc, char** argv) {
     cli.add_option("--workers", workers, "worker threads (overrides the config's workers)")
         ->check(CLI::Range(1, 256));
     cli.add_flag("--self-check", self_check, "run the allocator self-check and exit");
+    cli.add_flag("--features", features,
+                 "print what this kernel's io_uring offers and the receive path auto picks");
     cli.add_option("--stats-json", stats_path,
                    "write every counter as JSON to this file on SIGUSR1 and at exit");
     cli.set_version_flag("--version", std::string("fragproxy ") + FRAGPROXY_VERSION);
     CLI11_PARSE(cli, argc, argv);
 
+    if (features) {
+        std::cout << fp::net::probe_kernel().describe();
+        return 0;
+    }
     if (self_check) {
         try {
             return fp::app::self_check(fp::PoolConfig{}, std::cout) ? 0 : 1;

@@ -1,8 +1,11 @@
 #include "app/proxy.hpp"
 
 #include <algorithm>
+#include <cstdio>
 #include <sstream>
+#include <stdexcept>
 
+#include "net/features.hpp"
 #include "net/listen_socket.hpp"
 
 namespace fp::app {
@@ -63,7 +66,25 @@ Proxy::~Proxy() {
     stop();
 }
 
+// The receive path the configuration asks for, resolved against what this kernel has (probed
+// once, before any worker): one line says which runs and why; one that cannot run is an error.
+void Proxy::choose_receive_path() {
+    const net::KernelFeatures f = net::probe_kernel();
+    const net::RecvPath want = config_.worker.recv_path;
+    const net::RecvPath got = f.resolve(want);
+    if (got == net::RecvPath::kAuto)
+        throw std::runtime_error(std::string("io_uring.receive: ") + net::recv_path_name(want) +
+                                 " cannot run here: " + f.why_not(want));
+    config_.worker.recv_path = got;
+    std::string why = want == net::RecvPath::kAuto ? "auto" : "configured";
+    if (want == net::RecvPath::kAuto && got == net::RecvPath::kFragments)
+        why += ": " + f.why_not(net::RecvPath::kIncremental);
+    std::fprintf(stderr, "fragproxy: receive path: %s (%s)\n", net::recv_path_name(got),
+                 why.c_str());
+}
+
 void Proxy::start() {
+    choose_receive_path();
     for (const auto& l : config_.worker.listeners)
         if (!l.share_port) net::check_port_free(l.name, l.listen, false);
     for (const auto& l : config_.worker.udp_listeners)

@@ -24,6 +24,8 @@ class Proxy {
     std::string stats_json(bool at_exit) const;
 
   private:
+    void choose_receive_path();
+
     Config config_;
     std::vector<net::ListenerShared> shared_;
     std::vector<std::unique_ptr<net::Worker>> workers_;

@@ -165,6 +165,9 @@ class Peer:
         conf = os.path.join(workdir, self.name)
         if self.name.startswith("fragproxy"):
             fill("fragproxy.yaml", conf + ".yaml", values)
+            if self.name == "fragproxy-fragments":  # the receive path of kernels before 6.12
+                with open(conf + ".yaml", "a") as f:
+                    f.write("io_uring: {receive: fragments}\n")
             self.procs = [procs.spawn(self.name, [self.binary or fragproxy, "-c", conf + ".yaml"])]
         elif self.name.startswith("haproxy"):
             values["splice"] = "option splice-auto" if self.name == "haproxy-splice" else ""
@@ -192,5 +195,5 @@ class Peer:
 
 def all_peers(baseline=""):
     base = [Peer("fragproxy-base", binary=baseline)] if baseline else []
-    return [Peer("fragproxy"), *base, Peer("haproxy", udp=False), Peer("haproxy-splice", udp=False),
+    return [Peer("fragproxy"), *base, Peer("fragproxy-fragments"), Peer("haproxy", udp=False), Peer("haproxy-splice", udp=False),
             Peer("nginx"), Peer("socat"), Peer("direct", proxy=False)]

@@ -115,6 +115,8 @@ void Ring::probe() {
     features_.send_zc = io_uring_opcode_supported(p, IORING_OP_SEND_ZC);
     features_.socket_op = io_uring_opcode_supported(p, IORING_OP_SOCKET);
     features_.shutdown_op = io_uring_opcode_supported(p, IORING_OP_SHUTDOWN);
+    features_.uring_cmd = io_uring_opcode_supported(p, IORING_OP_URING_CMD);
+    features_.kernel_features = ring_.features;
     io_uring_free_probe(p);
 }
 
@@ -125,13 +127,18 @@ io_uring_sqe* Ring::sqe() noexcept {
     return io_uring_get_sqe(&ring_);
 }
 
-std::string RingFeatures::describe() const {
+std::string RingFeatures::describe_flags() const {
     std::string s = "setup";
     if (setup_flags & IORING_SETUP_SINGLE_ISSUER) s += " SINGLE_ISSUER";
     if (setup_flags & IORING_SETUP_DEFER_TASKRUN) s += " DEFER_TASKRUN";
     if (setup_flags & IORING_SETUP_COOP_TASKRUN) s += " COOP_TASKRUN";
     if (setup_flags & IORING_SETUP_SUBMIT_ALL) s += " SUBMIT_ALL";
     if (!setup_flags) s += " (none)";
+    return s;
+}
+
+std::string RingFeatures::describe() const {
+    std::string s = describe_flags();
     s += std::string(", send_zc ") + (send_zc ? "yes" : "no");
     s += std::string(", socket op ") + (socket_op ? "yes" : "no");
     return s;

@@ -18,7 +18,10 @@ struct RingFeatures {
     bool send_zc = false;    // IORING_OP_SEND_ZC (6.0)
     bool socket_op = false;  // IORING_OP_SOCKET (5.19)
     bool shutdown_op = false;
+    bool uring_cmd = false;        // IORING_OP_URING_CMD: socket commands (setsockopt, 6.7)
+    unsigned kernel_features = 0;  // io_uring_params.features (IORING_FEAT_*)
     std::string describe() const;
+    std::string describe_flags() const;  // the setup flags only
 };
 
 // Why io_uring_setup failed with `err`, for the operator: RLIMIT_MEMLOCK and what the ring needs

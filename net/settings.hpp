@@ -13,6 +13,9 @@ namespace fp::net {
 
 using Millis = std::chrono::milliseconds;
 
+// How TCP receives land in memory (net/features.hpp: what each needs, how auto picks).
+enum class RecvPath : std::uint8_t { kAuto, kIncremental, kFragments };
+
 struct TcpListenerSettings {
     std::string name;
     SockAddr listen;
@@ -43,7 +46,9 @@ struct WorkerSettings {
     PoolConfig udp_memory{std::size_t{16} << 20, 5, 0, false};
     unsigned udp_recv_buffers = 32;
     std::vector<UdpListenerSettings> udp_listeners;
-    unsigned buf_ring_pages = 16;  // pages offered to the kernel for receives at once
+    unsigned buf_ring_pages = 16;             // pages offered to the kernel for receives at once
+    RecvPath recv_path = RecvPath::kAuto;     // resolved before the workers start
+    std::uint32_t recv_fragment = 16 * 1024;  // kFragments: bytes per receive buffer
     std::vector<TcpListenerSettings> listeners;
 };
 

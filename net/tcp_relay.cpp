@@ -41,7 +41,10 @@ TcpRelay::TcpRelay(Reactor& reactor, const WorkerSettings& settings,
       stats_(stats),
       accept_pause_ts_(timespec_of(kAcceptPauseMs)) {
     pool_ = std::make_unique<PagePool>(settings.memory);
-    recv_ = std::make_unique<RecvPages>(reactor.ring(), *pool_, settings.buf_ring_pages, kTcpGroup);
+    const bool frags = settings.recv_path == RecvPath::kFragments;
+    recv_ = std::make_unique<RecvPages>(reactor.ring(), *pool_, settings.buf_ring_pages, kTcpGroup,
+                                        frags ? RecvMode::kFragments : RecvMode::kIncremental,
+                                        settings.recv_fragment);
     compact_ = std::make_unique<FragCache>(*pool_);
     nodes_ = std::make_unique<NodePool>(kNodes);
     std::size_t max_conns = 0;
@@ -66,8 +69,13 @@ void TcpRelay::start() noexcept {
 }
 
 std::string TcpRelay::describe() const {
-    return "provided-buffer ring of " + std::to_string(recv_->entries()) + " x " +
-           std::to_string(pool_->block_bytes() >> 10) +
+    if (recv_->mode() == RecvMode::kFragments)
+        return "fragments: provided-buffer ring of " + std::to_string(recv_->entries()) + " x " +
+               std::to_string(recv_->buffer_bytes() >> 10) + " KiB fragments carved from " +
+               std::to_string(pool_->block_bytes() >> 10) +
+               " KiB pages by the worker's FragCache, multishot recv";
+    return "incremental: provided-buffer ring of " + std::to_string(recv_->entries()) + " x " +
+           std::to_string(recv_->buffer_bytes() >> 10) +
            " KiB pages, incremental consumption, multishot recv";
 }
 
@@ -264,21 +272,19 @@ void TcpRelay::maybe_finish(Conn& c, std::uint32_t slot) noexcept {
     stats_.closed.add();
 }
 
-// A closing connection's queued fragments: one release per run of fragments on the same page.
+// A closing connection's queued fragments: one release per run of fragments on the same page
+// (by descriptor, not by address arithmetic: a collapse copy may sit on an order-0 page).
 void TcpRelay::drain_queue(FragQueue& q) noexcept {
     if (!q.empty()) --queuing_;
     queued_ -= q.bytes;
-    const std::size_t page_bytes = pool_->block_bytes();
     while (!q.empty()) {
         FragNode* first = q.pop();
         std::byte* page_start = first->frag;
+        const Page* page = pool_->page_of(page_start);
         std::uint32_t run = 1;
         frag_debug::untrack(first->frag);
         nodes_->put(first);
-        auto same_page = [&](const std::byte* p) {
-            return (std::uintptr_t(p) / page_bytes) == (std::uintptr_t(page_start) / page_bytes);
-        };
-        while (!q.empty() && same_page(q.head->frag)) {
+        while (!q.empty() && pool_->page_of(q.head->frag) == page) {
             FragNode* n = q.pop();
             frag_debug::untrack(n->frag);
             nodes_->put(n);
@@ -321,6 +327,7 @@ void TcpRelay::tick() noexcept {
         close_conn(c, slot, false);
     }
     if (queuing_ == 0) compact_->drain();  // nothing collapsed is queued: its pages go back
+    recv_->trim();
     stats_.pages_in_use.set(pool_->pages_in_use());
     stats_.queued_bytes.set(queued);
     stats_.pressure_level.set(std::uint64_t(level_));

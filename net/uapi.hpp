@@ -39,6 +39,12 @@ inline void prep_recv_multishot_capped(io_uring_sqe* sqe, int fd, unsigned each,
     sqe->file_index = total;
 }
 
+// io_uring_params.features: send and receive bundles (IORING_RECVSEND_BUNDLE, 6.10).
+inline constexpr unsigned kFeatRecvsendBundle = 1U << 14;
+#ifdef IORING_FEAT_RECVSEND_BUNDLE
+static_assert(IORING_FEAT_RECVSEND_BUNDLE == kFeatRecvsendBundle);
+#endif
+
 static_assert(IORING_SETUP_SINGLE_ISSUER == 1U << 12);
 static_assert(IORING_SETUP_DEFER_TASKRUN == 1U << 13);
 static_assert(IORING_SETUP_COOP_TASKRUN == 1U << 8);

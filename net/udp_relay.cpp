@@ -83,7 +83,7 @@ UdpRelay::UdpRelay(Reactor& reactor, const WorkerSettings& settings, unsigned wo
     : reactor_(reactor), settings_(settings), stats_(stats) {
     pool_ = std::make_unique<PagePool>(settings.udp_memory);
     recv_ = std::make_unique<RecvPages>(reactor_.ring(), *pool_, settings.udp_recv_buffers,
-                                        kUdpGroup, false);
+                                        kUdpGroup, RecvMode::kWholePages);
     std::size_t max_sessions = 0;
     for (const auto& l : settings.udp_listeners)
         max_sessions += l.max_sessions;

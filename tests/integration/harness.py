@@ -81,7 +81,12 @@ class Proxy:
         self.prefix = list(prefix)  # e.g. ["prlimit", "--nofile=64:64"]
         self.stats_path = tempfile.mktemp(suffix=".json")
         self.args = ["--stats-json", self.stats_path, *args]
-        lines = [f"workers: {workers}", f"memory: {memory}", "listeners:"]
+        lines = [f"workers: {workers}", f"memory: {memory}"]
+        # FP_RECEIVE=incremental|fragments runs a whole suite on one receive path (CTest names
+        # them integration_tcp[fragments] etc.); unset: auto, the best this kernel has.
+        if os.environ.get("FP_RECEIVE"):
+            lines.append(f"io_uring: {{receive: {os.environ['FP_RECEIVE']}}}")
+        lines.append("listeners:")
         for i, l in enumerate(listeners):
             ups = ", ".join(f'"{fmt(*u)}"' for u in l["upstreams"])
             lines += [f"  - name: l{i}", f"    protocol: {l.get('protocol', 'tcp')}",

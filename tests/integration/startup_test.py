@@ -3,6 +3,7 @@
 Usage: startup_test.py FRAGPROXY NO_IO_URING_HELPER [CASE ...]"""
 import asyncio
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -132,7 +133,39 @@ def case_io_uring_refused_is_explained():
     assert "Operation not permitted" in r.stderr, r.stderr
     r = run(NO_IO_URING, BINARY, "--self-check")
     assert r.returncode == 1 and "fragproxy: self-check: io_uring_queue_init" in r.stderr, r
+    r = run(NO_IO_URING, BINARY, "--features")  # the report still works, and says why
+    assert r.returncode == 0, r
+    assert r.stdout.startswith("io_uring: refused: Operation not permitted (a seccomp filter"), r
     os.unlink(cfg)
+
+
+def case_features_report():
+    """--features lists what this kernel's io_uring offers and the receive path auto picks; the
+    start-up line names the path that runs and why; a path the kernel lacks is refused."""
+    r = run(BINARY, "--features")
+    assert r.returncode == 0, r
+    report = dict(line.split(": ", 1) for line in r.stdout.splitlines())
+    for key in ("io_uring", "provided-buffer rings (5.19)", "multishot recv (6.0)",
+                "incremental buffer consumption (6.12)", "send/recv bundles (6.10)"):
+        assert key in report, (key, r.stdout)
+    picks = report["receive"]
+    inc = report["incremental buffer consumption (6.12)"] == "yes"
+    assert picks == ("auto picks incremental" if inc else "auto picks fragments"), r.stdout
+    port = free_port()
+    for want, expect in (("auto", "incremental (auto)" if inc else "fragments (auto: "),
+                         ("fragments", "fragments (configured)")):
+        cfg = config_file(f"io_uring: {{receive: {want}}}\n" + listener_yaml(port))
+        p = subprocess.Popen([BINARY, "-c", cfg, "--workers", "1"], stderr=subprocess.PIPE,
+                             text=True)
+        line = ""
+        while "receive path:" not in line:
+            line = p.stderr.readline()
+            assert line, "no receive path line"
+        p.send_signal(signal.SIGINT)
+        p.communicate(timeout=20)
+        os.unlink(cfg)
+        assert line.startswith("fragproxy: receive path: " + expect), line
+        assert p.returncode == 0, p.returncode
 
 
 def case_descriptors_are_lazy():

@@ -82,7 +82,8 @@ struct RingModel {
             live[p] = {len, page, fill};
             offset[bid] += len;
         }
-        if (rng() % 4 == 0) {  // the sends of the page's fragments completed before the kernel is done with it
+        if (rng() % 4 ==
+            0) {  // the sends of the page's fragments completed before the kernel is done with it
             for (auto it = live.begin(); it != live.end();) {
                 if (it->second.page != page) {
                     ++it;

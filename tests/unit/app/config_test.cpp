@@ -106,6 +106,31 @@ TEST_CASE("bad configs are rejected with file:line:col") {
     CHECK(error_of("") == "f.yaml:1:1: the configuration is empty");
 }
 
+TEST_CASE("the receive path and its fragment size") {
+    std::string base =
+        "listeners:\n  - name: a\n    listen: 127.0.0.1:1\n    upstreams: [127.0.0.1:2]\n";
+    CHECK(parse_config(base, "f.yaml").worker.recv_path == fp::net::RecvPath::kAuto);
+    CHECK(parse_config("io_uring: {receive: fragments}\n" + base, "f.yaml").worker.recv_path ==
+          fp::net::RecvPath::kFragments);
+    CHECK(parse_config("io_uring: {receive: incremental}\n" + base, "f.yaml").worker.recv_path ==
+          fp::net::RecvPath::kIncremental);
+    CHECK(error_of("io_uring: {receive: zerocopy}\n" + base) ==
+          "f.yaml:1:21: io_uring.receive must be auto, incremental or fragments");
+    CHECK(error_of("io_uring: {bundles: true}\n" + base) ==
+          "f.yaml:1:12: unknown key io_uring.bundles");
+    CHECK(parse_config(base, "f.yaml").worker.recv_fragment == 16 * 1024);
+    CHECK(parse_config("memory: {page_order: 1}\n" + base, "f.yaml").worker.recv_fragment ==
+          8 * 1024);  // the default never exceeds the page
+    CHECK(parse_config("memory: {recv_fragment: 32KiB}\n" + base, "f.yaml").worker.recv_fragment ==
+          32 * 1024);
+    CHECK(error_of("memory: {recv_fragment: 12KiB}\n" + base) ==
+          "f.yaml:1:25: memory.recv_fragment must be a power of two from 4KiB to the page size "
+          "(64KiB)");
+    CHECK(error_of("memory: {recv_fragment: 128KiB}\n" + base) ==
+          "f.yaml:1:25: memory.recv_fragment must be a power of two from 4KiB to the page size "
+          "(64KiB)");
+}
+
 TEST_CASE("durations and sizes") {
     using fp::app::parse_duration;
     using fp::app::parse_size;

@@ -52,7 +52,7 @@ TEST_CASE("receives land piece after piece in one lent page and come back to its
     PagePool pool(PoolConfig{std::size_t{4} << 20, 4, 0, false});
     std::unique_ptr<net::RecvPages> recv;
     try {
-        recv = std::make_unique<net::RecvPages>(*ring, pool, 4, 3);
+        recv = std::make_unique<net::RecvPages>(*ring, pool, 4, 3, net::RecvMode::kIncremental);
     } catch (const std::system_error& e) {
         test::skip(e.what());  // a kernel before 6.12: no incremental consumption
     }
@@ -89,12 +89,12 @@ TEST_CASE("receives land piece after piece in one lent page and come back to its
         }
     }
     const Page* page = pool.page_of(first);
-    const std::uint32_t bias = recv->pages().slot(first_bid).bias;
+    const std::uint32_t bias = recv->pages()->slot(first_bid).bias;
     CHECK(page->refs.load() == bias + 3);  // three live fragments + the bias
     for (std::byte* f : frags)
         recv->free(f);  // owner frees: back into the bias, no atomic op
-    CHECK(recv->pages().slot(first_bid).bias == bias + 3);
-    CHECK(page->refs.load() == recv->pages().slot(first_bid).bias);
+    CHECK(recv->pages()->slot(first_bid).bias == bias + 3);
+    CHECK(page->refs.load() == recv->pages()->slot(first_bid).bias);
     CHECK(pool.pages_in_use() == 4);
 
     // The multishot ends when the peer closes (res 0, no buffer): nothing to take.
