@@ -119,12 +119,14 @@ net::SockAddr address(const YAML::Node& n, const std::string& source, const std:
     return *a;
 }
 
-net::Millis duration(Map& m, const std::string& key, net::Millis fallback) {
+net::Millis duration(Map& m, const std::string& key, net::Millis fallback, bool zero_ok = false) {
     YAML::Node n = m.get(key);
     if (!n) return fallback;
     auto d = n.IsScalar() ? parse_duration(n.Scalar()) : std::nullopt;
-    if (!d || d->count() <= 0)
-        fail(m.source(), n.Mark(), m.name(key) + " must be a positive duration like 250ms, 5s, 2m");
+    if (!d || (d->count() <= 0 && !zero_ok))
+        fail(m.source(), n.Mark(),
+             m.name(key) + " must be a " + (zero_ok ? "" : "positive ") +
+                 "duration like 250ms, 5s, 2m" + (zero_ok ? " (0s: at once)" : ""));
     return *d;
 }
 
@@ -342,6 +344,7 @@ Config parse_config(const std::string& text, const std::string& source) {
     try {
         Map m(root, source, "config");
         c.workers = parse_workers(m.get("workers"), source);
+        c.drain_timeout = duration(m, "drain_timeout", c.drain_timeout, true);
         if (YAML::Node mem = m.get("memory")) parse_memory(c, Map(mem, source, "memory"));
         if (YAML::Node io = m.get("io_uring")) parse_io_uring(c, Map(io, source, "io_uring"));
         YAML::Node ls = m.get("listeners");
@@ -421,6 +424,7 @@ std::string describe(const Config& c) {
     std::ostringstream o;
     const auto& w = c.worker;
     o << "workers: " << c.workers << "\n"
+      << "drain_timeout: " << c.drain_timeout.count() << "ms\n"
       << "memory: {arena: " << (w.memory.arena_bytes >> 20) << "MiB, page_order: " << w.memory.order
       << ", recv_pages: " << w.buf_ring_pages << ", recv_fragment: " << (w.recv_fragment >> 10)
       << "KiB, hugetlb: " << (w.memory.hugetlb ? "true" : "false") << "}\n"

@@ -21,6 +21,9 @@ class ConfigError : public std::runtime_error {
 struct Config {
     std::string source;  // file name, for messages
     unsigned workers = 1;
+    // SIGTERM/SIGINT: how long established connections and sessions may finish before the rest
+    // are closed (0: at once).
+    std::chrono::milliseconds drain_timeout{30000};
     net::WorkerSettings worker;
     std::pair<int, int> arena_mark{-1, -1};  // where memory.arena was set (line, column; 0-based)
 };

@@ -6,6 +6,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <csignal>
 #include <fstream>
 #include <iostream>
@@ -65,6 +66,40 @@ void raise_fd_limit(const fp::app::Config& config) {
                      "to "
                   << need << " file descriptors; RLIMIT_NOFILE is " << rl.rlim_cur
                   << " (raise it, e.g. LimitNOFILE=); when it runs out, accepting pauses\n";
+}
+
+const char* signal_name(int sig) {
+    return sig == SIGINT ? "SIGINT" : "SIGTERM";
+}
+
+// The first stop signal: no new connections or sessions; what is established may finish within
+// drain_timeout, then the rest is closed (reset if data is still queued). A second stop signal
+// ends the drain at once. SIGUSR1 still writes the stats meanwhile.
+void drain(fp::app::Proxy& proxy, std::chrono::milliseconds timeout, int sig, const sigset_t& set,
+           const std::string& stats_path) {
+    if (timeout.count() == 0) {
+        std::cerr << "fragproxy: " << signal_name(sig) << ": stopping\n";
+        return;
+    }
+    std::cerr << "fragproxy: " << signal_name(sig)
+              << ": draining: listeners closed, established connections may finish within "
+              << timeout.count() << " ms (a second SIGTERM or SIGINT stops at once)\n";
+    proxy.drain();
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    constexpr timespec kPoll{0, 50 * 1000 * 1000};  // how often the workers are asked
+    while (!proxy.drained()) {
+        if (std::chrono::steady_clock::now() >= deadline) {
+            std::cerr << "fragproxy: drain_timeout passed: closing what is left\n";
+            return;
+        }
+        int s = sigtimedwait(&set, nullptr, &kPoll);
+        if (s == SIGUSR1) write_stats(proxy, stats_path, false);
+        if (s == SIGINT || s == SIGTERM) {
+            std::cerr << "fragproxy: " << signal_name(s) << " again: stopping at once\n";
+            return;
+        }
+    }
+    std::cerr << "fragproxy: drained: every connection ended\n";
 }
 
 }  // namespace
@@ -136,7 +171,7 @@ static int run(int argc, char** argv) {
     int sig = 0;
     while (sigwait(&set, &sig) == 0 && sig == SIGUSR1)
         write_stats(proxy, stats_path, false);
-    std::cerr << "fragproxy: " << (sig == SIGINT ? "SIGINT" : "SIGTERM") << ": stopping\n";
+    drain(proxy, config.drain_timeout, sig, set, stats_path);
     proxy.stop();
     proxy.report(std::cerr);
     write_stats(proxy, stats_path, true);

@@ -56,6 +56,7 @@ constexpr Field<U> kUdpFields[] = {
     {"sends", &U::sends},
     {"gso_refused", &U::gso_refused},
     {"buffer_waits", &U::buffer_waits},
+    {"live_sessions", &U::live},
 };
 
 }  // namespace
@@ -99,6 +100,17 @@ void Proxy::start() {
             throw;
         }
     }
+}
+
+void Proxy::drain() {
+    for (auto& w : workers_)
+        w->drain();
+}
+
+bool Proxy::drained() const {
+    for (const auto& w : workers_)
+        if (!w->drained()) return false;
+    return true;
 }
 
 void Proxy::stop() {

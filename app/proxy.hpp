@@ -16,6 +16,9 @@ class Proxy {
     ~Proxy();
     // Starts every worker; throws (and stops those already started) if one fails to set up.
     void start();
+    // Graceful drain: no new connections or sessions; drained() once what was established ended.
+    void drain();
+    bool drained() const;
     void stop();
     // Totals over the workers, and what they still held at exit (pages, fds: both 0 = no leak).
     void report(std::ostream& out) const;

@@ -24,6 +24,7 @@ class Fd {
     Fd(const Fd&) = delete;
     Fd& operator=(const Fd&) = delete;
     int get() const noexcept { return fd_; }
+    int release() noexcept { return std::exchange(fd_, -1); }  // the caller closes it now
 
   private:
     int fd_ = -1;

@@ -334,13 +334,22 @@ void TcpRelay::tick() noexcept {
     stats_.live.set(conns_.live());
 }
 
+// The listening sockets close at once (the kernel refuses new connections; clients still in the
+// backlog are reset), accepting ends; established connections go on until they end.
+void TcpRelay::drain() noexcept {
+    stopping_ = true;
+    for (Fd& fd : listen_fds_) {
+        if (fd.get() < 0) continue;
+        if (io_uring_sqe* s = reactor_.submit(Op::kMisc))
+            io_uring_prep_cancel_fd(s, fd.get(), IORING_ASYNC_CANCEL_ALL);
+        reactor_.close_fd(fd.release());  // the cancelled accept holds its own file reference
+    }
+}
+
 // Stopping cuts every stream that has not ended: a reset, so no client takes the cut for a
 // complete transfer (a lingering close of an unserved client stays clean).
 void TcpRelay::stop() noexcept {
-    stopping_ = true;
-    for (const Fd& fd : listen_fds_)
-        if (io_uring_sqe* s = reactor_.submit(Op::kMisc))
-            io_uring_prep_cancel_fd(s, fd.get(), IORING_ASYNC_CANCEL_ALL);
+    drain();
     for (std::uint32_t slot = 0; slot < conns_.size(); ++slot)
         if (conns_[slot].live)
             close_conn(conns_[slot], slot, conns_[slot].state != State::kLingering);

@@ -93,8 +93,9 @@ class TcpRelay {
     // and, when memory is tight, stuck queues).
     void refill() noexcept;
     void tend() noexcept;
-    void tick() noexcept;  // idle, linger and send-stall timeouts; gauges
-    void stop() noexcept;  // no new connections; every connection closes
+    void tick() noexcept;   // idle, linger and send-stall timeouts; gauges
+    void drain() noexcept;  // listeners closed: no new connections; established ones go on
+    void stop() noexcept;   // no new connections; every connection closes
     bool idle() const noexcept { return conns_.live() == 0; }
     // Receives wait for buffers: the worker must come back soon even if no CQE arrives.
     bool starved() const noexcept { return starved_head_ < starved_.size(); }

@@ -182,7 +182,7 @@ std::uint32_t UdpRelay::find_or_open(unsigned li, const sockaddr* from, socklen_
     const auto& ls = settings_.udp_listeners[li];
     std::uint32_t& per_source = per_source_[key(li, client, false)];
     Listener& l = listeners_[li];
-    if (l.sessions >= ls.max_sessions || per_source >= ls.max_sessions_per_source ||
+    if (draining_ || l.sessions >= ls.max_sessions || per_source >= ls.max_sessions_per_source ||
         sessions_.full()) {
         if (per_source == 0) per_source_.erase(key(li, client, false));
         stats_.sessions_refused.add();
@@ -436,6 +436,7 @@ void UdpRelay::tick() noexcept {
         stats_.sessions_expired.add();
         close_session(slot);
     }
+    stats_.live.set(sessions_.live());
 }
 
 void UdpRelay::after_batch() noexcept {
@@ -469,6 +470,10 @@ void UdpRelay::starve(std::uint32_t slot) noexcept {
     stats_.buffer_waits.add();
     s.starved = true;
     starved_.push_back(slot);
+}
+
+void UdpRelay::drain() noexcept {
+    draining_ = true;
 }
 
 void UdpRelay::stop() noexcept {

@@ -49,6 +49,7 @@ struct UdpStats {
     Counter sends, gso_refused;  // sendmsg calls (one per batch); GSO batches the path refused
     Counter buffer_waits;        // receives that waited for buffers (the ring ran dry)
     Counter dropped_responses;   // upstream datagrams past max_responses per client datagram
+    Counter live;                // sessions established (a gauge, published once a second)
 };
 
 class UdpRelay {
@@ -64,6 +65,7 @@ class UdpRelay {
     void handle(const Tag& t, io_uring_cqe* cqe) noexcept;
     void tick() noexcept;         // session timeouts
     void after_batch() noexcept;  // batches sent, pages replenished, starved receives re-armed
+    void drain() noexcept;        // no new sessions; established ones go on until they expire
     void stop() noexcept;         // no new datagrams; end every session
     bool idle() const noexcept { return sessions_.live() == 0; }
     // Receives wait for buffers: the worker must come back soon even if no CQE arrives.
@@ -159,6 +161,7 @@ class UdpRelay {
     std::vector<std::uint32_t> dirty_;    // sessions holding an open batch; capacity reserved
     std::vector<std::uint32_t> starved_;  // sessions waiting for receive buffers; reserved too
     bool stopping_ = false;
+    bool draining_ = false;
     bool any_starved_ = false;
     long open_fds_ = 0;
     UdpStats& stats_;

@@ -38,8 +38,16 @@ void Worker::start() {
     }
 }
 
+void Worker::drain() {
+    if (!thread_.joinable()) return;
+    command_.store(kDrain, std::memory_order_release);
+    std::uint64_t one = 1;
+    [[maybe_unused]] auto n = ::write(wake_fd_, &one, sizeof one);
+}
+
 void Worker::stop() {
     if (!thread_.joinable()) return;
+    command_.store(kStop, std::memory_order_release);
     std::uint64_t one = 1;
     [[maybe_unused]] auto n = ::write(wake_fd_, &one, sizeof one);
     thread_.join();
@@ -122,8 +130,20 @@ void Worker::handle(io_uring_cqe* cqe) noexcept {
         tick_due_ = true;
         arm_tick();
     } else if (t.op == Op::kWake) {
-        begin_stop();
+        on_wake();
     }
+}
+
+// The eventfd was written: a drain (the wake is armed again, for the stop that follows) or a
+// stop. A stop that comes before the drain was seen is a stop.
+void Worker::on_wake() noexcept {
+    if (command_.load(std::memory_order_acquire) == kStop) return begin_stop();
+    if (!draining_) {
+        draining_ = true;
+        tcp_->drain();
+        if (udp_) udp_->drain();
+    }
+    arm_wake();
 }
 
 void Worker::after_batch() noexcept {
@@ -135,6 +155,8 @@ void Worker::after_batch() noexcept {
         if (udp_) udp_->tick();
     }
     tcp_->tend();
+    if (draining_ && tcp_->idle() && (!udp_ || udp_->idle()))
+        drained_.store(true, std::memory_order_release);
 }
 
 void Worker::arm_tick() noexcept {

@@ -34,6 +34,10 @@ class Worker {
     // Starts the thread; returns once the worker's ring, memory and sockets are set up, or throws
     // what setup threw (std::system_error naming what failed).
     void start();
+    // Graceful drain: stops accepting (listeners closed, new UDP clients refused) and lets what
+    // is established finish; drained() turns true once nothing is left. Returns at once.
+    void drain();
+    bool drained() const noexcept { return drained_.load(std::memory_order_acquire); }
     // Stops accepting, closes every connection (in-flight sends are cut), waits for the thread.
     void stop();
     const TcpStats& tcp_stats() const noexcept { return tcp_stats_; }
@@ -50,6 +54,7 @@ class Worker {
     void after_batch() noexcept;
     void arm_tick() noexcept;
     void arm_wake() noexcept;
+    void on_wake() noexcept;
     void begin_stop() noexcept;
     void teardown(bool drained) noexcept;
     bool done() const noexcept {
@@ -60,8 +65,11 @@ class Worker {
     std::vector<ListenerShared>& shared_;
     unsigned index_;
     std::thread thread_;
+    enum Command : int { kNone, kDrain, kStop };
     int wake_fd_ = -1;
     std::uint64_t wake_buf_ = 0;
+    std::atomic<int> command_{kNone};  // what the wake asks for (drain, then maybe stop)
+    std::atomic<bool> drained_{false};
     __kernel_timespec tick_ts_{1, 0};
 
     // Owned by the worker thread from setup() to teardown().
@@ -70,6 +78,7 @@ class Worker {
     std::unique_ptr<TcpRelay> tcp_;
     std::unique_ptr<UdpRelay> udp_;
     bool tick_due_ = false;
+    bool draining_ = false;
     bool stopping_ = false;
 
     TcpStats tcp_stats_;

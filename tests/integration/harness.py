@@ -76,12 +76,13 @@ class Proxy:
     listen (host, port), upstreams [(host, port)], and optional extra YAML lines."""
 
     def __init__(self, binary, listeners, workers=2, memory="{arena: 16MiB, page_order: 4}",
-                 args=(), prefix=()):
+                 args=(), prefix=(), drain="0s"):
         self.binary = binary
         self.prefix = list(prefix)  # e.g. ["prlimit", "--nofile=64:64"]
         self.stats_path = tempfile.mktemp(suffix=".json")
         self.args = ["--stats-json", self.stats_path, *args]
-        lines = [f"workers: {workers}", f"memory: {memory}"]
+        # drain_timeout 0s: a test's stop is immediate unless it tests the drain.
+        lines = [f"workers: {workers}", f"memory: {memory}", f"drain_timeout: {drain}"]
         # FP_RECEIVE=incremental|fragments runs a whole suite on one receive path (CTest names
         # them integration_tcp[fragments] etc.); unset: auto, the best this kernel has.
         if os.environ.get("FP_RECEIVE"):

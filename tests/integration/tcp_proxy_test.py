@@ -5,14 +5,15 @@ import asyncio
 import hashlib
 import os
 import random
+import signal
 import socket
 import struct
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (Proxy, echo_transfer, free_port, read_all, require,  # noqa: E402
-                     wait_bound)
+from harness import (Proxy, bound, echo_transfer, free_port, read_all,  # noqa: E402
+                     require, wait_bound, wait_for)
 
 BINARY = sys.argv[1]
 MiB = 1 << 20
@@ -354,6 +355,95 @@ async def case_memory_bound():
     print(f"  memory bound: client wrote {sent >> 20} MiB into its socket, largest queue "
           f"{st['queue_peak_bytes'] >> 10} KiB, proxy peak RSS {peak} KiB")
     assert 128 * 1024 <= st["queue_peak_bytes"] <= 256 * 1024 + 16 * 64 * 1024, st
+
+
+async def case_drain_lets_transfers_finish():
+    """SIGTERM with a drain_timeout: the listeners close at once (a new client is refused), a
+    transfer in progress completes byte for byte, and the proxy exits by itself as soon as it
+    has ended: nothing reset, nothing cut, nothing leaked."""
+    server, up = await start_upstream()
+    port = free_port()
+    proxy = run_proxy([{"listen": ("127.0.0.1", port), "upstreams": [("127.0.0.1", up)]}],
+                      drain="20s")
+    await asyncio.to_thread(proxy.wait_stats, lambda s: s["tcp"]["closed"] == 1, 10,
+                            "the start probe's connection to close")
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    data = os.urandom(8 * MiB)
+    writer.write(b"E" + data[:MiB])
+    got = await asyncio.wait_for(reader.readexactly(MiB // 2), 10)  # mid-transfer, both ways
+    proxy.proc.send_signal(signal.SIGTERM)
+    await asyncio.to_thread(wait_for, lambda: not bound(port), 10, "the listeners to close")
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+        raise AssertionError("a new connection was accepted while draining")
+    except ConnectionRefusedError:
+        pass
+    for i in range(MiB, len(data), 256 * 1024):
+        writer.write(data[i:i + 256 * 1024])
+        await writer.drain()
+    writer.write_eof()
+    got += await asyncio.wait_for(read_all(reader), 30)
+    writer.close()
+    assert hashlib.sha256(got).digest() == hashlib.sha256(data).digest(), len(got)
+    code = await asyncio.to_thread(proxy.proc.wait, 10)  # ends by itself, long before 20 s
+    assert code == 0, proxy.output()
+    server.close()
+    st = finish(proxy)
+    assert st["resets"] == 0 and st["cut_with_data"] == 0 and st["closed"] == 2, st
+    assert "drained: every connection ended" in proxy.output(), proxy.output()
+
+
+async def case_drain_timeout_closes_the_rest():
+    """A connection that does not end within drain_timeout is closed when it passes (reset: its
+    peer must not take it for a complete end), and counted; the proxy exits 0, nothing leaked."""
+    server, up = await start_upstream()
+    port = free_port()
+    proxy = run_proxy([{"listen": ("127.0.0.1", port), "upstreams": [("127.0.0.1", up)]}],
+                      drain="1s")
+    await asyncio.to_thread(proxy.wait_stats, lambda s: s["tcp"]["closed"] == 1, 10,
+                            "the start probe's connection to close")
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"E" + b"x" * 1000)
+    assert await asyncio.wait_for(reader.readexactly(1000), 10) == b"x" * 1000
+    t0 = time.monotonic()
+    proxy.proc.send_signal(signal.SIGTERM)
+    got = None
+    try:
+        got = await asyncio.wait_for(reader.read(100), 10)
+    except ConnectionResetError:
+        pass
+    took = time.monotonic() - t0
+    assert got is None, f"a clean end ({got!r}) of a connection cut by the drain deadline"
+    assert 0.9 <= took < 5, took
+    code = await asyncio.to_thread(proxy.proc.wait, 10)
+    assert code == 0, proxy.output()
+    writer.close()
+    server.close()
+    st = finish(proxy)
+    assert st["resets"] == 1 and st["closed"] == 2, st
+
+
+async def case_second_signal_stops_at_once():
+    """A second SIGTERM during the drain stops at once (what is left is reset)."""
+    server, up = await start_upstream()
+    port = free_port()
+    proxy = run_proxy([{"listen": ("127.0.0.1", port), "upstreams": [("127.0.0.1", up)]}],
+                      drain="60s")
+    await asyncio.to_thread(proxy.wait_stats, lambda s: s["tcp"]["closed"] == 1, 10,
+                            "the start probe's connection to close")
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"E" + b"y" * 10)
+    assert await asyncio.wait_for(reader.readexactly(10), 10) == b"y" * 10
+    proxy.proc.send_signal(signal.SIGTERM)
+    await asyncio.to_thread(wait_for, lambda: "draining" in proxy.output(), 10, "the drain")
+    t0 = time.monotonic()
+    proxy.proc.send_signal(signal.SIGTERM)
+    code = await asyncio.to_thread(proxy.proc.wait, 10)
+    assert code == 0 and time.monotonic() - t0 < 5, proxy.output()
+    writer.close()
+    server.close()
+    st = finish(proxy)
+    assert st["resets"] == 1, st
 
 
 async def case_iperf3():

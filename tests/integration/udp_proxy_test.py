@@ -12,7 +12,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import SKIP, Proxy, free_port, require, wait_bound  # noqa: E402
+from harness import SKIP, Proxy, free_port, require, wait_bound, wait_for  # noqa: E402
 
 BINARY = sys.argv[1]
 faulthandler.dump_traceback_later(240, exit=True)  # a hang prints where it hangs
@@ -251,6 +251,34 @@ def case_ipv6():
         assert c.recvfrom(70000)[0] == d
     up.stop()
     finish(p)
+
+
+def case_drain_keeps_sessions_refuses_new():
+    """SIGTERM with a drain_timeout: an established session goes on being relayed, a new client
+    gets no session (counted as refused), and the proxy exits by itself once the session has
+    expired (session_timeout), long before drain_timeout."""
+    up = Echo()
+    port = udp_free_port()
+    p = Proxy(BINARY, [{"protocol": "udp", "listen": ("127.0.0.1", port),
+                        "upstreams": [("127.0.0.1", up.port)], "extra": ["session_timeout: 1s"]}],
+              workers=1, drain="20s").start()
+    old = client()
+    old.settimeout(2)
+    old.sendto(b"before", ("127.0.0.1", port))
+    assert old.recvfrom(100)[0] == b"before"
+    p.proc.send_signal(signal.SIGTERM)
+    wait_for(lambda: "draining" in p.output(), 10, "the drain")
+    old.sendto(b"during", ("127.0.0.1", port))
+    assert old.recvfrom(100)[0] == b"during"  # the established session is still relayed
+    new = client("127.0.0.2")
+    new.sendto(b"new", ("127.0.0.1", port))
+    p.wait_stats(lambda s: s["udp"]["sessions_refused"] == 1, 10, "the new client refused")
+    t0 = time.monotonic()
+    assert p.proc.wait(15) == 0, p.output()  # the session expires, the drain ends
+    assert time.monotonic() - t0 < 10
+    up.stop()
+    st = finish(p)
+    assert st["sessions"] == 1 and st["sessions_expired"] == 1 and st["datagrams_in"] == 2, st
 
 
 def case_iperf3_udp():

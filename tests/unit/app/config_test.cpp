@@ -131,6 +131,17 @@ TEST_CASE("the receive path and its fragment size") {
           "(64KiB)");
 }
 
+TEST_CASE("drain_timeout: 30s unless set; 0s stops at once") {
+    std::string base =
+        "listeners:\n  - name: a\n    listen: 127.0.0.1:1\n    upstreams: [127.0.0.1:2]\n";
+    CHECK(parse_config(base, "f.yaml").drain_timeout == std::chrono::seconds(30));
+    CHECK(parse_config("drain_timeout: 0s\n" + base, "f.yaml").drain_timeout.count() == 0);
+    CHECK(parse_config("drain_timeout: 2m\n" + base, "f.yaml").drain_timeout ==
+          std::chrono::minutes(2));
+    CHECK(error_of("drain_timeout: soon\n" + base) ==
+          "f.yaml:1:16: config.drain_timeout must be a duration like 250ms, 5s, 2m (0s: at once)");
+}
+
 TEST_CASE("durations and sizes") {
     using fp::app::parse_duration;
     using fp::app::parse_size;
