@@ -347,6 +347,13 @@ Config parse_config(const std::string& text, const std::string& source) {
         c.drain_timeout = duration(m, "drain_timeout", c.drain_timeout, true);
         if (YAML::Node mem = m.get("memory")) parse_memory(c, Map(mem, source, "memory"));
         if (YAML::Node io = m.get("io_uring")) parse_io_uring(c, Map(io, source, "io_uring"));
+        if (YAML::Node a = m.get("admin")) {
+            Map am(a, source, "admin");
+            YAML::Node listen = am.get("listen");
+            if (!listen) fail(source, a.Mark(), "admin.listen is required");
+            c.admin = address(listen, source, "admin.listen");
+            am.finish();
+        }
         YAML::Node ls = m.get("listeners");
         if (!ls || !ls.IsSequence() || ls.size() == 0)
             fail(source, ls ? ls.Mark() : root.Mark(), "listeners must be a non-empty list");
@@ -424,8 +431,9 @@ std::string describe(const Config& c) {
     std::ostringstream o;
     const auto& w = c.worker;
     o << "workers: " << c.workers << "\n"
-      << "drain_timeout: " << c.drain_timeout.count() << "ms\n"
-      << "memory: {arena: " << (w.memory.arena_bytes >> 20) << "MiB, page_order: " << w.memory.order
+      << "drain_timeout: " << c.drain_timeout.count() << "ms\n";
+    if (c.admin) o << "admin: {listen: " << quote(c.admin->str()) << "}\n";
+    o << "memory: {arena: " << (w.memory.arena_bytes >> 20) << "MiB, page_order: " << w.memory.order
       << ", recv_pages: " << w.buf_ring_pages << ", recv_fragment: " << (w.recv_fragment >> 10)
       << "KiB, hugetlb: " << (w.memory.hugetlb ? "true" : "false") << "}\n"
       << "io_uring: {receive: " << net::recv_path_name(w.recv_path) << "}\nlisteners:\n";

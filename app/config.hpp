@@ -9,6 +9,7 @@
 #include <string_view>
 #include <utility>
 
+#include "net/address.hpp"
 #include "net/settings.hpp"
 
 namespace fp::app {
@@ -24,6 +25,7 @@ struct Config {
     // SIGTERM/SIGINT: how long established connections and sessions may finish before the rest
     // are closed (0: at once).
     std::chrono::milliseconds drain_timeout{30000};
+    std::optional<net::SockAddr> admin;  // admin: {listen: ADDR}: the admin endpoint; off if unset
     net::WorkerSettings worker;
     std::pair<int, int> arena_mark{-1, -1};  // where memory.arena was set (line, column; 0-based)
 };

@@ -10,15 +10,13 @@
 #include <csignal>
 #include <fstream>
 #include <iostream>
+#include <optional>
 
+#include "app/admin.hpp"
 #include "app/config.hpp"
 #include "app/proxy.hpp"
 #include "app/self_check.hpp"
 #include "net/features.hpp"
-
-#ifndef FRAGPROXY_VERSION
-#define FRAGPROXY_VERSION "0.0.0"
-#endif
 
 namespace {
 
@@ -156,8 +154,13 @@ static int run(int argc, char** argv) {
     if (!stats_path.empty()) spare_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
 
     fp::app::Proxy proxy(config);
+    std::optional<fp::app::AdminServer> admin;  // stops before the proxy does
     try {
         proxy.start();
+        if (config.admin) {
+            admin.emplace(*config.admin, proxy);
+            std::cerr << "fragproxy: admin endpoint on http://" << config.admin->str() << "/\n";
+        }
     } catch (const std::exception& e) {
         std::cerr << "fragproxy: " << e.what() << "\n";
         return 1;

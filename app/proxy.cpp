@@ -29,6 +29,7 @@ constexpr Field<W> kTcpFields[] = {
     {"bytes_client_to_upstream", &W::bytes_client},
     {"bytes_upstream_to_client", &W::bytes_upstream},
     {"idle_timeouts", &W::idle_timeouts},
+    {"connect_timeouts", &W::connect_timeouts},
     {"recv_buffer_waits", &W::starved},
     {"cut_with_data", &W::cut},
     {"send_stalls", &W::send_stalls},
@@ -103,6 +104,7 @@ void Proxy::start() {
 }
 
 void Proxy::drain() {
+    draining_.store(true, std::memory_order_relaxed);
     for (auto& w : workers_)
         w->drain();
 }

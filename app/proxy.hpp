@@ -1,5 +1,6 @@
 #pragma once
 // Proxy: the workers of one configuration, started together and stopped together.
+#include <atomic>
 #include <memory>
 #include <ostream>
 #include <string>
@@ -19,6 +20,9 @@ class Proxy {
     // Graceful drain: no new connections or sessions; drained() once what was established ended.
     void drain();
     bool drained() const;
+    bool draining() const noexcept { return draining_.load(std::memory_order_relaxed); }
+    const Config& config() const noexcept { return config_; }
+    const std::vector<std::unique_ptr<net::Worker>>& workers() const noexcept { return workers_; }
     void stop();
     // Totals over the workers, and what they still held at exit (pages, fds: both 0 = no leak).
     void report(std::ostream& out) const;
@@ -32,6 +36,7 @@ class Proxy {
     Config config_;
     std::vector<net::ListenerShared> shared_;
     std::vector<std::unique_ptr<net::Worker>> workers_;
+    std::atomic<bool> draining_{false};
 };
 
 }  // namespace fp::app

@@ -6,6 +6,7 @@
 #include <netinet/tcp.h>
 #include <sys/socket.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <string>
 
@@ -200,6 +201,7 @@ void TcpRelay::on_connect(Conn& c, std::uint32_t slot, int res) noexcept {
         return;
     }
     stats_.upstream_failures.add();
+    if (res == -ECANCELED) stats_.connect_timeouts.add();  // its linked timeout fired
     close_fd(c.side[1].fd);
     c.side[1].fd = -1;
     const auto& l = settings_.listeners[c.listener];

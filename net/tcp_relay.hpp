@@ -60,6 +60,7 @@ namespace fp::net {
 struct TcpStats {
     Counter accepted, refused, closed, resets, upstream_failures, bytes_client, bytes_upstream;
     Counter idle_timeouts, starved;
+    Counter connect_timeouts;  // connects that did not complete within timeouts.connect
     Counter cut;              // connections closed with queued data discarded (always a reset)
     Counter send_stalls;      // queues that made no progress for timeouts.send_stall: reset
     Counter pressure_pauses;  // receives paused by the memory budget below max_inflight

@@ -1,0 +1,46 @@
+#pragma once
+// AdminServer: the admin endpoint, HTTP/1.1 on its own thread and Asio io_context (the control
+// plane: nothing here runs on, or waits for, a worker). One request per connection:
+//   GET /metrics   Prometheus text format 0.0.4 (metrics.hpp)
+//   GET /healthz   200 while the workers run
+//   GET /ready     200; 503 while draining (SIGTERM), so a load balancer stops sending
+//   GET /config    the resolved configuration, as --check prints it
+// Unknown paths 404, other methods 405; a request that is not complete within kRequestTimeout or
+// larger than kMaxRequest is answered 408/431 and closed.
+#include <asio.hpp>
+
+#include <chrono>
+#include <string>
+#include <thread>
+
+#include "net/address.hpp"
+
+namespace fp::app {
+
+class Proxy;
+
+class AdminServer {
+  public:
+    static constexpr std::size_t kMaxRequest = 8192;
+    static constexpr std::chrono::seconds kRequestTimeout{5};
+
+    // Binds and listens now (start-up path: throws std::system_error naming the address); serves
+    // from its own thread until destroyed.
+    AdminServer(const net::SockAddr& addr, const Proxy& proxy);
+    ~AdminServer();
+    AdminServer(const AdminServer&) = delete;
+    AdminServer& operator=(const AdminServer&) = delete;
+
+    // The response to one request head (tests drive it directly too).
+    std::string respond(const std::string& head) const;
+
+  private:
+    void accept();
+
+    const Proxy& proxy_;
+    asio::io_context io_;
+    asio::ip::tcp::acceptor acceptor_;
+    std::thread thread_;
+};
+
+}  // namespace fp::app

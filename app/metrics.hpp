@@ -1,0 +1,13 @@
+#pragma once
+// The Prometheus text exposition (format 0.0.4) of a running proxy: every worker's counters,
+// labelled by worker, read with relaxed loads from the admin thread (the workers keep plain
+// per-worker counters, written by their owner only; nothing on their path waits for a reader).
+#include <string>
+
+namespace fp::app {
+
+class Proxy;
+
+std::string render_metrics(const Proxy& proxy);
+
+}  // namespace fp::app

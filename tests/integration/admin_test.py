@@ -1,0 +1,187 @@
+#!/usr/bin/env python3
+"""The admin endpoint: /metrics (Prometheus text format, counters exact), /healthz, /ready (503
+while draining), /config, and what a careful HTTP server does with bad, slow or oversized
+requests. Usage: admin_test.py FRAGPROXY_BINARY [CASE ...]"""
+import asyncio
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import Proxy, free_port, wait_for  # noqa: E402
+
+BINARY = sys.argv[1]
+SAMPLE = re.compile(r'^([a-z_]+)(?:\{([^}]*)\})? (\d+)$')
+
+
+def get(port, path, method="GET"):
+    """(status, headers, body) of one request."""
+    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", method=method)
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, dict(r.headers), r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers), e.read().decode()
+
+
+def metrics(port):
+    """{(name, frozenset(labels)): value}, checking every sample's family was declared first."""
+    status, headers, body = get(port, "/metrics")
+    assert status == 200 and headers["Content-Type"].startswith("text/plain; version=0.0.4"), \
+        (status, headers)
+    declared, out = set(), {}
+    for line in body.splitlines():
+        if line.startswith("# TYPE "):
+            declared.add(line.split()[2])
+            continue
+        if line.startswith("#"):
+            continue
+        m = SAMPLE.match(line)
+        assert m, f"not a sample: {line!r}"
+        name, labels, value = m.groups()
+        assert name in declared, f"{name} sampled before its # TYPE"
+        pairs = frozenset(tuple(p.split("=", 1)) for p in labels.split(",")) if labels else frozenset()
+        out[(name, pairs)] = int(value)
+    return out
+
+
+def total(samples, name, **labels):
+    """A metric summed over the workers."""
+    want = {(k, f'"{v}"') for k, v in labels.items()}
+    return sum(v for (n, ls), v in samples.items() if n == name and want <= ls)
+
+
+def run_proxy(up_port, drain="0s"):
+    port, admin = free_port(), free_port()
+    p = Proxy(BINARY, [{"listen": ("127.0.0.1", port), "upstreams": [("127.0.0.1", up_port)]}],
+              drain=drain)
+    with open(p.config, "a") as f:
+        f.write(f'admin: {{listen: "127.0.0.1:{admin}"}}\n')
+    p.start(("127.0.0.1", port))
+    return p, port, admin
+
+
+class Echo:
+    """An echo upstream on its own thread's event loop."""
+
+    def __init__(self):
+        self.loop = asyncio.new_event_loop()
+        import threading
+        ready = threading.Event()
+
+        async def echo(reader, writer):
+            try:
+                while b := await reader.read(65536):
+                    writer.write(b)
+                    await writer.drain()
+            except ConnectionError:
+                pass
+            writer.close()
+
+        async def serve():
+            self.server = await asyncio.start_server(echo, "127.0.0.1", 0)
+            self.port = self.server.sockets[0].getsockname()[1]
+            ready.set()
+        self.thread = threading.Thread(target=lambda: (self.loop.run_until_complete(serve()),
+                                                       self.loop.run_forever()), daemon=True)
+        self.thread.start()
+        ready.wait(10)
+
+    def stop(self):
+        self.loop.call_soon_threadsafe(self.loop.stop)
+
+
+def case_endpoints():
+    up = Echo()
+    p, port, admin = run_proxy(up.port)
+    assert get(admin, "/healthz")[0] == 200
+    assert get(admin, "/ready") == (200, get(admin, "/ready")[1], "ready\n")
+    status, _, body = get(admin, "/config")
+    check = subprocess.run([BINARY, "-c", p.config, "--check"], capture_output=True, text=True)
+    # --check's output, with the receive path resolved against this kernel (auto: what runs).
+    assert status == 200, status
+    served, checked = body.splitlines(), check.stdout.splitlines()[1:]
+    assert len(served) == len(checked), (body, check.stdout)
+    for a, b in zip(served, checked):
+        if b == "io_uring: {receive: auto}":
+            assert a in ("io_uring: {receive: incremental}", "io_uring: {receive: fragments}"), a
+        else:
+            assert a == b, (a, b)
+    assert get(admin, "/nope")[0] == 404
+    status, headers, _ = get(admin, "/metrics", "POST")
+    assert status == 405 and headers.get("Allow") == "GET", (status, headers)
+    with socket.create_connection(("127.0.0.1", admin), timeout=10) as s:
+        s.sendall(b"garbage\r\n\r\n")
+        assert s.recv(100).startswith(b"HTTP/1.1 400 "), "a malformed request line"
+    with socket.create_connection(("127.0.0.1", admin), timeout=10) as s:
+        s.sendall(b"GET /metrics HTTP/1.1\r\nX-Pad: " + b"a" * 10000)
+        assert s.recv(100).startswith(b"HTTP/1.1 431 "), "an oversized request"
+    with socket.create_connection(("127.0.0.1", admin), timeout=10) as s:
+        t0 = time.monotonic()
+        s.sendall(b"GET /metrics HTTP/1.1\r\n")  # never completes its head
+        assert s.recv(100).startswith(b"HTTP/1.1 408 "), "a slow request"
+        assert 4 <= time.monotonic() - t0 < 8
+    up.stop()
+    p.finish()
+
+
+def case_metrics_count_exactly():
+    """After echo transfers of N bytes in all, the byte counters say N each way, exactly, and the
+    connection counters agree with --stats-json."""
+    up = Echo()
+    p, port, admin = run_proxy(up.port)
+    sizes = [1, 1000, 65536, 3 * 1024 * 1024 + 7]
+    for n in sizes:
+        data = os.urandom(n)
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            s.sendall(data)
+            s.shutdown(socket.SHUT_WR)
+            got = b""
+            while chunk := s.recv(1 << 20):
+                got += chunk
+        assert got == data, (len(got), n)
+    want = sum(sizes)
+    st = p.wait_stats(lambda s: s["tcp"]["closed"] == len(sizes) + 1, 10, "every connection closed")
+    m = metrics(admin)
+    assert total(m, "fragproxy_bytes_total", direction="client_to_upstream") == want, m
+    assert total(m, "fragproxy_bytes_total", direction="upstream_to_client") == want, m
+    assert total(m, "fragproxy_connections_total") == st["tcp"]["accepted"] == len(sizes) + 1
+    assert total(m, "fragproxy_connections_closed_total", how="any") == st["tcp"]["closed"]
+    assert total(m, "fragproxy_build_info") == 1
+    workers = {dict(ls).get("worker") for (n, ls) in m if n == "fragproxy_connections_total"}
+    assert workers == {'"0"', '"1"'}, workers
+    up.stop()
+    p.finish()
+
+
+def case_ready_turns_503_while_draining():
+    up = Echo()
+    p, port, admin = run_proxy(up.port, drain="20s")
+    held = socket.create_connection(("127.0.0.1", port), timeout=10)
+    held.sendall(b"x")
+    assert held.recv(1) == b"x"
+    p.proc.send_signal(signal.SIGTERM)
+    wait_for(lambda: "draining" in p.output(), 10, "the drain")
+    status, _, body = get(admin, "/ready")
+    assert (status, body) == (503, "draining\n"), (status, body)
+    assert get(admin, "/healthz")[0] == 200  # still running
+    assert total(metrics(admin), "fragproxy_draining") == 1
+    held.close()  # the last connection ends: so does the drain
+    assert p.proc.wait(15) == 0, p.output()
+    up.stop()
+    p.finish()
+
+
+CASES = {n[5:]: f for n, f in globals().items() if n.startswith("case_")}
+
+if __name__ == "__main__":
+    for n in sys.argv[2:] or list(CASES):
+        t0 = time.monotonic()
+        CASES[n]()
+        print(f"ok {n} ({time.monotonic() - t0:.1f} s)", flush=True)
