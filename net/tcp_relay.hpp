@@ -61,9 +61,9 @@ struct TcpStats {
     Counter accepted, refused, closed, resets, upstream_failures, bytes_client, bytes_upstream;
     Counter idle_timeouts, starved;
     Counter connect_timeouts;  // connects that did not complete within timeouts.connect
-    Counter cut;              // connections closed with queued data discarded (always a reset)
-    Counter send_stalls;      // queues that made no progress for timeouts.send_stall: reset
-    Counter pressure_pauses;  // receives paused by the memory budget below max_inflight
+    Counter cut;               // connections closed with queued data discarded (always a reset)
+    Counter send_stalls;       // queues that made no progress for timeouts.send_stall: reset
+    Counter pressure_pauses;   // receives paused by the memory budget below max_inflight
     Counter collapses, collapsed_bytes;  // stuck queues copied into compact fragments, and bytes
     Counter fd_exhausted;   // accepts or upstream sockets that failed with EMFILE/ENFILE
     Counter accept_pauses;  // times accepting paused for want of file descriptors
