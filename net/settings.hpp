@@ -48,7 +48,7 @@ struct WorkerSettings {
     std::vector<UdpListenerSettings> udp_listeners;
     unsigned buf_ring_pages = 16;             // pages offered to the kernel for receives at once
     RecvPath recv_path = RecvPath::kAuto;     // resolved before the workers start
-    std::uint32_t recv_fragment = 64 * 1024;  // kFragments: bytes per receive buffer (a page)
+    std::uint32_t recv_fragment = 16 * 1024;  // kFragments: bytes per receive buffer
     std::vector<TcpListenerSettings> listeners;
 };
 

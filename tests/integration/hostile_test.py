@@ -118,12 +118,12 @@ async def case_slow_clients_do_not_stop_others():
     proxy = Proxy(BINARY, [{"listen": ("127.0.0.1", port), "upstreams": [("127.0.0.1", up)]}],
                   workers=workers, memory=f"{{arena: {arena_mib}MiB, page_order: 4}}")
     proxy.start(("127.0.0.1", port))
+    stop, readers = asyncio.Event(), []
     try:
         base = [await asyncio.wait_for(fresh_echo(port), 30) for _ in range(3)]
         rss_before = proxy.rss_kib()
         never = open_streams(port, 1000)
         slow = open_streams(port, 1000)
-        stop = asyncio.Event()
         readers = [asyncio.create_task(read_slowly(s, stop)) for s in slow]
         # The attack has taken hold once every hostile connection is up, the budget has paused
         # them, and the initial flood (the kernel buffers of 2,000 connections filling, a few
@@ -163,7 +163,10 @@ async def case_slow_clients_do_not_stop_others():
                                 "the hostile clients' pages to return")
         await asyncio.wait_for(fresh_echo(port), 30)
         proxy.finish()
-    finally:
+    finally:  # a failure ends the slow readers too (else asyncio.run waits for them)
+        stop.set()
+        for t in readers:
+            t.cancel()
         if proxy.proc.poll() is None:
             proxy.proc.kill()
         up_proc.kill()
@@ -381,8 +384,11 @@ if __name__ == "__main__":
             print("SKIP: unshare -n is not permitted here (needs root or user namespaces)")
             sys.exit(77)
         sys.exit(enter_netns())
+    import faulthandler
     names = sys.argv[2:] or list(CASES)
     for n in names:
         t0 = time.monotonic()
+        faulthandler.dump_traceback_later(240, exit=True)  # a hung case says where, and ends
         asyncio.run(CASES[n]())
+        faulthandler.cancel_dump_traceback_later()
         print(f"ok {n} ({time.monotonic() - t0:.1f} s)", flush=True)
