@@ -39,11 +39,13 @@ void TcpRelay::on_accept(unsigned listener, io_uring_cqe* cqe) noexcept {
 // the listen backlog. Counted, and logged at most once per kFdLogMs per worker.
 void TcpRelay::out_of_fds(unsigned listener, int err) noexcept {
     stats_.fd_exhausted.add();
-    if (accept_paused_[listener] || stopping_) return;
+    if (accept_paused_[listener]) return;
     accept_paused_[listener] = true;
-    stats_.accept_pauses.add();
-    if (io_uring_sqe* s = reactor_.submit(Op::kMisc))  // ends the multishot accept (-ECANCELED)
-        io_uring_prep_cancel64(s, Tag{Op::kAccept, 0, listener, 0}.pack(), 0);
+    if (!stopping_) {  // (draining: nothing to pause, but the resume retries the waiters)
+        stats_.accept_pauses.add();
+        if (io_uring_sqe* s = reactor_.submit(Op::kMisc))  // ends the multishot accept
+            io_uring_prep_cancel64(s, Tag{Op::kAccept, 0, listener, 0}.pack(), 0);
+    }
     if (io_uring_sqe* s = reactor_.submit(Op::kAcceptResume, listener))
         io_uring_prep_timeout(s, &accept_pause_ts_, 0, 0);
     const std::uint64_t now = reactor_.now_ms();
@@ -60,11 +62,11 @@ void TcpRelay::out_of_fds(unsigned listener, int err) noexcept {
 }
 
 // Accepting resumes, and the connections that found no fd for their upstream socket try again
-// (they waited like clients in the backlog: nothing was dropped).
+// (they waited like clients in the backlog: nothing was dropped), also while draining: they are
+// established client connections.
 void TcpRelay::on_accept_resume(unsigned listener) noexcept {
     accept_paused_[listener] = false;
-    if (stopping_) return;
-    arm_accept(listener);
+    if (!stopping_) arm_accept(listener);  // draining: no accepts, but the waiters still connect
     const std::size_t n = fd_waiters_.size();  // those that fail again are appended
     for (std::size_t i = 0; i < n; ++i) {
         const Waiter w = fd_waiters_[i];
