@@ -193,14 +193,16 @@ async def read_all(reader, slow=False):
             await asyncio.sleep(0.002)
 
 
-async def echo_transfer(port, size, slow=False, host="127.0.0.1"):
-    """`size` random bytes through an echo upstream (first byte b"E" asks for echo), sent in
-    256 KiB writes then half-closed, read back (slowly if asked) and compared by checksum.
-    Returns the seconds it took."""
+async def echo_transfer(port, size, slow=False, host="127.0.0.1", data=None):
+    """`size` random bytes (or `data`) through an echo upstream (first byte b"E" asks for echo),
+    sent in 256 KiB writes then half-closed, read back (slowly if asked) and compared by
+    checksum. The bytes exist before the connection does: generating them blocks the event loop,
+    and a connection opened first could sit idle past a short idle timeout meanwhile. Returns the
+    seconds it took."""
     import hashlib
+    data = os.urandom(size) if data is None else data
     t0 = time.monotonic()
     reader, writer = await asyncio.open_connection(host, port)
-    data = os.urandom(size)
 
     async def send():
         writer.write(b"E")

@@ -81,9 +81,9 @@ def raise_nofile():
 
 # --- clients -----------------------------------------------------------------------------------
 
-async def fresh_echo(port, size=10 * MiB):
+async def fresh_echo(port, size=10 * MiB, data=None):
     """A 10 MB checksummed echo transfer through the proxy; returns its duration in seconds."""
-    return await echo_transfer(port, size)
+    return await echo_transfer(port, size, data=data)
 
 
 def open_streams(port, n):
@@ -330,7 +330,10 @@ async def case_paused_proxy_is_not_idle():
     proxy.start(("127.0.0.1", port))
     try:
         await asyncio.wait_for(fresh_echo(port, MiB), 30)  # upstream and proxy both serving
-        jobs = [asyncio.create_task(fresh_echo(port, 64 * MiB)) for _ in range(8)]
+        # One payload for all 8, made before any connection opens: making 8 x 64 MiB of random
+        # bytes inside the event loop took longer than the 2 s idle timeout on a loaded machine.
+        payload = os.urandom(64 * MiB)
+        jobs = [asyncio.create_task(fresh_echo(port, data=payload)) for _ in range(8)]
         try:
             await asyncio.to_thread(proxy.wait_stats,
                                     lambda s: s["tcp"]["bytes_client_to_upstream"] >= 16 * MiB,
