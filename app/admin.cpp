@@ -79,8 +79,8 @@ class Session : public std::enable_shared_from_this<Session> {
 
 }  // namespace
 
-AdminServer::AdminServer(const net::SockAddr& addr, const Proxy& proxy)
-    : proxy_(proxy), acceptor_(io_) {
+AdminServer::AdminServer(const net::SockAddr& addr, const Proxy& proxy, Reload reload)
+    : proxy_(proxy), reload_(std::move(reload)), acceptor_(io_) {
     try {
         auto e = endpoint_of(addr);
         acceptor_.open(e.protocol());
@@ -113,6 +113,14 @@ std::string AdminServer::respond(const std::string& head) const {
     if (method.empty() || target.empty() || version.rfind("HTTP/1.", 0) != 0)
         return reply(400, "Bad Request", "text/plain", "bad request\n");
     target = target.substr(0, target.find('?'));
+    if (target == "/reload") {
+        if (method != "POST")
+            return reply(405, "Method Not Allowed", "text/plain", "only POST\n", "Allow: POST\r\n");
+        auto [ok, message] = reload_();
+        if (!message.empty()) message += "\n";
+        return ok ? reply(200, "OK", "text/plain", "reloaded\n" + message)
+                  : reply(500, "Internal Server Error", "text/plain", "reload failed: " + message);
+    }
     const bool known =
         target == "/metrics" || target == "/healthz" || target == "/ready" || target == "/config";
     if (!known) return reply(404, "Not Found", "text/plain", "not found\n");

@@ -5,13 +5,17 @@
 //   GET /healthz   200 while the workers run
 //   GET /ready     200; 503 while draining (SIGTERM), so a load balancer stops sending
 //   GET /config    the resolved configuration, as --check prints it
-// Unknown paths 404, other methods 405; a request that is not complete within kRequestTimeout or
-// larger than kMaxRequest is answered 408/431 and closed.
+//   POST /reload   re-reads the configuration file, as SIGHUP does: 200 applied, 500 not (the
+//                  body says why: the file:line:col of the error, or what failed to apply)
+// Unknown paths 404, other methods 405 (with Allow); a request that is not complete within
+// kRequestTimeout or larger than kMaxRequest is answered 408/431 and closed.
 #include <asio.hpp>
 
 #include <chrono>
+#include <functional>
 #include <string>
 #include <thread>
+#include <utility>
 
 #include "net/address.hpp"
 
@@ -26,7 +30,8 @@ class AdminServer {
 
     // Binds and listens now (start-up path: throws std::system_error naming the address); serves
     // from its own thread until destroyed.
-    AdminServer(const net::SockAddr& addr, const Proxy& proxy);
+    using Reload = std::function<std::pair<bool, std::string>()>;  // ok, message
+    AdminServer(const net::SockAddr& addr, const Proxy& proxy, Reload reload);
     ~AdminServer();
     AdminServer(const AdminServer&) = delete;
     AdminServer& operator=(const AdminServer&) = delete;
@@ -38,6 +43,7 @@ class AdminServer {
     void accept();
 
     const Proxy& proxy_;
+    Reload reload_;
     asio::io_context io_;
     asio::ip::tcp::acceptor acceptor_;
     std::thread thread_;

@@ -26,6 +26,7 @@ sigset_t stop_signals() {
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGUSR1);  // writes --stats-json, then goes on
+    sigaddset(&set, SIGHUP);   // reload
     return set;
 }
 
@@ -92,12 +93,40 @@ void drain(fp::app::Proxy& proxy, std::chrono::milliseconds timeout, int sig, co
         }
         int s = sigtimedwait(&set, nullptr, &kPoll);
         if (s == SIGUSR1) write_stats(proxy, stats_path, false);
+        if (s == SIGHUP) std::cerr << "fragproxy: SIGHUP while draining: no reload\n";
         if (s == SIGINT || s == SIGTERM) {
             std::cerr << "fragproxy: " << signal_name(s) << " again: stopping at once\n";
             return;
         }
     }
     std::cerr << "fragproxy: drained: every connection ended\n";
+}
+
+// SIGHUP or POST /reload: the file again, with the command line's overrides. Logged either way;
+// a file that does not parse leaves everything running as it was.
+fp::app::Proxy::ReloadResult reload(fp::app::Proxy& proxy, const std::string& path,
+                                    unsigned workers) {
+    fp::app::Proxy::ReloadResult r;
+    fp::app::Config next;
+    try {
+        next = fp::app::load_config(path);
+        if (workers) next.workers = workers;
+        fp::app::check_memory(next);
+        r = proxy.reload(std::move(next));
+    } catch (const fp::app::ConfigError& e) {
+        proxy.reload_failed();
+        r = {false, e.what()};
+    }
+    if (!r.ok) {
+        std::cerr << "fragproxy: reload failed: " << r.message << "\n";
+        return r;
+    }
+    const fp::app::Config now = proxy.config();
+    std::cerr << "fragproxy: reload: " << path << " applied: " << now.worker.listeners.size()
+              << " tcp and " << now.worker.udp_listeners.size()
+              << " udp listener(s); established connections keep their settings\n";
+    if (!r.message.empty()) std::cerr << "fragproxy: reload: " << r.message << "\n";
+    return r;
 }
 
 }  // namespace
@@ -158,7 +187,10 @@ static int run(int argc, char** argv) {
     try {
         proxy.start();
         if (config.admin) {
-            admin.emplace(*config.admin, proxy);
+            admin.emplace(*config.admin, proxy, [&] {
+                auto r = reload(proxy, config_path, workers);
+                return std::pair{r.ok, r.message};
+            });
             std::cerr << "fragproxy: admin endpoint on http://" << config.admin->str() << "/\n";
         }
     } catch (const std::exception& e) {
@@ -172,8 +204,14 @@ static int run(int argc, char** argv) {
         std::cerr << "fragproxy: " << l.name << ": udp " << l.listen.str() << " -> "
                   << l.upstreams.size() << " upstream(s), " << config.workers << " worker(s)\n";
     int sig = 0;
-    while (sigwait(&set, &sig) == 0 && sig == SIGUSR1)
-        write_stats(proxy, stats_path, false);
+    while (sigwait(&set, &sig) == 0) {
+        if (sig == SIGUSR1)
+            write_stats(proxy, stats_path, false);
+        else if (sig == SIGHUP)
+            reload(proxy, config_path, workers);
+        else
+            break;
+    }
     drain(proxy, config.drain_timeout, sig, set, stats_path);
     proxy.stop();
     proxy.report(std::cerr);

@@ -58,6 +58,11 @@ std::string render_metrics(const Proxy& proxy) {
     w.line("# HELP fragproxy_draining 1 while a graceful drain runs (SIGTERM).");
     w.line("# TYPE fragproxy_draining gauge");
     w.line(std::string("fragproxy_draining ") + (proxy.draining() ? "1" : "0"));
+    w.line("# HELP fragproxy_config_reloads_total Reloads (SIGHUP, POST /reload) by result.");
+    w.line("# TYPE fragproxy_config_reloads_total counter");
+    w.line("fragproxy_config_reloads_total{result=\"ok\"} " + std::to_string(proxy.reloads(true)));
+    w.line("fragproxy_config_reloads_total{result=\"error\"} " +
+           std::to_string(proxy.reloads(false)));
     w.family("fragproxy_connections_total", "counter", "TCP connections accepted.",
              {Sample<T>{"", &T::accepted}});
     w.family("fragproxy_connections_active", "gauge",

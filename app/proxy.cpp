@@ -62,7 +62,96 @@ constexpr Field<U> kUdpFields[] = {
 
 }  // namespace
 
-Proxy::Proxy(const Config& config) : config_(config), shared_(config.worker.listeners.size()) {}
+Proxy::Proxy(const Config& config) : config_(config) {
+    share_listeners(config_);
+}
+
+// Each TCP listener gets the counter of its address (the same across reloads).
+void Proxy::share_listeners(Config& config) {
+    for (auto& l : config.worker.listeners) {
+        auto& shared = shared_[l.listen.str() + (l.share_port ? " shared" : "")];
+        if (!shared) shared = std::make_unique<net::ListenerShared>();
+        l.shared = shared.get();
+    }
+}
+
+Config Proxy::config() const {
+    std::lock_guard lock(config_mu_);
+    return config_;
+}
+
+// What a reload cannot change in running workers is kept as it runs; the message names it.
+std::string Proxy::keep_restart_only(Config& next) const {
+    auto stripped = [](Config c) {
+        c.worker.listeners.clear();
+        c.worker.udp_listeners.clear();
+        c.drain_timeout = {};
+        c.source.clear();
+        c.arena_mark = {};
+        return describe(c);
+    };
+    if (next.worker.recv_path == net::RecvPath::kAuto)  // as resolved at start
+        next.worker.recv_path = config_.worker.recv_path;
+    const bool changed = stripped(next) != stripped(config_);
+    next.workers = config_.workers;
+    next.admin = config_.admin;
+    auto listeners = std::move(next.worker.listeners);
+    auto udp_listeners = std::move(next.worker.udp_listeners);
+    next.worker = config_.worker;
+    next.worker.listeners = std::move(listeners);
+    next.worker.udp_listeners = std::move(udp_listeners);
+    return changed ? "workers, memory, io_uring or admin changed: they take effect at the next "
+                     "start; running as before"
+                   : "";
+}
+
+Proxy::ReloadResult Proxy::reload(Config next) {
+    std::lock_guard serial(reload_mu_);
+    ReloadResult r;
+    auto fail = [&](std::string why) {
+        reloads_failed_.fetch_add(1, std::memory_order_relaxed);
+        r.message = std::move(why);
+        return r;
+    };
+    if (draining()) return fail("draining: no reload");
+    const std::string kept = keep_restart_only(next);
+    try {  // a new address must be free before any worker tries it
+        const Config running = config();
+        auto known = [](const auto& list, const auto& l) {
+            for (const auto& o : list)
+                if (o.listen == l.listen && o.share_port == l.share_port) return true;
+            return false;
+        };
+        for (const auto& l : next.worker.listeners)
+            if (!l.share_port && !known(running.worker.listeners, l))
+                net::check_port_free(l.name, l.listen, false);
+        for (const auto& l : next.worker.udp_listeners)
+            if (!l.share_port && !known(running.worker.udp_listeners, l))
+                net::check_port_free(l.name, l.listen, true);
+    } catch (const std::exception& e) {
+        return fail(e.what());
+    }
+    share_listeners(next);
+    auto settings = std::make_shared<const net::WorkerSettings>(next.worker);
+    std::vector<std::future<std::string>> done;
+    for (auto& w : workers_)
+        done.push_back(w->reload(settings));
+    std::string errors;
+    for (unsigned i = 0; i < done.size(); ++i) {
+        std::string e = done[i].get();
+        if (!e.empty() && errors.find(e) == std::string::npos)  // workers fail alike
+            errors += (errors.empty() ? "" : "; ") + e;
+    }
+    {
+        std::lock_guard lock(config_mu_);
+        config_ = std::move(next);
+    }
+    if (!errors.empty()) return fail(errors);
+    reloads_ok_.fetch_add(1, std::memory_order_relaxed);
+    r.ok = true;
+    r.message = kept;
+    return r;
+}
 
 Proxy::~Proxy() {
     stop();
@@ -91,8 +180,9 @@ void Proxy::start() {
         if (!l.share_port) net::check_port_free(l.name, l.listen, false);
     for (const auto& l : config_.worker.udp_listeners)
         if (!l.share_port) net::check_port_free(l.name, l.listen, true);
+    auto settings = std::make_shared<const net::WorkerSettings>(config_.worker);
     for (unsigned i = 0; i < config_.workers; ++i) {
-        workers_.push_back(std::make_unique<net::Worker>(config_.worker, shared_, i));
+        workers_.push_back(std::make_unique<net::Worker>(settings, i));
         try {
             workers_.back()->start();
         } catch (...) {

@@ -1,7 +1,9 @@
 #pragma once
 // Proxy: the workers of one configuration, started together and stopped together.
 #include <atomic>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <ostream>
 #include <string>
 #include <vector>
@@ -21,7 +23,22 @@ class Proxy {
     void drain();
     bool drained() const;
     bool draining() const noexcept { return draining_.load(std::memory_order_relaxed); }
-    const Config& config() const noexcept { return config_; }
+    // The running configuration (a copy: a reload may replace it meanwhile). Any thread.
+    Config config() const;
+    // Applies a new configuration to the running workers (TcpRelay::reconfigure: listeners kept,
+    // opened, closed; new connections get the new settings, established ones keep theirs).
+    // Settings that need a restart (workers, memory, io_uring, admin) stay as running, and the
+    // message says so. One reload at a time; any thread. ok=false: nothing or not all applied.
+    struct ReloadResult {
+        bool ok = false;
+        std::string message;
+    };
+    ReloadResult reload(Config next);
+    std::uint64_t reloads(bool ok) const noexcept {
+        return (ok ? reloads_ok_ : reloads_failed_).load(std::memory_order_relaxed);
+    }
+    // A reload that failed before it reached the workers (the file did not parse): counted.
+    void reload_failed() noexcept { reloads_failed_.fetch_add(1, std::memory_order_relaxed); }
     const std::vector<std::unique_ptr<net::Worker>>& workers() const noexcept { return workers_; }
     void stop();
     // Totals over the workers, and what they still held at exit (pages, fds: both 0 = no leak).
@@ -32,11 +49,18 @@ class Proxy {
 
   private:
     void choose_receive_path();
+    void share_listeners(Config& config);
+    std::string keep_restart_only(Config& next) const;
 
     Config config_;
-    std::vector<net::ListenerShared> shared_;
+    mutable std::mutex config_mu_;  // config_ (the admin thread reads it; a reload writes it)
+    std::mutex reload_mu_;          // one reload at a time
+    // max_connections counters by listener address, kept across reloads (never freed: a few
+    // bytes per address ever configured).
+    std::map<std::string, std::unique_ptr<net::ListenerShared>> shared_;
     std::vector<std::unique_ptr<net::Worker>> workers_;
     std::atomic<bool> draining_{false};
+    std::atomic<std::uint64_t> reloads_ok_{0}, reloads_failed_{0};
 };
 
 }  // namespace fp::app

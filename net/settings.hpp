@@ -1,6 +1,7 @@
 #pragma once
 // What a worker needs to know, as plain values: the app layer fills these from the YAML config,
 // so net/ never sees YAML.
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <string>
@@ -16,6 +17,12 @@ using Millis = std::chrono::milliseconds;
 // How TCP receives land in memory (net/features.hpp: what each needs, how auto picks).
 enum class RecvPath : std::uint8_t { kAuto, kIncremental, kFragments };
 
+// Per listener, shared by every worker and kept across reloads while the listener stays (same
+// address): enforces max_connections across the workers. Owned by the app layer.
+struct ListenerShared {
+    std::atomic<std::uint32_t> connections{0};
+};
+
 struct TcpListenerSettings {
     std::string name;
     SockAddr listen;
@@ -25,7 +32,8 @@ struct TcpListenerSettings {
     Millis send_stall_timeout{60000};  // a queue that makes no progress toward its peer: reset
     std::uint32_t max_connections = 10000;
     std::uint32_t max_inflight_bytes = 1024 * 1024;  // per direction
-    bool share_port = false;  // join another process's SO_REUSEPORT group on this address
+    bool share_port = false;           // join another process's SO_REUSEPORT group on this address
+    ListenerShared* shared = nullptr;  // set by the app layer before the workers see it
 };
 
 struct UdpListenerSettings {

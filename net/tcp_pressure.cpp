@@ -30,8 +30,8 @@ constexpr int kBackloggedBytes = 32 * 1024;
 }  // namespace
 
 std::uint32_t TcpRelay::queue_limit(const Conn& c) const noexcept {
-    return MemoryBudget::queue_limit(level_, settings_.listeners[c.listener].max_inflight_bytes,
-                                     pool_->normal_bytes(), queuing_);
+    return MemoryBudget::queue_limit(level_, c.cfg->max_inflight_bytes, pool_->normal_bytes(),
+                                     queuing_);
 }
 
 // n bytes of the side's grant are used (received), or given back (the receive ended).

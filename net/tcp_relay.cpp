@@ -33,11 +33,9 @@ __kernel_timespec timespec_of(std::uint64_t ms) {
 
 }  // namespace
 
-TcpRelay::TcpRelay(Reactor& reactor, const WorkerSettings& settings,
-                   std::vector<ListenerShared>& shared, unsigned worker_index, TcpStats& stats)
+TcpRelay::TcpRelay(Reactor& reactor, const WorkerSettings& settings, unsigned worker_index,
+                   TcpStats& stats)
     : reactor_(reactor),
-      settings_(settings),
-      shared_(shared),
       index_(worker_index),
       stats_(stats),
       accept_pause_ts_(timespec_of(kAcceptPauseMs)) {
@@ -48,25 +46,28 @@ TcpRelay::TcpRelay(Reactor& reactor, const WorkerSettings& settings,
                                         settings.recv_fragment);
     compact_ = std::make_unique<FragCache>(*pool_);
     nodes_ = std::make_unique<NodePool>(kNodes);
-    std::size_t max_conns = 0;
+    reserve(settings.listeners);
     for (const auto& l : settings.listeners)
-        max_conns += l.max_connections;
-    conns_.reserve(max_conns);
-    starved_.reserve(2 * max_conns);
-    fd_waiters_.reserve(2 * max_conns);  // one pass's retries are appended to the last
-    for (const auto& l : settings.listeners) {
-        listen_fds_.emplace_back(tcp_listen_socket(l));
-        connect_ts_.push_back(timespec_of(std::uint64_t(l.connect_timeout.count())));
-    }
-    rr_.assign(settings.listeners.size(), std::uint16_t(worker_index));
-    accept_paused_.assign(settings.listeners.size(), false);
+        add_listener(l);
 }
 
 TcpRelay::~TcpRelay() = default;
 
 void TcpRelay::start() noexcept {
-    for (unsigned i = 0; i < listen_fds_.size(); ++i)
+    started_ = true;
+    for (unsigned i = 0; i < listeners_.size(); ++i)
         arm_accept(i);
+}
+
+// Room for every connection the listeners allow, and for those still open from before (the
+// table only grows; entries never move).
+void TcpRelay::reserve(const std::vector<TcpListenerSettings>& listeners) {
+    std::size_t max_conns = conns_.live();
+    for (const auto& l : listeners)
+        max_conns += l.max_connections;
+    conns_.reserve(max_conns);
+    starved_.reserve(2 * conns_.capacity());
+    fd_waiters_.reserve(2 * conns_.capacity());  // one pass's retries are appended to the last
 }
 
 std::string TcpRelay::describe() const {
@@ -125,7 +126,7 @@ void TcpRelay::handle(const Tag& t, io_uring_cqe* cqe) noexcept {
 void TcpRelay::connect_upstream(std::uint32_t slot) noexcept {
     Conn& c = conns_[slot];
     c.state = State::kConnecting;
-    const auto& l = settings_.listeners[c.listener];
+    const auto& l = *c.cfg;
     const SockAddr& up = l.upstreams[c.upstream % l.upstreams.size()];
     if (reactor_.features().socket_op) {
         io_uring_sqe* s = reactor_.submit(conns_, Op::kSocket, slot);
@@ -177,7 +178,7 @@ void TcpRelay::on_sockopt(Conn& c, int res) noexcept {
 }
 
 void TcpRelay::start_connect(Conn& c, std::uint32_t slot, int fd) noexcept {
-    const auto& l = settings_.listeners[c.listener];
+    const auto& l = *c.cfg;
     const SockAddr& up = l.upstreams[c.upstream % l.upstreams.size()];
     reactor_.reserve(2);  // the connect and its timeout go in as one linked pair
     io_uring_sqe* s = reactor_.submit(conns_, Op::kConnect, slot);
@@ -188,7 +189,8 @@ void TcpRelay::start_connect(Conn& c, std::uint32_t slot, int fd) noexcept {
     }
     io_uring_prep_connect(s, fd, up.sa(), up.len);
     s->flags |= IOSQE_IO_LINK;
-    io_uring_prep_link_timeout(t, &connect_ts_[c.listener], 0);
+    c.connect_ts = timespec_of(std::uint64_t(l.connect_timeout.count()));
+    io_uring_prep_link_timeout(t, &c.connect_ts, 0);
 }
 
 void TcpRelay::on_connect(Conn& c, std::uint32_t slot, int res) noexcept {
@@ -204,8 +206,7 @@ void TcpRelay::on_connect(Conn& c, std::uint32_t slot, int res) noexcept {
     if (res == -ECANCELED) stats_.connect_timeouts.add();  // its linked timeout fired
     close_fd(c.side[1].fd);
     c.side[1].fd = -1;
-    const auto& l = settings_.listeners[c.listener];
-    if (++c.attempts < l.upstreams.size()) {
+    if (++c.attempts < c.cfg->upstreams.size()) {
         ++c.upstream;
         return connect_upstream(slot);
     }
@@ -269,7 +270,8 @@ void TcpRelay::maybe_finish(Conn& c, std::uint32_t slot) noexcept {
         if (side.fd >= 0) close_fd(side.fd);
         side.fd = -1;
     }
-    shared_[c.listener].connections.fetch_sub(1, std::memory_order_relaxed);
+    c.cfg->shared->connections.fetch_sub(1, std::memory_order_relaxed);
+    c.cfg.reset();  // the settings of an earlier reload go once their last connection has
     conns_.close(slot);
     stats_.closed.add();
 }
@@ -312,7 +314,7 @@ void TcpRelay::tick() noexcept {
         Conn& c = conns_[slot];
         if (!c.live || c.state == State::kClosing) continue;
         queued += c.side[0].out.bytes + c.side[1].out.bytes;
-        const auto& l = settings_.listeners[c.listener];
+        const auto& l = *c.cfg;
         const bool lingering = c.state == State::kLingering;
         const auto stall = std::uint64_t(l.send_stall_timeout.count());
         bool stalled = false;
@@ -340,12 +342,8 @@ void TcpRelay::tick() noexcept {
 // backlog are reset), accepting ends; established connections go on until they end.
 void TcpRelay::drain() noexcept {
     stopping_ = true;
-    for (Fd& fd : listen_fds_) {
-        if (fd.get() < 0) continue;
-        if (io_uring_sqe* s = reactor_.submit(Op::kMisc))
-            io_uring_prep_cancel_fd(s, fd.get(), IORING_ASYNC_CANCEL_ALL);
-        reactor_.close_fd(fd.release());  // the cancelled accept holds its own file reference
-    }
+    for (Listener& l : listeners_)
+        close_listener(l);
 }
 
 // Stopping cuts every stream that has not ended: a reset, so no client takes the cut for a

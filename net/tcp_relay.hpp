@@ -40,6 +40,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <string>
 #include <vector>
@@ -72,22 +73,22 @@ struct TcpStats {
     Counter queue_peak;  // the largest send queue seen, in bytes (a high-water mark)
 };
 
-// Per listener, shared by every worker: enforces max_connections across them.
-struct ListenerShared {
-    std::atomic<std::uint32_t> connections{0};
-};
-
 class TcpRelay {
   public:
     // Opens the listeners' sockets and the receive ring; throws std::system_error naming what
     // failed (start-up path).
-    TcpRelay(Reactor& reactor, const WorkerSettings& settings, std::vector<ListenerShared>& shared,
-             unsigned worker_index, TcpStats& stats);
+    TcpRelay(Reactor& reactor, const WorkerSettings& settings, unsigned worker_index,
+             TcpStats& stats);
     ~TcpRelay();
     TcpRelay(const TcpRelay&) = delete;
     TcpRelay& operator=(const TcpRelay&) = delete;
 
     void start() noexcept;  // arms the listeners' accepts
+    // A reload: listeners with the same address (and share_port) keep their socket and take the
+    // new settings, new ones open and accept, removed ones close (their connections go on).
+    // Established connections keep the settings they were accepted with; new ones get these.
+    // Returns what failed ("" when nothing did); what could be applied is.
+    std::string reconfigure(const std::vector<TcpListenerSettings>& listeners) noexcept;
     void handle(const Tag& t, io_uring_cqe* cqe) noexcept;
     // After each batch of CQEs: refill() (pages back to the kernel, starved receives re-armed,
     // oldest first and as many as the pages on offer can serve), then tend() (the pressure level
@@ -133,11 +134,22 @@ class TcpRelay {
     };
     struct Conn : SlotHeader {
         State state = State::kConnecting;
+        std::shared_ptr<const TcpListenerSettings> cfg;  // as when accepted (reloads change it)
+        __kernel_timespec connect_ts{};                  // the connect's link timeout
         std::uint16_t listener = 0;
         std::uint16_t upstream = 0;
         std::uint16_t attempts = 0;
         std::uint64_t last_active = 0;
         Side side[2];
+    };
+    // A listen socket and what it accepts with. Slots are never reused (a CQE of a removed
+    // listener must not find a new one) and never move (a deque): the kernel holds no pointer
+    // into them, but a reload must not disturb the references of the batch it runs in.
+    struct Listener {
+        std::shared_ptr<const TcpListenerSettings> cfg;
+        Fd fd;                 // -1 once removed by a reload, or drained
+        bool paused = false;   // out of fds, waiting
+        std::uint16_t rr = 0;  // round-robin position
     };
     struct Waiter {  // a connection waiting in a FIFO (starved receive, fd wait)
         std::uint32_t slot, gen;
@@ -145,6 +157,9 @@ class TcpRelay {
     };
 
     // Accept (tcp_accept.cpp).
+    void reserve(const std::vector<TcpListenerSettings>& listeners);
+    void add_listener(const TcpListenerSettings& cfg);  // throws std::system_error
+    void close_listener(Listener& l) noexcept;
     void arm_accept(unsigned listener) noexcept;
     void on_accept(unsigned listener, io_uring_cqe* cqe) noexcept;
     void out_of_fds(unsigned listener, int err) noexcept;
@@ -193,8 +208,6 @@ class TcpRelay {
     void collapse(Side& side) noexcept;
 
     Reactor& reactor_;
-    const WorkerSettings& settings_;
-    std::vector<ListenerShared>& shared_;
     unsigned index_;
     TcpStats& stats_;
 
@@ -203,10 +216,7 @@ class TcpRelay {
     std::unique_ptr<FragCache> compact_;  // collapsed queues' fragments
     std::unique_ptr<NodePool> nodes_;
     SlotTable<Conn> conns_;
-    std::vector<Fd> listen_fds_;
-    std::vector<bool> accept_paused_;            // per listener: out of fds, waiting
-    std::vector<std::uint16_t> rr_;              // round-robin position per listener
-    std::vector<__kernel_timespec> connect_ts_;  // per listener, for the connect's link timeout
+    std::deque<Listener> listeners_;
     __kernel_timespec accept_pause_ts_;
     std::vector<Waiter> starved_;  // receives waiting for pages, oldest first, from starved_head_
     std::size_t starved_head_ = 0;
@@ -220,6 +230,7 @@ class TcpRelay {
     std::uint64_t fd_logged_ms_ = 0;  // out-of-fd log lines: one per kFdLogMs
     bool capped_recv_ = true;         // the kernel takes multishot receive limits (off at -EINVAL)
     bool sockopt_cmd_ = true;  // setsockopt as a socket command; off after the kernel refused one
+    bool started_ = false;
     bool stopping_ = false;
     long open_fds_ = 0;
 };

@@ -80,40 +80,86 @@ UdpRelay::Key UdpRelay::key(unsigned listener, const SockAddr& a, bool with_port
 
 UdpRelay::UdpRelay(Reactor& reactor, const WorkerSettings& settings, unsigned worker_index,
                    UdpStats& stats)
-    : reactor_(reactor), settings_(settings), stats_(stats) {
+    : reactor_(reactor), index_(worker_index), stats_(stats) {
     pool_ = std::make_unique<PagePool>(settings.udp_memory);
     recv_ = std::make_unique<RecvPages>(reactor_.ring(), *pool_, settings.udp_recv_buffers,
                                         kUdpGroup, RecvMode::kWholePages);
-    std::size_t max_sessions = 0;
-    for (const auto& l : settings.udp_listeners)
-        max_sessions += l.max_sessions;
-    sessions_.reserve(max_sessions);
-    by_client_.reserve(max_sessions);
-    per_source_.reserve(max_sessions);
-    dirty_.reserve(max_sessions);
-    starved_.reserve(max_sessions);
     nodes_ = std::make_unique<SendNode[]>(kSendNodes);
     for (std::uint32_t i = kSendNodes; i-- > 0;) {
         nodes_[i].next = free_nodes_;
         free_nodes_ = &nodes_[i];
     }
-    listeners_.resize(settings.udp_listeners.size());
-    for (unsigned i = 0; i < listeners_.size(); ++i) {
-        Listener& l = listeners_[i];
-        l.fd = udp_listen_socket(settings.udp_listeners[i]);
-        l.msg.msg_namelen = sizeof(sockaddr_in6);
-        l.rr = std::uint16_t(worker_index);
-    }
+    reserve(settings.udp_listeners);
+    for (const auto& l : settings.udp_listeners)
+        add_listener(l, worker_index);
 }
 
 void UdpRelay::start() noexcept {
+    started_ = true;
     for (unsigned i = 0; i < listeners_.size(); ++i)
         arm_listener(i);
 }
 
-UdpRelay::~UdpRelay() {
-    for (Listener& l : listeners_)
-        if (l.fd >= 0) ::close(l.fd);
+UdpRelay::~UdpRelay() = default;
+
+// Room for every session the listeners allow and those still open from before (only grows).
+void UdpRelay::reserve(const std::vector<UdpListenerSettings>& listeners) {
+    std::size_t max_sessions = sessions_.live();
+    for (const auto& l : listeners)
+        max_sessions += l.max_sessions;
+    sessions_.reserve(max_sessions);
+    const std::size_t n = sessions_.capacity();
+    by_client_.reserve(n);
+    per_source_.reserve(n);
+    dirty_.reserve(n);
+    starved_.reserve(n);
+}
+
+void UdpRelay::add_listener(const UdpListenerSettings& cfg, unsigned worker_index) {
+    if (listeners_.size() > UINT16_MAX)  // Session::listener, Key::listener
+        throw std::system_error(EMFILE, std::generic_category(),
+                                "listener '" + cfg.name + "': too many listeners since start");
+    Fd fd(udp_listen_socket(cfg));
+    Listener& l = listeners_.emplace_back();
+    l.cfg = std::make_shared<const UdpListenerSettings>(cfg);
+    l.fd = std::move(fd);
+    l.msg.msg_namelen = sizeof(sockaddr_in6);
+    l.rr = std::uint16_t(worker_index);
+    if (started_) arm_listener(unsigned(listeners_.size() - 1));
+}
+
+std::string UdpRelay::reconfigure(const std::vector<UdpListenerSettings>& next) noexcept {
+    std::string errors;
+    try {
+        reserve(next);
+    } catch (const std::exception& e) {
+        return std::string("udp: ") + e.what();
+    }
+    std::vector<bool> kept(listeners_.size(), false);
+    for (const UdpListenerSettings& cfg : next) {
+        unsigned i = 0;
+        for (; i < listeners_.size(); ++i) {
+            const Listener& l = listeners_[i];
+            if (!kept[i] && l.fd.get() >= 0 && l.cfg->listen == cfg.listen &&
+                l.cfg->share_port == cfg.share_port)
+                break;
+        }
+        try {
+            if (i < listeners_.size()) {  // kept (or taken back while its sessions drained)
+                listeners_[i].cfg = std::make_shared<const UdpListenerSettings>(cfg);
+                listeners_[i].removed = false;
+                kept[i] = true;
+            } else {
+                add_listener(cfg, index_);
+            }
+        } catch (const std::exception& e) {
+            errors += errors.empty() ? "" : "; ";
+            errors += e.what();
+        }
+    }
+    for (unsigned i = 0; i < kept.size(); ++i)
+        if (!kept[i] && listeners_[i].fd.get() >= 0) listeners_[i].removed = true;
+    return errors;
 }
 
 std::size_t UdpRelay::leaked_pages() noexcept {
@@ -129,14 +175,14 @@ std::byte* UdpRelay::take(io_uring_cqe* cqe) noexcept {
 
 void UdpRelay::arm_listener(unsigned i) noexcept {
     Listener& l = listeners_[i];
-    if (l.armed || stopping_) return;
+    if (l.armed || stopping_ || l.fd.get() < 0) return;
     if (recv_->offered() == 0) {
         l.starved = any_starved_ = true;
         return;
     }
     io_uring_sqe* s = reactor_.submit(Op::kUdpRecv, i);
     if (!s) return;
-    io_uring_prep_recvmsg_multishot(s, l.fd, &l.msg, 0);
+    io_uring_prep_recvmsg_multishot(s, l.fd.get(), &l.msg, 0);
     s->flags |= IOSQE_BUFFER_SELECT;
     s->buf_group = kUdpGroup;
     l.armed = true;
@@ -179,11 +225,11 @@ std::uint32_t UdpRelay::find_or_open(unsigned li, const sockaddr* from, socklen_
     client.len = len;
     auto it = by_client_.find(key(li, client, true));
     if (it != by_client_.end()) return sessions_[it->second].closing ? UINT32_MAX : it->second;
-    const auto& ls = settings_.udp_listeners[li];
-    std::uint32_t& per_source = per_source_[key(li, client, false)];
     Listener& l = listeners_[li];
-    if (draining_ || l.sessions >= ls.max_sessions || per_source >= ls.max_sessions_per_source ||
-        sessions_.full()) {
+    const auto& ls = *l.cfg;
+    std::uint32_t& per_source = per_source_[key(li, client, false)];
+    if (draining_ || l.removed || l.sessions >= ls.max_sessions ||
+        per_source >= ls.max_sessions_per_source || sessions_.full()) {
         if (per_source == 0) per_source_.erase(key(li, client, false));
         stats_.sessions_refused.add();
         return UINT32_MAX;
@@ -208,6 +254,7 @@ std::uint32_t UdpRelay::find_or_open(unsigned li, const sockaddr* from, socklen_
     const std::uint32_t slot = *sessions_.open();
     Session& s = sessions_[slot];
     s.listener = std::uint16_t(li);
+    s.cfg = l.cfg;
     s.fd = fd;
     s.client = client;
     s.last_active = reactor_.now_ms();
@@ -237,7 +284,7 @@ void UdpRelay::on_session(std::uint32_t slot, io_uring_cqe* cqe) noexcept {
     const Verdict v = classify(Op::kUdpUpRecv, cqe->res);
     std::byte* buf = v == Verdict::kOk ? take(cqe) : nullptr;
     if (v == Verdict::kOk) {  // a datagram; 0 bytes is one too, and may come without a buffer
-        const std::uint32_t cap = settings_.udp_listeners[s.listener].max_responses;
+        const std::uint32_t cap = s.cfg->max_responses;
         if (s.closing || (cap && s.responses >= cap)) {
             if (!s.closing) stats_.dropped_responses.add();
             if (buf) recv_->free(buf);
@@ -300,7 +347,7 @@ UdpRelay::SendNode* UdpRelay::open_node(std::uint32_t slot, unsigned dir) noexce
     if (dir == kToUpstream) {
         n->fd = s.fd;
     } else {
-        n->fd = listeners_[s.listener].fd;
+        n->fd = listeners_[s.listener].fd.get();
         std::memcpy(&n->to, &s.client.ss, s.client.len);
         n->msg.msg_name = &n->to;
         n->msg.msg_namelen = s.client.len;
@@ -404,6 +451,7 @@ void UdpRelay::finish_session(std::uint32_t slot) noexcept {
     s.fd = -1;
     by_client_.erase(key(s.listener, s.client, true));
     --listeners_[s.listener].sessions;
+    s.cfg.reset();
     auto src = per_source_.find(key(s.listener, s.client, false));
     if (src != per_source_.end() && --src->second == 0) per_source_.erase(src);
     sessions_.close(slot);
@@ -431,12 +479,20 @@ void UdpRelay::tick() noexcept {
     for (std::uint32_t slot = 0; slot < sessions_.size(); ++slot) {
         Session& s = sessions_[slot];
         if (!s.live || s.closing) continue;
-        auto limit = std::uint64_t(settings_.udp_listeners[s.listener].session_timeout.count());
+        auto limit = std::uint64_t(s.cfg->session_timeout.count());
         if (now_ms - s.last_active < limit) continue;
         stats_.sessions_expired.add();
         close_session(slot);
     }
     stats_.live.set(sessions_.live());
+    for (Listener& l : listeners_)  // removed by a reload, and its last session ended
+        if (l.removed && l.sessions == 0 && l.fd.get() >= 0) close_listener(l);
+}
+
+void UdpRelay::close_listener(Listener& l) noexcept {
+    if (l.armed)
+        if (io_uring_sqe* q = reactor_.submit(Op::kMisc)) io_uring_prep_cancel_fd(q, l.fd.get(), 0);
+    reactor_.close_fd(l.fd.release());  // the cancelled receive holds its own file reference
 }
 
 void UdpRelay::after_batch() noexcept {
@@ -480,7 +536,7 @@ void UdpRelay::stop() noexcept {
     stopping_ = true;
     for (Listener& l : listeners_) {
         if (!l.armed) continue;
-        if (io_uring_sqe* q = reactor_.submit(Op::kMisc)) io_uring_prep_cancel_fd(q, l.fd, 0);
+        if (io_uring_sqe* q = reactor_.submit(Op::kMisc)) io_uring_prep_cancel_fd(q, l.fd.get(), 0);
     }
     for (std::uint32_t slot = 0; slot < sessions_.size(); ++slot)
         if (sessions_[slot].live) close_session(slot);

@@ -28,12 +28,15 @@
 #include <sys/socket.h>
 
 #include <cstdint>
+#include <deque>
 #include <memory>
+#include <string>
 #include <unordered_map>
 #include <vector>
 
 #include "alloc/counter.hpp"
 #include "alloc/page_pool.hpp"
+#include "net/fd.hpp"
 #include "net/gso_batch.hpp"
 #include "net/reactor.hpp"
 #include "net/recv_pages.hpp"
@@ -62,6 +65,10 @@ class UdpRelay {
     UdpRelay& operator=(const UdpRelay&) = delete;
 
     void start() noexcept;  // arms the listeners' receives
+    // A reload: listeners with the same address keep their socket and take the new settings, new
+    // ones open, removed ones take no new sessions and close once their last session ended.
+    // Sessions keep the settings they began with. Returns what failed ("" when nothing did).
+    std::string reconfigure(const std::vector<UdpListenerSettings>& listeners) noexcept;
     void handle(const Tag& t, io_uring_cqe* cqe) noexcept;
     void tick() noexcept;         // session timeouts
     void after_batch() noexcept;  // batches sent, pages replenished, starved receives re-armed
@@ -81,6 +88,7 @@ class UdpRelay {
         bool starved = false;
         std::uint16_t listener = 0;
         int fd = -1;
+        std::shared_ptr<const UdpListenerSettings> cfg;  // as when it began (reloads change it)
         bool dirty = false;             // holds an open batch: flushed after this CQE batch
         bool no_gso[2] = {};            // per direction: the path refused a GSO send
         std::uint16_t up_max_seg = 0;   // largest datagram to batch towards the upstream (MTU)
@@ -105,8 +113,11 @@ class UdpRelay {
         iovec iov[kMaxSegs];
         std::byte* frag[kMaxSegs];
     };
+    // Slots are never reused and never move (a deque): the kernel reads msg.
     struct Listener {
-        int fd = -1;
+        std::shared_ptr<const UdpListenerSettings> cfg;
+        Fd fd;
+        bool removed = false;  // by a reload: no new sessions; closes after its last session
         msghdr msg{};  // recvmsg template: how much room the source address gets in each buffer
         bool armed = false;
         bool starved = false;
@@ -114,6 +125,9 @@ class UdpRelay {
         std::uint32_t sessions = 0;  // live sessions of this listener (its max_sessions)
     };
 
+    void reserve(const std::vector<UdpListenerSettings>& listeners);
+    void add_listener(const UdpListenerSettings& cfg, unsigned worker_index);  // throws
+    void close_listener(Listener& l) noexcept;
     void arm_listener(unsigned i) noexcept;
     void on_listener(unsigned i, io_uring_cqe* cqe) noexcept;
     void arm_session(std::uint32_t slot) noexcept;
@@ -149,10 +163,9 @@ class UdpRelay {
     static Key key(unsigned listener, const SockAddr& a, bool with_port) noexcept;
 
     Reactor& reactor_;
-    const WorkerSettings& settings_;
     std::unique_ptr<PagePool> pool_;
     std::unique_ptr<RecvPages> recv_;
-    std::vector<Listener> listeners_;
+    std::deque<Listener> listeners_;
     SlotTable<Session> sessions_;
     std::unordered_map<Key, std::uint32_t, KeyHash> by_client_;
     std::unordered_map<Key, std::uint32_t, KeyHash> per_source_;
@@ -160,6 +173,8 @@ class UdpRelay {
     SendNode* free_nodes_ = nullptr;
     std::vector<std::uint32_t> dirty_;    // sessions holding an open batch; capacity reserved
     std::vector<std::uint32_t> starved_;  // sessions waiting for receive buffers; reserved too
+    unsigned index_;
+    bool started_ = false;
     bool stopping_ = false;
     bool draining_ = false;
     bool any_starved_ = false;

@@ -15,8 +15,8 @@ constexpr __kernel_timespec kStarvedWait{0, 1000000};  // receives wait for page
 
 }  // namespace
 
-Worker::Worker(const WorkerSettings& settings, std::vector<ListenerShared>& shared, unsigned index)
-    : settings_(settings), shared_(shared), index_(index) {
+Worker::Worker(std::shared_ptr<const WorkerSettings> settings, unsigned index)
+    : settings_(std::move(settings)), index_(index), current_(settings_) {
     wake_fd_ = ::eventfd(0, EFD_CLOEXEC);
     if (wake_fd_ < 0) throw std::system_error(errno, std::generic_category(), "eventfd");
 }
@@ -38,18 +38,34 @@ void Worker::start() {
     }
 }
 
-void Worker::drain() {
-    if (!thread_.joinable()) return;
-    command_.store(kDrain, std::memory_order_release);
+void Worker::command(unsigned c) noexcept {
+    commands_.fetch_or(c, std::memory_order_release);
     std::uint64_t one = 1;
     [[maybe_unused]] auto n = ::write(wake_fd_, &one, sizeof one);
 }
 
+void Worker::drain() {
+    if (thread_.joinable()) command(kDrain);
+}
+
+std::future<std::string> Worker::reload(std::shared_ptr<const WorkerSettings> next) {
+    std::future<std::string> done;
+    {
+        std::lock_guard lock(reload_mu_);
+        reload_next_ = std::move(next);
+        reload_done_ = std::promise<std::string>();
+        done = reload_done_.get_future();
+    }
+    if (thread_.joinable())
+        command(kReload);
+    else
+        apply_reload();  // not started: nothing runs to race with
+    return done;
+}
+
 void Worker::stop() {
     if (!thread_.joinable()) return;
-    command_.store(kStop, std::memory_order_release);
-    std::uint64_t one = 1;
-    [[maybe_unused]] auto n = ::write(wake_fd_, &one, sizeof one);
+    command(kStop);
     thread_.join();
 }
 
@@ -69,9 +85,9 @@ void Worker::setup() {
     ring_ = std::make_unique<Ring>(Ring::best(kRingEntries));
     reactor_ = std::make_unique<Reactor>(*ring_);
     reactor_->update_clock();
-    tcp_ = std::make_unique<TcpRelay>(*reactor_, settings_, shared_, index_, tcp_stats_);
-    if (!settings_.udp_listeners.empty())
-        udp_ = std::make_unique<UdpRelay>(*reactor_, settings_, index_, udp_stats_);
+    tcp_ = std::make_unique<TcpRelay>(*reactor_, *current_, index_, tcp_stats_);
+    if (!current_->udp_listeners.empty())
+        udp_ = std::make_unique<UdpRelay>(*reactor_, *current_, index_, udp_stats_);
     if (index_ == 0)
         std::fprintf(stderr, "fragproxy: worker ring: %s; receive: %s\n",
                      ring_->features().describe().c_str(), tcp_->describe().c_str());
@@ -134,16 +150,53 @@ void Worker::handle(io_uring_cqe* cqe) noexcept {
     }
 }
 
-// The eventfd was written: a drain (the wake is armed again, for the stop that follows) or a
+// The eventfd was written: a reload, a drain (the wake is armed again, for what follows) or a
 // stop. A stop that comes before the drain was seen is a stop.
 void Worker::on_wake() noexcept {
-    if (command_.load(std::memory_order_acquire) == kStop) return begin_stop();
-    if (!draining_) {
+    const unsigned c = commands_.exchange(0, std::memory_order_acquire);
+    if (c & kStop) {
+        stopping_ = true;  // a reload waiting for its answer gets one
+        if (c & kReload) apply_reload();
+        return begin_stop();
+    }
+    if (c & kReload) apply_reload();
+    if ((c & kDrain) && !draining_) {
         draining_ = true;
         tcp_->drain();
         if (udp_) udp_->drain();
     }
     arm_wake();
+}
+
+// Between two batches: the listeners change, nothing else does. A UDP listener in a worker that
+// had none brings its relay (its ring of receive pages) with it.
+void Worker::apply_reload() noexcept {
+    std::lock_guard lock(reload_mu_);
+    std::string errors;
+    if (stopping_ || draining_) {
+        errors = "stopping: the reload was not applied";
+    } else if (reload_next_) {
+        current_ = std::move(reload_next_);
+        if (!tcp_) {  // not started yet: start() builds the relays from current_
+        } else {
+            errors = tcp_->reconfigure(current_->listeners);
+            std::string udp;
+            if (udp_) {
+                udp = udp_->reconfigure(current_->udp_listeners);
+            } else if (!current_->udp_listeners.empty()) {
+                try {
+                    udp_ = std::make_unique<UdpRelay>(*reactor_, *current_, index_, udp_stats_);
+                    udp_->start();
+                } catch (const std::exception& e) {
+                    udp_.reset();
+                    udp = e.what();
+                }
+            }
+            if (!udp.empty()) errors += (errors.empty() ? "" : "; ") + udp;
+        }
+    }
+    reload_next_.reset();
+    reload_done_.set_value(errors);
 }
 
 void Worker::after_batch() noexcept {

@@ -13,6 +13,8 @@
 #include <atomic>
 #include <future>
 #include <memory>
+#include <mutex>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -26,7 +28,8 @@ namespace fp::net {
 
 class Worker {
   public:
-    Worker(const WorkerSettings& settings, std::vector<ListenerShared>& shared, unsigned index);
+    // settings: kept for the worker's life (memory, rings); reload() replaces the listeners'.
+    Worker(std::shared_ptr<const WorkerSettings> settings, unsigned index);
     ~Worker();
     Worker(const Worker&) = delete;
     Worker& operator=(const Worker&) = delete;
@@ -38,6 +41,10 @@ class Worker {
     // is established finish; drained() turns true once nothing is left. Returns at once.
     void drain();
     bool drained() const noexcept { return drained_.load(std::memory_order_acquire); }
+    // A reload: the worker takes these listeners' settings (TcpRelay::reconfigure,
+    // UdpRelay::reconfigure) between two batches; the future says what failed ("" if nothing).
+    // The rest of the settings (memory, receive path) stay as at start. One at a time.
+    std::future<std::string> reload(std::shared_ptr<const WorkerSettings> next);
     // Stops accepting, closes every connection (in-flight sends are cut), waits for the thread.
     void stop();
     const TcpStats& tcp_stats() const noexcept { return tcp_stats_; }
@@ -55,20 +62,25 @@ class Worker {
     void arm_tick() noexcept;
     void arm_wake() noexcept;
     void on_wake() noexcept;
+    void apply_reload() noexcept;
+    void command(unsigned c) noexcept;
     void begin_stop() noexcept;
     void teardown(bool drained) noexcept;
     bool done() const noexcept {
         return stopping_ && reactor_->in_flight() == 0 && tcp_->idle() && (!udp_ || udp_->idle());
     }
 
-    const WorkerSettings& settings_;
-    std::vector<ListenerShared>& shared_;
+    const std::shared_ptr<const WorkerSettings> settings_;  // as at start
     unsigned index_;
     std::thread thread_;
-    enum Command : int { kNone, kDrain, kStop };
+    enum Command : unsigned { kDrain = 1, kStop = 2, kReload = 4 };
     int wake_fd_ = -1;
     std::uint64_t wake_buf_ = 0;
-    std::atomic<int> command_{kNone};  // what the wake asks for (drain, then maybe stop)
+    std::atomic<unsigned> commands_{0};  // what the wake asks for (bits of Command)
+    std::mutex reload_mu_;               // the hand-over of a reload (control plane only)
+    std::shared_ptr<const WorkerSettings> reload_next_;
+    std::promise<std::string> reload_done_;
+    std::shared_ptr<const WorkerSettings> current_;  // the listeners' settings (worker thread)
     std::atomic<bool> drained_{false};
     __kernel_timespec tick_ts_{1, 0};
 

@@ -1,5 +1,8 @@
-// SlotTable: slots reused with a new generation, stale generations not found, capacity fixed.
+// SlotTable: slots reused with a new generation, stale generations not found, capacity bounded;
+// growing it moves no entry.
 #include <doctest/doctest.h>
+
+#include <vector>
 
 #include "net/slot_table.hpp"
 
@@ -33,7 +36,7 @@ TEST_CASE("a reused slot has a new generation; the old generation finds nothing"
     CHECK(t.find(99, 1) == nullptr);  // out of range
 }
 
-TEST_CASE("the table never grows past what was reserved (the kernel holds pointers into it)") {
+TEST_CASE("the table never holds more than reserved, and entries never move") {
     SlotTable<Entry> t;
     t.reserve(3);
     Entry* first = nullptr;
@@ -49,4 +52,28 @@ TEST_CASE("the table never grows past what was reserved (the kernel holds pointe
     CHECK_FALSE(t.full());
     CHECK(t.open() == std::uint32_t{1});
     CHECK(t.live() == 3);
+}
+
+TEST_CASE("growing the table (a reload) leaves every entry where it is") {
+    SlotTable<Entry> t;
+    t.reserve(1500);  // two chunks
+    std::vector<Entry*> at;
+    for (int i = 0; i < 1500; ++i) {
+        auto s = t.open();
+        REQUIRE(s);
+        t[*s].value = i;
+        at.push_back(&t[*s]);
+    }
+    CHECK(t.full());
+    t.reserve(5000);
+    CHECK(t.capacity() == 5000);
+    for (int i = 0; i < 3500; ++i)
+        REQUIRE(t.open());
+    CHECK(t.full());
+    for (std::uint32_t i = 0; i < 1500; ++i) {
+        CHECK(&t[i] == at[i]);
+        CHECK(t[i].value == int(i));
+    }
+    t.reserve(100);  // never shrinks
+    CHECK(t.capacity() == 5000);
 }
