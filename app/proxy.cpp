@@ -243,7 +243,7 @@ void Proxy::report(std::ostream& out) const {
         << tcp(&TcpStats::collapsed_bytes) << " bytes copied), " << tcp(&TcpStats::send_stalls)
         << " send stalls reset; out of fds " << tcp(&TcpStats::fd_exhausted) << " times\n"
         << "fragproxy: at exit: pages in use " << pages << ", fds open " << fds << "\n";
-    if (config_.worker.udp_listeners.empty()) return;
+    if (config().worker.udp_listeners.empty()) return;
     using net::UdpStats;
     out << "fragproxy: udp: datagrams in " << udp(&UdpStats::datagrams_in) << ", out "
         << udp(&UdpStats::datagrams_out) << "; sessions " << udp(&UdpStats::sessions)

@@ -4,57 +4,16 @@ while draining), /config, and what a careful HTTP server does with bad, slow or 
 requests. Usage: admin_test.py FRAGPROXY_BINARY [CASE ...]"""
 import asyncio
 import os
-import re
 import signal
 import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Proxy, free_port, wait_for  # noqa: E402
+from harness import Echo, Proxy, free_port, get, metrics, total, wait_for  # noqa: E402
 
 BINARY = sys.argv[1]
-SAMPLE = re.compile(r'^([a-z_]+)(?:\{([^}]*)\})? (\d+)$')
-
-
-def get(port, path, method="GET"):
-    """(status, headers, body) of one request."""
-    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", method=method)
-    try:
-        with urllib.request.urlopen(req, timeout=10) as r:
-            return r.status, dict(r.headers), r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, dict(e.headers), e.read().decode()
-
-
-def metrics(port):
-    """{(name, frozenset(labels)): value}, checking every sample's family was declared first."""
-    status, headers, body = get(port, "/metrics")
-    assert status == 200 and headers["Content-Type"].startswith("text/plain; version=0.0.4"), \
-        (status, headers)
-    declared, out = set(), {}
-    for line in body.splitlines():
-        if line.startswith("# TYPE "):
-            declared.add(line.split()[2])
-            continue
-        if line.startswith("#"):
-            continue
-        m = SAMPLE.match(line)
-        assert m, f"not a sample: {line!r}"
-        name, labels, value = m.groups()
-        assert name in declared, f"{name} sampled before its # TYPE"
-        pairs = frozenset(tuple(p.split("=", 1)) for p in labels.split(",")) if labels else frozenset()
-        out[(name, pairs)] = int(value)
-    return out
-
-
-def total(samples, name, **labels):
-    """A metric summed over the workers."""
-    want = {(k, f'"{v}"') for k, v in labels.items()}
-    return sum(v for (n, ls), v in samples.items() if n == name and want <= ls)
 
 
 def run_proxy(up_port, drain="0s"):
@@ -65,36 +24,6 @@ def run_proxy(up_port, drain="0s"):
         f.write(f'admin: {{listen: "127.0.0.1:{admin}"}}\n')
     p.start(("127.0.0.1", port))
     return p, port, admin
-
-
-class Echo:
-    """An echo upstream on its own thread's event loop."""
-
-    def __init__(self):
-        self.loop = asyncio.new_event_loop()
-        import threading
-        ready = threading.Event()
-
-        async def echo(reader, writer):
-            try:
-                while b := await reader.read(65536):
-                    writer.write(b)
-                    await writer.drain()
-            except ConnectionError:
-                pass
-            writer.close()
-
-        async def serve():
-            self.server = await asyncio.start_server(echo, "127.0.0.1", 0)
-            self.port = self.server.sockets[0].getsockname()[1]
-            ready.set()
-        self.thread = threading.Thread(target=lambda: (self.loop.run_until_complete(serve()),
-                                                       self.loop.run_forever()), daemon=True)
-        self.thread.start()
-        ready.wait(10)
-
-    def stop(self):
-        self.loop.call_soon_threadsafe(self.loop.stop)
 
 
 def case_endpoints():

@@ -9,7 +9,10 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import urllib.error
+import urllib.request
 
 SKIP = 77  # CTest's SKIP_RETURN_CODE for these tests
 
@@ -71,33 +74,53 @@ def fmt(host, port):
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+def config_text(listeners, workers=2, memory="{arena: 16MiB, page_order: 4}", drain="0s",
+                extra=()):
+    """The YAML of a proxy with these listeners (dicts: listen (host, port), upstreams
+    [(host, port)], optional protocol, name and extra YAML lines) and extra top-level lines."""
+    # drain_timeout 0s: a test's stop is immediate unless it tests the drain.
+    lines = [f"workers: {workers}", f"memory: {memory}", f"drain_timeout: {drain}", *extra]
+    # FP_RECEIVE=incremental|fragments runs a whole suite on one receive path (CTest names
+    # them integration_tcp[fragments] etc.); unset: auto, the best this kernel has.
+    if os.environ.get("FP_RECEIVE"):
+        lines.append(f"io_uring: {{receive: {os.environ['FP_RECEIVE']}}}")
+    lines.append("listeners:")
+    for i, l in enumerate(listeners):
+        ups = ", ".join(f'"{fmt(*u)}"' for u in l["upstreams"])
+        lines += [f"  - name: {l.get('name', f'l{i}')}", f"    protocol: {l.get('protocol', 'tcp')}",
+                  f'    listen: "{fmt(*l["listen"])}"', f"    upstreams: [{ups}]"]
+        lines += ["    " + x for x in l.get("extra", [])]
+    return "\n".join(lines) + "\n"
+
+
+def write_atomically(path, text):
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
 class Proxy:
     """fragproxy with one or more TCP listeners. listeners: list of dicts with keys
     listen (host, port), upstreams [(host, port)], and optional extra YAML lines."""
 
     def __init__(self, binary, listeners, workers=2, memory="{arena: 16MiB, page_order: 4}",
-                 args=(), prefix=(), drain="0s"):
+                 args=(), prefix=(), drain="0s", extra=()):
         self.binary = binary
         self.prefix = list(prefix)  # e.g. ["prlimit", "--nofile=64:64"]
         self.stats_path = tempfile.mktemp(suffix=".json")
         self.args = ["--stats-json", self.stats_path, *args]
-        # drain_timeout 0s: a test's stop is immediate unless it tests the drain.
-        lines = [f"workers: {workers}", f"memory: {memory}", f"drain_timeout: {drain}"]
-        # FP_RECEIVE=incremental|fragments runs a whole suite on one receive path (CTest names
-        # them integration_tcp[fragments] etc.); unset: auto, the best this kernel has.
-        if os.environ.get("FP_RECEIVE"):
-            lines.append(f"io_uring: {{receive: {os.environ['FP_RECEIVE']}}}")
-        lines.append("listeners:")
-        for i, l in enumerate(listeners):
-            ups = ", ".join(f'"{fmt(*u)}"' for u in l["upstreams"])
-            lines += [f"  - name: l{i}", f"    protocol: {l.get('protocol', 'tcp')}",
-                      f'    listen: "{fmt(*l["listen"])}"', f"    upstreams: [{ups}]"]
-            lines += ["    " + x for x in l.get("extra", [])]
         fd, self.config = tempfile.mkstemp(suffix=".yaml")
-        with os.fdopen(fd, "w") as f:
-            f.write("\n".join(lines) + "\n")
+        os.close(fd)
+        self.write_config(listeners, workers, memory, drain, extra)
         self.proc = None
         self.log = tempfile.NamedTemporaryFile(mode="w", suffix=".log")
+
+    def write_config(self, listeners, workers=2, memory="{arena: 16MiB, page_order: 4}",
+                     drain="0s", extra=()):
+        """(Re)writes the config file (a reload test rewrites it while the proxy runs; the file
+        is replaced whole, so a reload never reads half of it)."""
+        write_atomically(self.config, config_text(listeners, workers, memory, drain, extra))
 
     def start(self, listen_probe=None):
         """Runs the proxy; returns once every worker is set up (the start banner, printed after
@@ -218,3 +241,95 @@ async def echo_transfer(port, size, slow=False, host="127.0.0.1", data=None):
     assert hashlib.sha256(got).digest() == hashlib.sha256(data).digest(), \
         f"echo: {len(got)} bytes back of {len(data)}"
     return time.monotonic() - t0
+
+
+def get(port, path, method="GET"):
+    """(status, headers, body) of one request to 127.0.0.1:port (the admin endpoint)."""
+    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", method=method)
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status, dict(r.headers), r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers), e.read().decode()
+
+
+def metrics(port):
+    """/metrics as {(sample name, frozenset((label, '"value"'), ...)): value}, parsed whole by
+    prometheus_client's own text parser: a malformed line fails the test."""
+    try:
+        from prometheus_client.parser import text_string_to_metric_families
+    except ImportError:
+        skip("python3-prometheus-client is missing (scripts/deps.sh installs it)")
+    status, headers, body = get(port, "/metrics")
+    assert status == 200 and headers["Content-Type"].startswith("text/plain; version=0.0.4"), \
+        (status, headers)
+    out = {}
+    for family in text_string_to_metric_families(body):
+        for s in family.samples:
+            key = (s.name, frozenset((k, f'"{v}"') for k, v in s.labels.items()))
+            assert key not in out, f"sample {key} twice"
+            assert s.value == int(s.value) >= 0, s
+            out[key] = int(s.value)
+    return out
+
+
+def total(samples, name, **labels):
+    """A metric summed over the workers (and any label not given)."""
+    want = {(k, f'"{v}"') for k, v in labels.items()}
+    return sum(v for (n, ls), v in samples.items() if n == name and want <= ls)
+
+
+class Echo:
+    """A TCP echo upstream on its own thread's event loop; counts the connections it accepted."""
+
+    def __init__(self):
+        self.loop = asyncio.new_event_loop()
+        self.accepted = 0
+        ready = threading.Event()
+
+        async def echo(reader, writer):
+            self.accepted += 1
+            try:
+                while b := await reader.read(65536):
+                    writer.write(b)
+                    await writer.drain()
+            except ConnectionError:
+                pass
+            writer.close()
+
+        async def serve():
+            self.server = await asyncio.start_server(echo, "127.0.0.1", 0)
+            self.port = self.server.sockets[0].getsockname()[1]
+            ready.set()
+        self.thread = threading.Thread(target=lambda: (self.loop.run_until_complete(serve()),
+                                                       self.loop.run_forever()), daemon=True)
+        self.thread.start()
+        ready.wait(10)
+
+    def stop(self):
+        self.loop.call_soon_threadsafe(self.loop.stop)
+
+
+def udp_free_port(host="127.0.0.1"):
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+class UdpEcho:
+    """A UDP echo upstream in a child process (so its socket buffer drains while we block)."""
+
+    def __init__(self, host="127.0.0.1"):
+        self.port = udp_free_port(host)
+        code = ("import socket,sys\n"
+                f"s=socket.socket(socket.AF_INET6 if ':' in '{host}' else socket.AF_INET,"
+                " socket.SOCK_DGRAM)\n"
+                "s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8<<20)\n"
+                f"s.bind(('{host}', {self.port}))\n"
+                "while True:\n d,a=s.recvfrom(70000)\n s.sendto(d,a)\n")
+        self.proc = subprocess.Popen([sys.executable, "-c", code])
+        wait_bound(self.port, "udp", self.proc)
+
+    def stop(self):
+        self.proc.kill()
+        self.proc.wait()

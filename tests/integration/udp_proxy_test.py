@@ -13,34 +13,10 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import SKIP, Proxy, free_port, require, wait_bound, wait_for  # noqa: E402
+from harness import UdpEcho as Echo, udp_free_port  # noqa: E402
 
 BINARY = sys.argv[1]
 faulthandler.dump_traceback_later(240, exit=True)  # a hang prints where it hangs
-
-
-def udp_free_port(host="127.0.0.1"):
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
-
-
-class Echo:
-    """A UDP echo upstream in a child process (so its socket buffer drains while we block)."""
-
-    def __init__(self, host="127.0.0.1"):
-        self.port = udp_free_port(host)
-        code = ("import socket,sys\n"
-                f"s=socket.socket(socket.AF_INET6 if ':' in '{host}' else socket.AF_INET,"
-                " socket.SOCK_DGRAM)\n"
-                "s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8<<20)\n"
-                f"s.bind(('{host}', {self.port}))\n"
-                "while True:\n d,a=s.recvfrom(70000)\n s.sendto(d,a)\n")
-        self.proc = subprocess.Popen([sys.executable, "-c", code])
-        wait_bound(self.port, "udp", self.proc)
-
-    def stop(self):
-        self.proc.kill()
-        self.proc.wait()
 
 
 def proxy(listen_port, up_port, extra=(), workers=2, host="127.0.0.1"):
