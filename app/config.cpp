@@ -3,6 +3,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <fcntl.h>
+#include <pwd.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -356,6 +357,24 @@ Config parse_config(const std::string& text, const std::string& source) {
             c.admin = address(listen, source, "admin.listen");
             am.finish();
         }
+        if (YAML::Node u = m.get("user")) {
+            if (!u.IsScalar() || u.Scalar().empty()) fail(source, u.Mark(), "user must be a name");
+            if (!::getpwnam(u.Scalar().c_str()))
+                fail(source, u.Mark(), "user: no such user: " + u.Scalar());
+            c.user = u.Scalar();
+        }
+        if (YAML::Node a = m.get("access_log")) {
+            Map am(a, source, "access_log");
+            AccessLogSettings log;
+            log.path = am.text("path", "", true);
+            if (log.path.empty()) fail(source, a.Mark(), "access_log.path must not be empty");
+            const std::string format = am.text("format", "json");
+            if (format != "json" && format != "text")
+                fail(source, am.get("format").Mark(), "access_log.format must be json or text");
+            log.json = format == "json";
+            am.finish();
+            c.access_log = log;
+        }
         YAML::Node ls = m.get("listeners");
         if (!ls || !ls.IsSequence() || ls.size() == 0)
             fail(source, ls ? ls.Mark() : root.Mark(), "listeners must be a non-empty list");
@@ -435,6 +454,10 @@ std::string describe(const Config& c) {
     o << "workers: " << c.workers << "\n"
       << "drain_timeout: " << c.drain_timeout.count() << "ms\n";
     if (c.admin) o << "admin: {listen: " << quote(c.admin->str()) << "}\n";
+    if (!c.user.empty()) o << "user: " << quote(c.user) << "\n";
+    if (c.access_log)
+        o << "access_log: {path: " << quote(c.access_log->path)
+          << ", format: " << (c.access_log->json ? "json" : "text") << "}\n";
     o << "memory: {arena: " << (w.memory.arena_bytes >> 20) << "MiB, page_order: " << w.memory.order
       << ", recv_pages: " << w.buf_ring_pages << ", recv_fragment: " << (w.recv_fragment >> 10)
       << "KiB, hugetlb: " << (w.memory.hugetlb ? "true" : "false") << "}\n"

@@ -19,6 +19,12 @@ class ConfigError : public std::runtime_error {
     using std::runtime_error::runtime_error;
 };
 
+// access_log: {path: FILE or "-" (stderr), format: json|text}: one line per connection or session.
+struct AccessLogSettings {
+    std::string path;
+    bool json = true;
+};
+
 struct Config {
     std::string source;  // file name, for messages
     unsigned workers = 1;
@@ -26,6 +32,8 @@ struct Config {
     // are closed (0: at once).
     std::chrono::milliseconds drain_timeout{30000};
     std::optional<net::SockAddr> admin;  // admin: {listen: ADDR}: the admin endpoint; off if unset
+    std::string user;  // user: NAME: started as root, run as this user once the sockets are bound
+    std::optional<AccessLogSettings> access_log;
     net::WorkerSettings worker;
     std::pair<int, int> arena_mark{-1, -1};  // where memory.arena was set (line, column; 0-based)
 };

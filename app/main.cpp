@@ -14,8 +14,10 @@
 
 #include "app/admin.hpp"
 #include "app/config.hpp"
+#include "app/privileges.hpp"
 #include "app/proxy.hpp"
 #include "app/self_check.hpp"
+#include "app/systemd.hpp"
 #include "net/features.hpp"
 
 namespace {
@@ -76,6 +78,7 @@ const char* signal_name(int sig) {
 // ends the drain at once. SIGUSR1 still writes the stats meanwhile.
 void drain(fp::app::Proxy& proxy, std::chrono::milliseconds timeout, int sig, const sigset_t& set,
            const std::string& stats_path) {
+    fp::app::systemd::stopping(timeout.count() ? "draining" : "stopping");
     if (timeout.count() == 0) {
         std::cerr << "fragproxy: " << signal_name(sig) << ": stopping\n";
         return;
@@ -102,12 +105,19 @@ void drain(fp::app::Proxy& proxy, std::chrono::milliseconds timeout, int sig, co
     std::cerr << "fragproxy: drained: every connection ended\n";
 }
 
+std::string status(const fp::app::Config& c) {
+    return std::to_string(c.worker.listeners.size()) + " tcp and " +
+           std::to_string(c.worker.udp_listeners.size()) + " udp listener(s), " +
+           std::to_string(c.workers) + " worker(s)";
+}
+
 // SIGHUP or POST /reload: the file again, with the command line's overrides. Logged either way;
 // a file that does not parse leaves everything running as it was.
 fp::app::Proxy::ReloadResult reload(fp::app::Proxy& proxy, const std::string& path,
                                     unsigned workers) {
     fp::app::Proxy::ReloadResult r;
     fp::app::Config next;
+    fp::app::systemd::reloading();
     try {
         next = fp::app::load_config(path);
         if (workers) next.workers = workers;
@@ -117,11 +127,12 @@ fp::app::Proxy::ReloadResult reload(fp::app::Proxy& proxy, const std::string& pa
         proxy.reload_failed();
         r = {false, e.what()};
     }
+    const fp::app::Config now = proxy.config();
+    fp::app::systemd::ready(status(now));
     if (!r.ok) {
         std::cerr << "fragproxy: reload failed: " << r.message << "\n";
         return r;
     }
-    const fp::app::Config now = proxy.config();
     std::cerr << "fragproxy: reload: " << path << " applied: " << now.worker.listeners.size()
               << " tcp and " << now.worker.udp_listeners.size()
               << " udp listener(s); established connections keep their settings\n";
@@ -193,6 +204,7 @@ static int run(int argc, char** argv) {
             });
             std::cerr << "fragproxy: admin endpoint on http://" << config.admin->str() << "/\n";
         }
+        fp::app::drop_privileges(config.user);  // every socket is bound
     } catch (const std::exception& e) {
         std::cerr << "fragproxy: " << e.what() << "\n";
         return 1;
@@ -203,6 +215,7 @@ static int run(int argc, char** argv) {
     for (const auto& l : config.worker.udp_listeners)
         std::cerr << "fragproxy: " << l.name << ": udp " << l.listen.str() << " -> "
                   << l.upstreams.size() << " upstream(s), " << config.workers << " worker(s)\n";
+    fp::app::systemd::ready(status(config));
     int sig = 0;
     while (sigwait(&set, &sig) == 0) {
         if (sig == SIGUSR1)

@@ -5,9 +5,9 @@ set -euo pipefail
 
 packages=(
   build-essential cmake ninja-build pkg-config
-  liburing-dev libasio-dev libyaml-cpp-dev doctest-dev libcli11-dev libbenchmark-dev
+  liburing-dev libasio-dev libyaml-cpp-dev doctest-dev libcli11-dev libbenchmark-dev libsystemd-dev
   clang libclang-rt-14-dev clang-format clang-tidy
-  iperf3 socat python3 python3-prometheus-client haproxy
+  iperf3 socat python3 python3-prometheus-client haproxy systemd groff-base
   nginx-light libnginx-mod-stream sockperf wrk python3-matplotlib
 )
 

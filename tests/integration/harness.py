@@ -105,7 +105,7 @@ class Proxy:
     listen (host, port), upstreams [(host, port)], and optional extra YAML lines."""
 
     def __init__(self, binary, listeners, workers=2, memory="{arena: 16MiB, page_order: 4}",
-                 args=(), prefix=(), drain="0s", extra=()):
+                 args=(), prefix=(), drain="0s", extra=(), env=None):
         self.binary = binary
         self.prefix = list(prefix)  # e.g. ["prlimit", "--nofile=64:64"]
         self.stats_path = tempfile.mktemp(suffix=".json")
@@ -113,6 +113,7 @@ class Proxy:
         fd, self.config = tempfile.mkstemp(suffix=".yaml")
         os.close(fd)
         self.write_config(listeners, workers, memory, drain, extra)
+        self.env = env  # None: this process's environment
         self.proc = None
         self.log = tempfile.NamedTemporaryFile(mode="w", suffix=".log")
 
@@ -127,7 +128,7 @@ class Proxy:
         the last worker's listeners are bound and armed) and, given listen_probe (host, port),
         a TCP connection to it succeeds."""
         self.proc = subprocess.Popen([*self.prefix, self.binary, "-c", self.config, *self.args],
-                                     stdout=self.log, stderr=subprocess.STDOUT)
+                                     stdout=self.log, stderr=subprocess.STDOUT, env=self.env)
 
         def ready():
             if self.proc.poll() is not None:
