@@ -193,7 +193,14 @@ static int run(int argc, char** argv) {
     raise_fd_limit(config);
     if (!stats_path.empty()) spare_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
 
-    fp::app::Proxy proxy(config);
+    std::optional<fp::app::AccessLog> access_log;  // outlives the workers that write to it
+    try {
+        if (config.access_log) access_log.emplace(*config.access_log, config.workers);
+    } catch (const std::exception& e) {
+        std::cerr << "fragproxy: " << e.what() << "\n";
+        return 1;
+    }
+    fp::app::Proxy proxy(config, access_log ? &*access_log : nullptr);
     std::optional<fp::app::AdminServer> admin;  // stops before the proxy does
     try {
         proxy.start();
@@ -218,9 +225,10 @@ static int run(int argc, char** argv) {
     fp::app::systemd::ready(status(config));
     int sig = 0;
     while (sigwait(&set, &sig) == 0) {
-        if (sig == SIGUSR1)
+        if (sig == SIGUSR1) {
             write_stats(proxy, stats_path, false);
-        else if (sig == SIGHUP)
+            if (access_log) access_log->reopen();
+        } else if (sig == SIGHUP)
             reload(proxy, config_path, workers);
         else
             break;

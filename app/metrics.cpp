@@ -106,6 +106,18 @@ std::string render_metrics(const Proxy& proxy) {
     w.family("fragproxy_collapses_total", "counter",
              "Stuck queues copied into compact fragments under memory pressure.",
              {Sample<T>{"", &T::collapses}});
+    if (const AccessLog* log = proxy.access_log()) {
+        w.line(
+            "# HELP fragproxy_access_log_dropped_total Access-log records dropped: the logger "
+            "was behind.");
+        w.line("# TYPE fragproxy_access_log_dropped_total counter");
+        for (std::size_t i = 0; i < proxy.workers().size(); ++i)
+            w.line("fragproxy_access_log_dropped_total{worker=\"" + std::to_string(i) + "\"} " +
+                   std::to_string(log->dropped(unsigned(i))));
+        w.line("# HELP fragproxy_access_log_records_total Access-log lines written.");
+        w.line("# TYPE fragproxy_access_log_records_total counter");
+        w.line("fragproxy_access_log_records_total " + std::to_string(log->written()));
+    }
     return w.str();
 }
 

@@ -62,7 +62,7 @@ constexpr Field<U> kUdpFields[] = {
 
 }  // namespace
 
-Proxy::Proxy(const Config& config) : config_(config) {
+Proxy::Proxy(const Config& config, AccessLog* log) : config_(config), log_(log) {
     share_listeners(config_);
 }
 
@@ -95,13 +95,15 @@ std::string Proxy::keep_restart_only(Config& next) const {
     const bool changed = stripped(next) != stripped(config_);
     next.workers = config_.workers;
     next.admin = config_.admin;
+    next.user = config_.user;
+    next.access_log = config_.access_log;
     auto listeners = std::move(next.worker.listeners);
     auto udp_listeners = std::move(next.worker.udp_listeners);
     next.worker = config_.worker;
     next.worker.listeners = std::move(listeners);
     next.worker.udp_listeners = std::move(udp_listeners);
-    return changed ? "workers, memory, io_uring or admin changed: they take effect at the next "
-                     "start; running as before"
+    return changed ? "workers, memory, io_uring, admin, user or access_log changed: they take "
+                     "effect at the next start; running as before"
                    : "";
 }
 
@@ -182,7 +184,8 @@ void Proxy::start() {
         if (!l.share_port) net::check_port_free(l.name, l.listen, true);
     auto settings = std::make_shared<const net::WorkerSettings>(config_.worker);
     for (unsigned i = 0; i < config_.workers; ++i) {
-        workers_.push_back(std::make_unique<net::Worker>(settings, i));
+        workers_.push_back(
+            std::make_unique<net::Worker>(settings, i, log_ ? log_->queue(i) : nullptr));
         try {
             workers_.back()->start();
         } catch (...) {

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "app/access_log.hpp"
 #include "app/config.hpp"
 #include "net/worker.hpp"
 
@@ -15,7 +16,8 @@ namespace fp::app {
 
 class Proxy {
   public:
-    explicit Proxy(const Config& config);
+    // log: the access log the workers hand their records to (null: none); outlives the Proxy.
+    explicit Proxy(const Config& config, AccessLog* log = nullptr);
     ~Proxy();
     // Starts every worker; throws (and stops those already started) if one fails to set up.
     void start();
@@ -23,6 +25,7 @@ class Proxy {
     void drain();
     bool drained() const;
     bool draining() const noexcept { return draining_.load(std::memory_order_relaxed); }
+    const AccessLog* access_log() const noexcept { return log_; }
     // The running configuration (a copy: a reload may replace it meanwhile). Any thread.
     Config config() const;
     // Applies a new configuration to the running workers (TcpRelay::reconfigure: listeners kept,
@@ -53,6 +56,7 @@ class Proxy {
     std::string keep_restart_only(Config& next) const;
 
     Config config_;
+    AccessLog* log_;
     mutable std::mutex config_mu_;  // config_ (the admin thread reads it; a reload writes it)
     std::mutex reload_mu_;          // one reload at a time
     // max_connections counters by listener address, kept across reloads (never freed: a few

@@ -151,6 +151,7 @@ void TcpRelay::open_conn(unsigned listener, int client_fd) noexcept {
     if (full || count.fetch_add(1, std::memory_order_relaxed) >= l.cfg->max_connections) {
         if (!full) count.fetch_sub(1, std::memory_order_relaxed);
         stats_.refused.add();
+        if (log_) log_rejected(l, client_fd);
         return close_fd(client_fd);  // refused cleanly: the client sees the connection close
     }
     const std::uint32_t slot = *conns_.open();
@@ -158,10 +159,28 @@ void TcpRelay::open_conn(unsigned listener, int client_fd) noexcept {
     c.listener = std::uint16_t(listener);
     c.cfg = l.cfg;
     c.upstream = l.rr++;
-    c.last_active = reactor_.now_ms();
+    c.last_active = c.started_ms = reactor_.now_ms();
     c.side[0].fd = client_fd;
+    if (log_) {  // the multishot accept gives no address: one getpeername, with the log only
+        sockaddr_storage ss{};
+        socklen_t len = sizeof ss;
+        if (::getpeername(client_fd, reinterpret_cast<sockaddr*>(&ss), &len) == 0)
+            c.client = AccessAddr::of(reinterpret_cast<const sockaddr*>(&ss));
+    }
     stats_.accepted.add();  // TCP_NODELAY: inherited from the listener
     connect_upstream(slot);
+}
+
+void TcpRelay::log_rejected(const Listener& l, int client_fd) noexcept {
+    AccessRecord r;
+    r.start_ms = r.end_ms = reactor_.now_ms();
+    sockaddr_storage ss{};
+    socklen_t len = sizeof ss;
+    if (::getpeername(client_fd, reinterpret_cast<sockaddr*>(&ss), &len) == 0)
+        r.client = AccessAddr::of(reinterpret_cast<const sockaddr*>(&ss));
+    r.end = AccessEnd::kRejected;
+    r.set_listener(l.cfg->name);
+    log_->push(r);
 }
 
 }  // namespace fp::net

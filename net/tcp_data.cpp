@@ -74,6 +74,8 @@ void TcpRelay::on_recv(Conn& c, std::uint32_t slot, unsigned s, io_uring_cqe* cq
             break;
         case Verdict::kEnd:
             side.recv = Recv::kEof;
+            if (c.end == AccessEnd::kNone)
+                c.end = s == 0 ? AccessEnd::kClientClose : AccessEnd::kUpstreamClose;
             if (c.state == State::kLingering) return close_conn(c, slot, false);
             if (c.state == State::kRelaying) c.state = State::kHalfClosed;
             if (other.out.empty() && other.send == Send::kIdle) shutdown_side(c, slot, s ^ 1);
@@ -105,6 +107,7 @@ void TcpRelay::on_data(Conn& c, std::uint32_t slot, unsigned s, io_uring_cqe* cq
     }
     queue_fragment(c.side[s ^ 1], frag, len, n);
     (s ? stats_.bytes_upstream : stats_.bytes_client).add(len);
+    c.bytes[s] += len;
     c.last_active = reactor_.now_ms();
     kick_send(c, slot, s ^ 1);
     // Without kernel limits the receive goes on past its grant: cancel it. Queue nodes running

@@ -34,10 +34,11 @@ __kernel_timespec timespec_of(std::uint64_t ms) {
 }  // namespace
 
 TcpRelay::TcpRelay(Reactor& reactor, const WorkerSettings& settings, unsigned worker_index,
-                   TcpStats& stats)
+                   TcpStats& stats, AccessQueue* log)
     : reactor_(reactor),
       index_(worker_index),
       stats_(stats),
+      log_(log),
       accept_pause_ts_(timespec_of(kAcceptPauseMs)) {
     pool_ = std::make_unique<PagePool>(settings.memory);
     const bool frags = settings.recv_path == RecvPath::kFragments;
@@ -197,6 +198,7 @@ void TcpRelay::on_connect(Conn& c, std::uint32_t slot, int res) noexcept {
     if (c.state == State::kClosing) return maybe_finish(c, slot);
     if (classify(Op::kConnect, res) == Verdict::kOk) {
         c.state = State::kRelaying;
+        c.end = AccessEnd::kNone;  // an earlier upstream's failure is not how it ends
         c.last_active = reactor_.now_ms();
         arm_recv(c, slot, 0);
         arm_recv(c, slot, 1);
@@ -204,6 +206,7 @@ void TcpRelay::on_connect(Conn& c, std::uint32_t slot, int res) noexcept {
     }
     stats_.upstream_failures.add();
     if (res == -ECANCELED) stats_.connect_timeouts.add();  // its linked timeout fired
+    c.end = AccessEnd::kConnectFailure;                    // unless another upstream answers
     close_fd(c.side[1].fd);
     c.side[1].fd = -1;
     if (++c.attempts < c.cfg->upstreams.size()) {
@@ -245,12 +248,18 @@ void TcpRelay::check_done(Conn& c, std::uint32_t slot) noexcept {
 // Cancels everything the connection has in flight; maybe_finish() frees it once the last CQE is in.
 void TcpRelay::close_conn(Conn& c, std::uint32_t slot, bool reset) noexcept {
     if (c.state == State::kClosing) return;
+    const bool connecting = c.state == State::kConnecting || c.state == State::kFdWait;
     c.state = State::kClosing;
     if (!c.side[0].out.empty() || !c.side[1].out.empty()) {  // data would be lost: never a FIN
         stats_.cut.add();
         reset = true;
     }
     if (reset) stats_.resets.add();
+    const bool by_fin = c.end == AccessEnd::kClientClose || c.end == AccessEnd::kUpstreamClose;
+    if (reset && (c.end == AccessEnd::kNone || by_fin))
+        c.end = AccessEnd::kReset;
+    else if (c.end == AccessEnd::kNone)
+        c.end = connecting ? AccessEnd::kConnectFailure : AccessEnd::kClientClose;
     for (Side& side : c.side) {
         if (side.fd < 0) continue;
         if (reset) {  // SO_LINGER 0: the close sends RST, so the peer learns of the reset
@@ -271,6 +280,7 @@ void TcpRelay::maybe_finish(Conn& c, std::uint32_t slot) noexcept {
         side.fd = -1;
     }
     c.cfg->shared->connections.fetch_sub(1, std::memory_order_relaxed);
+    if (log_) log_access(c);
     c.cfg.reset();  // the settings of an earlier reload go once their last connection has
     conns_.close(slot);
     stats_.closed.add();
@@ -304,6 +314,20 @@ void TcpRelay::close_fd(int fd) noexcept {
     reactor_.close_fd(fd);
 }
 
+// The connection's record for the access log, as it ends (its slot is about to be freed).
+void TcpRelay::log_access(const Conn& c) noexcept {
+    AccessRecord r;
+    r.start_ms = c.started_ms;
+    r.end_ms = reactor_.now_ms();
+    r.bytes_to_upstream = c.bytes[0];
+    r.bytes_to_client = c.bytes[1];
+    r.client = c.client;
+    r.upstream = AccessAddr::of(c.cfg->upstreams[c.upstream % c.cfg->upstreams.size()]);
+    r.end = c.end;
+    r.set_listener(c.cfg->name);
+    log_->push(r);
+}
+
 // Idle, linger and send-stall timeouts: a scan of the live connections, far off the data path.
 // A send queue that made no progress toward its peer for timeouts.send_stall is reset whatever
 // the idle timer says (a client reading 1 KiB/s keeps its connection active, not its queue
@@ -322,12 +346,16 @@ void TcpRelay::tick() noexcept {
             stalled |= !side.out.empty() && reactor_.since(side.progress_ms) >= stall;
         if (stalled && !lingering) {
             stats_.send_stalls.add();
+            c.end = AccessEnd::kSendStall;
             close_conn(c, slot, true);
             continue;
         }
         const auto idle = lingering ? kLingerMs : std::uint64_t(l.idle_timeout.count());
         if (reactor_.since(c.last_active) < idle) continue;
-        if (!lingering) stats_.idle_timeouts.add();
+        if (!lingering) {
+            stats_.idle_timeouts.add();
+            c.end = AccessEnd::kIdleTimeout;
+        }
         close_conn(c, slot, false);
     }
     if (queuing_ == 0) compact_->drain();  // nothing collapsed is queued: its pages go back
@@ -350,9 +378,12 @@ void TcpRelay::drain() noexcept {
 // complete transfer (a lingering close of an unserved client stays clean).
 void TcpRelay::stop() noexcept {
     drain();
-    for (std::uint32_t slot = 0; slot < conns_.size(); ++slot)
-        if (conns_[slot].live)
-            close_conn(conns_[slot], slot, conns_[slot].state != State::kLingering);
+    for (std::uint32_t slot = 0; slot < conns_.size(); ++slot) {
+        Conn& c = conns_[slot];
+        if (!c.live || c.state == State::kClosing) continue;
+        if (c.state != State::kLingering) c.end = AccessEnd::kDrained;
+        close_conn(c, slot, c.state != State::kLingering);
+    }
 }
 
 }  // namespace fp::net

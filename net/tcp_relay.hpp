@@ -48,6 +48,7 @@
 #include "alloc/counter.hpp"
 #include "alloc/frag_cache.hpp"
 #include "alloc/page_pool.hpp"
+#include "net/access_record.hpp"
 #include "net/fd.hpp"
 #include "net/frag_queue.hpp"
 #include "net/memory_budget.hpp"
@@ -77,8 +78,9 @@ class TcpRelay {
   public:
     // Opens the listeners' sockets and the receive ring; throws std::system_error naming what
     // failed (start-up path).
+    // log: where a connection's access record goes when it ends (null: no access log).
     TcpRelay(Reactor& reactor, const WorkerSettings& settings, unsigned worker_index,
-             TcpStats& stats);
+             TcpStats& stats, AccessQueue* log);
     ~TcpRelay();
     TcpRelay(const TcpRelay&) = delete;
     TcpRelay& operator=(const TcpRelay&) = delete;
@@ -139,7 +141,11 @@ class TcpRelay {
         std::uint16_t listener = 0;
         std::uint16_t upstream = 0;
         std::uint16_t attempts = 0;
+        AccessEnd end = AccessEnd::kNone;  // how it ended, for the access log
         std::uint64_t last_active = 0;
+        std::uint64_t started_ms = 0;
+        std::uint64_t bytes[2] = {};  // received from the client (0) and the upstream (1)
+        AccessAddr client;            // only with an access log (getpeername at accept)
         Side side[2];
     };
     // A listen socket and what it accepts with. Slots are never reused (a CQE of a removed
@@ -178,6 +184,8 @@ class TcpRelay {
     void shutdown_side(Conn& c, std::uint32_t slot, unsigned s) noexcept;
     void check_done(Conn& c, std::uint32_t slot) noexcept;
     void close_conn(Conn& c, std::uint32_t slot, bool reset) noexcept;
+    void log_access(const Conn& c) noexcept;
+    void log_rejected(const Listener& l, int client_fd) noexcept;
     void maybe_finish(Conn& c, std::uint32_t slot) noexcept;
     void drain_queue(FragQueue& q) noexcept;
     void close_fd(int fd) noexcept;
@@ -210,6 +218,7 @@ class TcpRelay {
     Reactor& reactor_;
     unsigned index_;
     TcpStats& stats_;
+    AccessQueue* log_;
 
     std::unique_ptr<PagePool> pool_;
     std::unique_ptr<RecvPages> recv_;

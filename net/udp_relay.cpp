@@ -79,8 +79,8 @@ UdpRelay::Key UdpRelay::key(unsigned listener, const SockAddr& a, bool with_port
 }
 
 UdpRelay::UdpRelay(Reactor& reactor, const WorkerSettings& settings, unsigned worker_index,
-                   UdpStats& stats)
-    : reactor_(reactor), index_(worker_index), stats_(stats) {
+                   UdpStats& stats, AccessQueue* log)
+    : reactor_(reactor), index_(worker_index), stats_(stats), log_(log) {
     pool_ = std::make_unique<PagePool>(settings.udp_memory);
     recv_ = std::make_unique<RecvPages>(reactor_.ring(), *pool_, settings.udp_recv_buffers,
                                         kUdpGroup, RecvMode::kWholePages);
@@ -234,7 +234,8 @@ std::uint32_t UdpRelay::find_or_open(unsigned li, const sockaddr* from, socklen_
         stats_.sessions_refused.add();
         return UINT32_MAX;
     }
-    const SockAddr& up = ls.upstreams[l.rr++ % ls.upstreams.size()];
+    const auto up_index = std::uint16_t(l.rr++ % ls.upstreams.size());
+    const SockAddr& up = ls.upstreams[up_index];
     int fd = ::socket(up.family(), SOCK_DGRAM | SOCK_CLOEXEC, 0);
     if (fd < 0 || ::connect(fd, up.sa(), up.len) != 0) {  // a UDP connect sends nothing
         if (fd >= 0) ::close(fd);
@@ -255,9 +256,10 @@ std::uint32_t UdpRelay::find_or_open(unsigned li, const sockaddr* from, socklen_
     Session& s = sessions_[slot];
     s.listener = std::uint16_t(li);
     s.cfg = l.cfg;
+    s.upstream = up_index;
     s.fd = fd;
     s.client = client;
-    s.last_active = reactor_.now_ms();
+    s.last_active = s.started_ms = reactor_.now_ms();
     s.up_max_seg = gso::max_segment(v6, known ? mtu : 0);
     by_client_.emplace(key(li, client, true), slot);
     stats_.sessions.add();
@@ -296,6 +298,7 @@ void UdpRelay::on_session(std::uint32_t slot, io_uring_cqe* cqe) noexcept {
         starve(slot);
     } else if (v == Verdict::kReset && !s.closing) {
         stats_.upstream_errors.add();  // e.g. ICMP port unreachable: this session ends, no more
+        s.end = AccessEnd::kReset;
         close_session(slot);
     }
     if (s.closing) return finish_session(slot);
@@ -307,6 +310,7 @@ void UdpRelay::on_session(std::uint32_t slot, io_uring_cqe* cqe) noexcept {
 void UdpRelay::queue(std::uint32_t slot, unsigned dir, std::byte* frag, const std::byte* payload,
                      std::uint32_t len) noexcept {
     Session& s = sessions_[slot];
+    s.bytes[dir] += len;
     SendNode* n = s.open[dir];
     const std::uint32_t max_seg =
         dir == kToUpstream ? s.up_max_seg : gso::max_segment(s.client.family() == AF_INET6, 0);
@@ -451,6 +455,19 @@ void UdpRelay::finish_session(std::uint32_t slot) noexcept {
     s.fd = -1;
     by_client_.erase(key(s.listener, s.client, true));
     --listeners_[s.listener].sessions;
+    if (log_) {
+        AccessRecord r;
+        r.udp = true;
+        r.start_ms = s.started_ms;
+        r.end_ms = reactor_.now_ms();
+        r.bytes_to_upstream = s.bytes[kToUpstream];
+        r.bytes_to_client = s.bytes[kToClient];
+        r.client = AccessAddr::of(s.client);
+        r.upstream = AccessAddr::of(s.cfg->upstreams[s.upstream]);
+        r.end = s.end == AccessEnd::kNone ? AccessEnd::kDrained : s.end;
+        r.set_listener(s.cfg->name);
+        log_->push(r);
+    }
     s.cfg.reset();
     auto src = per_source_.find(key(s.listener, s.client, false));
     if (src != per_source_.end() && --src->second == 0) per_source_.erase(src);
@@ -482,6 +499,7 @@ void UdpRelay::tick() noexcept {
         auto limit = std::uint64_t(s.cfg->session_timeout.count());
         if (now_ms - s.last_active < limit) continue;
         stats_.sessions_expired.add();
+        s.end = AccessEnd::kIdleTimeout;
         close_session(slot);
     }
     stats_.live.set(sessions_.live());
@@ -539,7 +557,10 @@ void UdpRelay::stop() noexcept {
         if (io_uring_sqe* q = reactor_.submit(Op::kMisc)) io_uring_prep_cancel_fd(q, l.fd.get(), 0);
     }
     for (std::uint32_t slot = 0; slot < sessions_.size(); ++slot)
-        if (sessions_[slot].live) close_session(slot);
+        if (sessions_[slot].live && !sessions_[slot].closing) {
+            sessions_[slot].end = AccessEnd::kDrained;
+            close_session(slot);
+        }
 }
 
 }  // namespace fp::net

@@ -36,6 +36,7 @@
 
 #include "alloc/counter.hpp"
 #include "alloc/page_pool.hpp"
+#include "net/access_record.hpp"
 #include "net/fd.hpp"
 #include "net/gso_batch.hpp"
 #include "net/reactor.hpp"
@@ -58,8 +59,9 @@ struct UdpStats {
 class UdpRelay {
   public:
     // Binds the listeners' sockets; throws std::system_error naming what failed (start-up path).
+    // log: where a session's access record goes when it ends (null: no access log).
     UdpRelay(Reactor& reactor, const WorkerSettings& settings, unsigned worker_index,
-             UdpStats& stats);
+             UdpStats& stats, AccessQueue* log);
     ~UdpRelay();
     UdpRelay(const UdpRelay&) = delete;
     UdpRelay& operator=(const UdpRelay&) = delete;
@@ -87,6 +89,7 @@ class UdpRelay {
         bool recv_armed = false;
         bool starved = false;
         std::uint16_t listener = 0;
+        std::uint16_t upstream = 0;  // in cfg->upstreams
         int fd = -1;
         std::shared_ptr<const UdpListenerSettings> cfg;  // as when it began (reloads change it)
         bool dirty = false;             // holds an open batch: flushed after this CQE batch
@@ -94,6 +97,9 @@ class UdpRelay {
         std::uint16_t up_max_seg = 0;   // largest datagram to batch towards the upstream (MTU)
         std::uint32_t responses = 0;    // upstream datagrams since the client's last one
         std::uint64_t last_active = 0;  // the client's last datagram
+        std::uint64_t started_ms = 0;
+        std::uint64_t bytes[2] = {};  // payload bytes toward the upstream (0), the client (1)
+        AccessEnd end = AccessEnd::kNone;
         SockAddr client;
         SendNode* open[2] = {};  // per direction: the batch still taking datagrams
     };
@@ -180,6 +186,7 @@ class UdpRelay {
     bool any_starved_ = false;
     long open_fds_ = 0;
     UdpStats& stats_;
+    AccessQueue* log_;
 };
 
 }  // namespace fp::net

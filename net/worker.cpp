@@ -15,8 +15,8 @@ constexpr __kernel_timespec kStarvedWait{0, 1000000};  // receives wait for page
 
 }  // namespace
 
-Worker::Worker(std::shared_ptr<const WorkerSettings> settings, unsigned index)
-    : settings_(std::move(settings)), index_(index), current_(settings_) {
+Worker::Worker(std::shared_ptr<const WorkerSettings> settings, unsigned index, AccessQueue* log)
+    : settings_(std::move(settings)), index_(index), log_(log), current_(settings_) {
     wake_fd_ = ::eventfd(0, EFD_CLOEXEC);
     if (wake_fd_ < 0) throw std::system_error(errno, std::generic_category(), "eventfd");
 }
@@ -85,9 +85,9 @@ void Worker::setup() {
     ring_ = std::make_unique<Ring>(Ring::best(kRingEntries));
     reactor_ = std::make_unique<Reactor>(*ring_);
     reactor_->update_clock();
-    tcp_ = std::make_unique<TcpRelay>(*reactor_, *current_, index_, tcp_stats_);
+    tcp_ = std::make_unique<TcpRelay>(*reactor_, *current_, index_, tcp_stats_, log_);
     if (!current_->udp_listeners.empty())
-        udp_ = std::make_unique<UdpRelay>(*reactor_, *current_, index_, udp_stats_);
+        udp_ = std::make_unique<UdpRelay>(*reactor_, *current_, index_, udp_stats_, log_);
     if (index_ == 0)
         std::fprintf(stderr, "fragproxy: worker ring: %s; receive: %s\n",
                      ring_->features().describe().c_str(), tcp_->describe().c_str());
@@ -185,7 +185,8 @@ void Worker::apply_reload() noexcept {
                 udp = udp_->reconfigure(current_->udp_listeners);
             } else if (!current_->udp_listeners.empty()) {
                 try {
-                    udp_ = std::make_unique<UdpRelay>(*reactor_, *current_, index_, udp_stats_);
+                    udp_ =
+                        std::make_unique<UdpRelay>(*reactor_, *current_, index_, udp_stats_, log_);
                     udp_->start();
                 } catch (const std::exception& e) {
                     udp_.reset();

@@ -29,7 +29,9 @@ namespace fp::net {
 class Worker {
   public:
     // settings: kept for the worker's life (memory, rings); reload() replaces the listeners'.
-    Worker(std::shared_ptr<const WorkerSettings> settings, unsigned index);
+    // log: this worker's access-log queue (null: no access log); outlives the worker.
+    Worker(std::shared_ptr<const WorkerSettings> settings, unsigned index,
+           AccessQueue* log = nullptr);
     ~Worker();
     Worker(const Worker&) = delete;
     Worker& operator=(const Worker&) = delete;
@@ -72,6 +74,7 @@ class Worker {
 
     const std::shared_ptr<const WorkerSettings> settings_;  // as at start
     unsigned index_;
+    AccessQueue* log_;
     std::thread thread_;
     enum Command : unsigned { kDrain = 1, kStop = 2, kReload = 4 };
     int wake_fd_ = -1;
