@@ -21,10 +21,11 @@ class Writer {
   public:
     explicit Writer(const Proxy& p) : proxy_(p) {}
 
+    // head=false: more samples of the family just written (its other stats type).
     template <class Stats, std::size_t N>
     void family(const char* name, const char* type, const char* help,
-                const Sample<Stats> (&samples)[N]) {
-        o_ << "# HELP " << name << ' ' << help << "\n# TYPE " << name << ' ' << type << '\n';
+                const Sample<Stats> (&samples)[N], bool with_head = true) {
+        if (with_head) head(name, type, help);
         for (const auto& s : samples)
             for (std::size_t w = 0; w < proxy_.workers().size(); ++w) {
                 o_ << name << "{worker=\"" << w << '"';
@@ -32,7 +33,42 @@ class Writer {
                 o_ << "} " << (stats_of<Stats>(w).*s.field).get() << '\n';
             }
     }
+    // One sample per listener (by its latest name) and worker, with extra labels.
+    void by_listener(
+        const char* name, const char* type, const char* help,
+        std::initializer_list<std::pair<const char*, Counter net::ListenerCounters::*>> samples) {
+        head(name, type, help);
+        proxy_.for_each_listener([&](const std::string& listener, const net::ListenerShared& l) {
+            for (const auto& [labels, field] : samples)
+                for (std::size_t w = 0; w < proxy_.workers().size(); ++w) {
+                    o_ << name << "{listener=" << quoted(listener) << ",worker=\"" << w << '"';
+                    if (*labels) o_ << ',' << labels;
+                    o_ << "} " << (l.per_worker[w].*field).get() << '\n';
+                }
+        });
+    }
+    void head(const char* name, const char* type, const char* help) {
+        o_ << "# HELP " << name << ' ' << help << "\n# TYPE " << name << ' ' << type << '\n';
+    }
+    void ring(const char* name, const char* help, Counter net::RingStats::*field) {
+        head(name, "counter", help);
+        for (std::size_t w = 0; w < proxy_.workers().size(); ++w)
+            o_ << name << "{worker=\"" << w << "\"} "
+               << (proxy_.workers()[w]->ring_stats().*field).get() << '\n';
+    }
     void line(const std::string& text) { o_ << text << '\n'; }
+    static std::string quoted(const std::string& v) {  // a label value, escaped
+        std::string o = "\"";
+        for (char ch : v) {
+            if (ch == '\\' || ch == '"') o += '\\';
+            if (ch == '\n') {
+                o += "\\n";
+                continue;
+            }
+            o += ch;
+        }
+        return o + '"';
+    }
     std::string str() const { return o_.str(); }
 
   private:
@@ -63,26 +99,42 @@ std::string render_metrics(const Proxy& proxy) {
     w.line("fragproxy_config_reloads_total{result=\"ok\"} " + std::to_string(proxy.reloads(true)));
     w.line("fragproxy_config_reloads_total{result=\"error\"} " +
            std::to_string(proxy.reloads(false)));
-    w.family("fragproxy_connections_total", "counter", "TCP connections accepted.",
-             {Sample<T>{"", &T::accepted}});
-    w.family("fragproxy_connections_active", "gauge",
-             "TCP connections established (published once a second).", {Sample<T>{"", &T::live}});
+    w.by_listener("fragproxy_connections_total", "counter", "TCP connections accepted.",
+                  {{"", &net::ListenerCounters::accepted}});
+    w.head("fragproxy_connections_active", "gauge", "TCP connections open, across the workers.");
+    proxy.for_each_listener([&](const std::string& name, const net::ListenerShared& l) {
+        w.line("fragproxy_connections_active{listener=" + Writer::quoted(name) + "} " +
+               std::to_string(l.connections.load(std::memory_order_relaxed)));
+    });
     w.family("fragproxy_connections_closed_total", "counter", "TCP connections closed.",
              {Sample<T>{"how=\"any\"", &T::closed}, Sample<T>{"how=\"reset\"", &T::resets},
               Sample<T>{"how=\"cut_with_data\"", &T::cut}});
-    w.family("fragproxy_connections_rejected_total", "counter",
-             "TCP connections refused at accept.",
-             {Sample<T>{"reason=\"max_connections\"", &T::refused}});
-    w.family("fragproxy_upstream_connect_failures_total", "counter",
-             "Upstream connects that failed (refused, unreachable, timed out).",
-             {Sample<T>{"", &T::upstream_failures}});
+    w.by_listener("fragproxy_connections_rejected_total", "counter",
+                  "TCP connections refused at accept.",
+                  {{"reason=\"max_connections\"", &net::ListenerCounters::rejected}});
+    auto by_upstream = [&](const char* name, const char* help,
+                           Counter net::UpstreamCounters::*field) {
+        w.head(name, "counter", help);
+        proxy.for_each_upstream([&](const std::string& addr, const net::UpstreamShared& u) {
+            for (std::size_t i = 0; i < proxy.workers().size(); ++i)
+                w.line(std::string(name) + "{upstream=" + Writer::quoted(addr) + ",worker=\"" +
+                       std::to_string(i) + "\"} " + std::to_string((u.per_worker[i].*field).get()));
+        });
+    };
+    by_upstream("fragproxy_upstream_connect_failures_total",
+                "Upstream connects that failed (refused, unreachable, timed out).",
+                &net::UpstreamCounters::connect_failures);
+    by_upstream("fragproxy_upstream_connects_total", "Upstream connects that succeeded.",
+                &net::UpstreamCounters::connects);
+    w.family("fragproxy_upstream_retries_total", "counter",
+             "Connects tried on the next upstream after one failed.", {Sample<T>{"", &T::retries}});
     w.family("fragproxy_timeouts_total", "counter", "Connections ended by a timeout.",
              {Sample<T>{"kind=\"connect\"", &T::connect_timeouts},
               Sample<T>{"kind=\"idle\"", &T::idle_timeouts},
               Sample<T>{"kind=\"send_stall\"", &T::send_stalls}});
-    w.family("fragproxy_bytes_total", "counter", "TCP payload bytes forwarded.",
-             {Sample<T>{"direction=\"client_to_upstream\"", &T::bytes_client},
-              Sample<T>{"direction=\"upstream_to_client\"", &T::bytes_upstream}});
+    w.by_listener("fragproxy_bytes_total", "counter", "TCP payload bytes forwarded.",
+                  {{"direction=\"client_to_upstream\"", &net::ListenerCounters::bytes_client},
+                   {"direction=\"upstream_to_client\"", &net::ListenerCounters::bytes_upstream}});
     w.family("fragproxy_udp_sessions_active", "gauge",
              "UDP sessions established (published once a second).", {Sample<U>{"", &U::live}});
     w.family("fragproxy_udp_sessions_total", "counter", "UDP sessions opened.",
@@ -98,6 +150,28 @@ std::string render_metrics(const Proxy& proxy) {
     w.family("fragproxy_alloc_pages_in_use", "gauge",
              "Pages of the TCP arena in use (published once a second).",
              {Sample<T>{"", &T::pages_in_use}});
+    w.family("fragproxy_alloc_fragments_total", "counter",
+             "Fragments received into (one per receive completion with data).",
+             {Sample<T>{"arena=\"tcp\"", &T::frags}});
+    w.family("fragproxy_alloc_fragments_total", "counter", "",
+             {Sample<U>{"arena=\"udp\"", &U::frags}}, false);
+    w.family("fragproxy_alloc_page_reuse_total", "counter",
+             "Receive pages charged again in place once all their fragments came back, or new "
+             "from the pool (published once a second).",
+             {Sample<T>{"arena=\"tcp\",how=\"in_place\"", &T::pages_reused},
+              Sample<T>{"arena=\"tcp\",how=\"new\"", &T::pages_new}});
+    w.family("fragproxy_alloc_page_reuse_total", "counter", "",
+             {Sample<U>{"arena=\"udp\",how=\"in_place\"", &U::pages_reused},
+              Sample<U>{"arena=\"udp\",how=\"new\"", &U::pages_new}},
+             false);
+    w.family("fragproxy_alloc_drains_total", "counter",
+             "A closing connection's queued fragments released, one call per page.",
+             {Sample<T>{"", &T::page_drains}});
+    w.ring("fragproxy_ring_submits_total", "SQEs submitted to the worker's io_uring.",
+           &net::RingStats::sqes);
+    w.ring("fragproxy_ring_cqes_total", "CQEs handled.", &net::RingStats::cqes);
+    w.ring("fragproxy_ring_enters_total", "io_uring_enter calls (submit and wait, one per pass).",
+           &net::RingStats::enters);
     w.family("fragproxy_recv_buffer_waits_total", "counter",
              "Receives that waited for receive buffers.",
              {Sample<T>{"protocol=\"tcp\"", &T::starved}});

@@ -66,13 +66,36 @@ Proxy::Proxy(const Config& config, AccessLog* log) : config_(config), log_(log) 
     share_listeners(config_);
 }
 
-// Each TCP listener gets the counter of its address (the same across reloads).
+// Each TCP listener gets the counters of its address, each upstream those of its own (the same
+// across reloads).
 void Proxy::share_listeners(Config& config) {
+    std::lock_guard lock(config_mu_);
     for (auto& l : config.worker.listeners) {
-        auto& shared = shared_[l.listen.str() + (l.share_port ? " shared" : "")];
-        if (!shared) shared = std::make_unique<net::ListenerShared>();
-        l.shared = shared.get();
+        ListenerEntry& e = listeners_[l.listen.str() + (l.share_port ? " shared" : "")];
+        if (!e.shared) e.shared = std::make_unique<net::ListenerShared>(config.workers);
+        e.name = l.name;
+        l.shared = e.shared.get();
+        l.upstream_shared.clear();
+        for (const auto& up : l.upstreams) {
+            auto& u = upstreams_[up.str()];
+            if (!u) u = std::make_unique<net::UpstreamShared>(config.workers);
+            l.upstream_shared.push_back(u.get());
+        }
     }
+}
+
+void Proxy::for_each_listener(
+    const std::function<void(const std::string&, const net::ListenerShared&)>& fn) const {
+    std::lock_guard lock(config_mu_);
+    for (const auto& [addr, e] : listeners_)
+        fn(e.name, *e.shared);
+}
+
+void Proxy::for_each_upstream(
+    const std::function<void(const std::string&, const net::UpstreamShared&)>& fn) const {
+    std::lock_guard lock(config_mu_);
+    for (const auto& [addr, u] : upstreams_)
+        fn(addr, *u);
 }
 
 Config Proxy::config() const {

@@ -1,6 +1,7 @@
 #pragma once
 // Proxy: the workers of one configuration, started together and stopped together.
 #include <atomic>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -43,6 +44,12 @@ class Proxy {
     // A reload that failed before it reached the workers (the file did not parse): counted.
     void reload_failed() noexcept { reloads_failed_.fetch_add(1, std::memory_order_relaxed); }
     const std::vector<std::unique_ptr<net::Worker>>& workers() const noexcept { return workers_; }
+    // Every TCP listener address ever configured (name, counters) and every upstream address
+    // (address, counters), for the metrics. Any thread.
+    void for_each_listener(
+        const std::function<void(const std::string&, const net::ListenerShared&)>& fn) const;
+    void for_each_upstream(
+        const std::function<void(const std::string&, const net::UpstreamShared&)>& fn) const;
     void stop();
     // Totals over the workers, and what they still held at exit (pages, fds: both 0 = no leak).
     void report(std::ostream& out) const;
@@ -59,9 +66,15 @@ class Proxy {
     AccessLog* log_;
     mutable std::mutex config_mu_;  // config_ (the admin thread reads it; a reload writes it)
     std::mutex reload_mu_;          // one reload at a time
-    // max_connections counters by listener address, kept across reloads (never freed: a few
-    // bytes per address ever configured).
-    std::map<std::string, std::unique_ptr<net::ListenerShared>> shared_;
+    // Listener counters (max_connections, per-worker counters) by address and upstream counters
+    // by address, kept across reloads (never freed: a few cache lines per address ever
+    // configured). The name is the listener's latest; written under config_mu_.
+    struct ListenerEntry {
+        std::string name;
+        std::unique_ptr<net::ListenerShared> shared;
+    };
+    std::map<std::string, ListenerEntry> listeners_;
+    std::map<std::string, std::unique_ptr<net::UpstreamShared>> upstreams_;
     std::vector<std::unique_ptr<net::Worker>> workers_;
     std::atomic<bool> draining_{false};
     std::atomic<std::uint64_t> reloads_ok_{0}, reloads_failed_{0};

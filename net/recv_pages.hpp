@@ -66,6 +66,14 @@ class RecvPages {
         if (frags_) frags_->trim();
     }
     const LentPages* pages() const noexcept { return pages_.get(); }
+    // Pages charged again in place after all their fragments came back, and pages taken from
+    // the pool: what the receive buffers have cost the allocator so far.
+    std::uint64_t pages_reused() const noexcept {
+        return frags_ ? frags_->cache().stats().reuses.get() : pages_->stats().reuses.get();
+    }
+    std::uint64_t pages_new() const noexcept {
+        return frags_ ? frags_->cache().stats().refills.get() : pages_->stats().refills.get();
+    }
 
   private:
     void offer(std::uint16_t bid) noexcept;

@@ -4,9 +4,11 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
+#include "alloc/counter.hpp"
 #include "alloc/page_pool.hpp"
 #include "net/address.hpp"
 
@@ -17,10 +19,29 @@ using Millis = std::chrono::milliseconds;
 // How TCP receives land in memory (net/features.hpp: what each needs, how auto picks).
 enum class RecvPath : std::uint8_t { kAuto, kIncremental, kFragments };
 
-// Per listener, shared by every worker and kept across reloads while the listener stays (same
-// address): enforces max_connections across the workers. Owned by the app layer.
+// Counters of one listener or upstream for one worker: each worker writes only its own (a cache
+// line of its own: no sharing on the data path); the admin thread reads them.
+struct alignas(64) ListenerCounters {
+    Counter accepted, rejected, bytes_client, bytes_upstream;
+};
+struct alignas(64) UpstreamCounters {
+    Counter connects, connect_failures;
+};
+
+// Per listener address, shared by every worker and kept across reloads while the listener stays:
+// enforces max_connections across the workers; its counters per worker. Owned by the app layer.
 struct ListenerShared {
+    explicit ListenerShared(unsigned workers)
+        : per_worker(std::make_unique<ListenerCounters[]>(workers)) {}
     std::atomic<std::uint32_t> connections{0};
+    std::unique_ptr<ListenerCounters[]> per_worker;
+};
+
+// Per upstream address (every listener that names it), kept across reloads. App-owned.
+struct UpstreamShared {
+    explicit UpstreamShared(unsigned workers)
+        : per_worker(std::make_unique<UpstreamCounters[]>(workers)) {}
+    std::unique_ptr<UpstreamCounters[]> per_worker;
 };
 
 struct TcpListenerSettings {
@@ -34,6 +55,7 @@ struct TcpListenerSettings {
     std::uint32_t max_inflight_bytes = 1024 * 1024;  // per direction
     bool share_port = false;           // join another process's SO_REUSEPORT group on this address
     ListenerShared* shared = nullptr;  // set by the app layer before the workers see it
+    std::vector<UpstreamShared*> upstream_shared;  // one per upstream, set by the app layer too
 };
 
 struct UdpListenerSettings {

@@ -151,6 +151,7 @@ void TcpRelay::open_conn(unsigned listener, int client_fd) noexcept {
     if (full || count.fetch_add(1, std::memory_order_relaxed) >= l.cfg->max_connections) {
         if (!full) count.fetch_sub(1, std::memory_order_relaxed);
         stats_.refused.add();
+        l.cfg->shared->per_worker[index_].rejected.add();
         if (log_) log_rejected(l, client_fd);
         return close_fd(client_fd);  // refused cleanly: the client sees the connection close
     }
@@ -159,6 +160,7 @@ void TcpRelay::open_conn(unsigned listener, int client_fd) noexcept {
     c.listener = std::uint16_t(listener);
     c.cfg = l.cfg;
     c.upstream = l.rr++;
+    c.cfg->shared->per_worker[index_].accepted.add();
     c.last_active = c.started_ms = reactor_.now_ms();
     c.side[0].fd = client_fd;
     if (log_) {  // the multishot accept gives no address: one getpeername, with the log only

@@ -18,6 +18,7 @@ constexpr std::size_t kRearmsPerPage = 4;
 }  // namespace
 
 std::byte* TcpRelay::take(io_uring_cqe* cqe) noexcept {
+    stats_.frags.add();
     return recv_->take(std::uint16_t(cqe->flags >> IORING_CQE_BUFFER_SHIFT),
                        std::uint32_t(cqe->res), cqe->flags & uapi::kCqeBufMore);
 }
@@ -108,6 +109,8 @@ void TcpRelay::on_data(Conn& c, std::uint32_t slot, unsigned s, io_uring_cqe* cq
     queue_fragment(c.side[s ^ 1], frag, len, n);
     (s ? stats_.bytes_upstream : stats_.bytes_client).add(len);
     c.bytes[s] += len;
+    ListenerCounters& lc = c.cfg->shared->per_worker[index_];
+    (s ? lc.bytes_upstream : lc.bytes_client).add(len);
     c.last_active = reactor_.now_ms();
     kick_send(c, slot, s ^ 1);
     // Without kernel limits the receive goes on past its grant: cancel it. Queue nodes running

@@ -196,7 +196,10 @@ void TcpRelay::start_connect(Conn& c, std::uint32_t slot, int fd) noexcept {
 
 void TcpRelay::on_connect(Conn& c, std::uint32_t slot, int res) noexcept {
     if (c.state == State::kClosing) return maybe_finish(c, slot);
+    UpstreamCounters& up =
+        c.cfg->upstream_shared[c.upstream % c.cfg->upstreams.size()]->per_worker[index_];
     if (classify(Op::kConnect, res) == Verdict::kOk) {
+        up.connects.add();
         c.state = State::kRelaying;
         c.end = AccessEnd::kNone;  // an earlier upstream's failure is not how it ends
         c.last_active = reactor_.now_ms();
@@ -205,11 +208,13 @@ void TcpRelay::on_connect(Conn& c, std::uint32_t slot, int res) noexcept {
         return;
     }
     stats_.upstream_failures.add();
+    up.connect_failures.add();
     if (res == -ECANCELED) stats_.connect_timeouts.add();  // its linked timeout fired
     c.end = AccessEnd::kConnectFailure;                    // unless another upstream answers
     close_fd(c.side[1].fd);
     c.side[1].fd = -1;
     if (++c.attempts < c.cfg->upstreams.size()) {
+        stats_.retries.add();
         ++c.upstream;
         return connect_upstream(slot);
     }
@@ -305,6 +310,7 @@ void TcpRelay::drain_queue(FragQueue& q) noexcept {
             ++run;
         }
         recv_->free_run(page_start, run);
+        stats_.page_drains.add();
     }
     q.bytes = 0;
 }
@@ -361,6 +367,8 @@ void TcpRelay::tick() noexcept {
     if (queuing_ == 0) compact_->drain();  // nothing collapsed is queued: its pages go back
     recv_->trim();
     stats_.pages_in_use.set(pool_->pages_in_use());
+    stats_.pages_reused.set(recv_->pages_reused());
+    stats_.pages_new.set(recv_->pages_new());
     stats_.queued_bytes.set(queued);
     stats_.pressure_level.set(std::uint64_t(level_));
     stats_.live.set(conns_.live());

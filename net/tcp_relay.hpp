@@ -63,6 +63,7 @@ struct TcpStats {
     Counter accepted, refused, closed, resets, upstream_failures, bytes_client, bytes_upstream;
     Counter idle_timeouts, starved;
     Counter connect_timeouts;  // connects that did not complete within timeouts.connect
+    Counter retries;           // connects tried on the next upstream after one failed
     Counter cut;               // connections closed with queued data discarded (always a reset)
     Counter send_stalls;       // queues that made no progress for timeouts.send_stall: reset
     Counter pressure_pauses;   // receives paused by the memory budget below max_inflight
@@ -72,6 +73,9 @@ struct TcpStats {
     // Gauges, published once a second (tick) for other threads.
     Counter pages_in_use, queued_bytes, pressure_level, live;
     Counter queue_peak;  // the largest send queue seen, in bytes (a high-water mark)
+    // The allocator, for the receives: fragments received into, one-call drains of a page's
+    // fragments (a closing connection's queue); pages reused in place or new (published).
+    Counter frags, page_drains, pages_reused, pages_new;
 };
 
 class TcpRelay {

@@ -169,6 +169,7 @@ std::size_t UdpRelay::leaked_pages() noexcept {
 
 std::byte* UdpRelay::take(io_uring_cqe* cqe) noexcept {
     if (!(cqe->flags & IORING_CQE_F_BUFFER)) return nullptr;
+    stats_.frags.add();
     return recv_->take(std::uint16_t(cqe->flags >> IORING_CQE_BUFFER_SHIFT),
                        std::uint32_t(cqe->res > 0 ? cqe->res : 0), false);
 }
@@ -503,6 +504,8 @@ void UdpRelay::tick() noexcept {
         close_session(slot);
     }
     stats_.live.set(sessions_.live());
+    stats_.pages_reused.set(recv_->pages_reused());
+    stats_.pages_new.set(recv_->pages_new());
     for (Listener& l : listeners_)  // removed by a reload, and its last session ended
         if (l.removed && l.sessions == 0 && l.fd.get() >= 0) close_listener(l);
 }

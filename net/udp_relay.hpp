@@ -54,6 +54,7 @@ struct UdpStats {
     Counter buffer_waits;        // receives that waited for buffers (the ring ran dry)
     Counter dropped_responses;   // upstream datagrams past max_responses per client datagram
     Counter live;                // sessions established (a gauge, published once a second)
+    Counter frags, pages_reused, pages_new;  // as TcpStats: the datagrams' receive buffers
 };
 
 class UdpRelay {

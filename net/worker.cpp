@@ -112,6 +112,8 @@ bool Worker::loop() noexcept {
         } else {
             rc = io_uring_submit_and_wait(ring, 1);
         }
+        ring_stats_.enters.add();
+        if (rc > 0) ring_stats_.sqes.add(unsigned(rc));
         if (rc < 0 && rc != -EINTR && rc != -EBUSY && rc != -EAGAIN) {
             std::fprintf(stderr, "fragproxy: worker %u: io_uring_enter: %d\n", index_, rc);
             return false;
@@ -124,6 +126,7 @@ bool Worker::loop() noexcept {
             ++seen;
         }
         io_uring_cq_advance(ring, seen);
+        ring_stats_.cqes.add(seen);
         after_batch();
     }
     return true;

@@ -26,6 +26,11 @@
 
 namespace fp::net {
 
+// The ring's work, for the cost per byte: SQEs submitted, CQEs handled, io_uring_enter calls.
+struct RingStats {
+    Counter sqes, cqes, enters;
+};
+
 class Worker {
   public:
     // settings: kept for the worker's life (memory, rings); reload() replaces the listeners'.
@@ -51,6 +56,7 @@ class Worker {
     void stop();
     const TcpStats& tcp_stats() const noexcept { return tcp_stats_; }
     const UdpStats& udp_stats() const noexcept { return udp_stats_; }
+    const RingStats& ring_stats() const noexcept { return ring_stats_; }
     // After stop(): what the worker still held when it ended. Both 0 unless something leaked.
     std::size_t leaked_pages() const noexcept { return leaked_pages_; }
     long leaked_fds() const noexcept { return leaked_fds_; }
@@ -98,6 +104,7 @@ class Worker {
 
     TcpStats tcp_stats_;
     UdpStats udp_stats_;
+    RingStats ring_stats_;
     std::size_t leaked_pages_ = 0;
     long leaked_fds_ = 0;
 };

@@ -66,10 +66,14 @@ def case_metrics_count_exactly():
     up = Echo()
     p, port, admin = run_proxy(up.port)
     sizes = [1, 1000, 65536, 3 * 1024 * 1024 + 7]
+    scrapes = 0
     for n in sizes:
         data = os.urandom(n)
         with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
-            s.sendall(data)
+            s.sendall(data[:n // 2])
+            metrics(admin)  # mid-transfer: the whole exposition still parses
+            scrapes += 1
+            s.sendall(data[n // 2:])
             s.shutdown(socket.SHUT_WR)
             got = b""
             while chunk := s.recv(1 << 20):
@@ -83,8 +87,51 @@ def case_metrics_count_exactly():
     assert total(m, "fragproxy_connections_total") == st["tcp"]["accepted"] == len(sizes) + 1
     assert total(m, "fragproxy_connections_closed_total", how="any") == st["tcp"]["closed"]
     assert total(m, "fragproxy_build_info") == 1
+    assert total(m, "fragproxy_bytes_total", listener="l0") == 2 * want, m  # by listener too
+    assert total(m, "fragproxy_upstream_connects_total", upstream=f"127.0.0.1:{up.port}") == \
+        len(sizes) + 1, m
+    assert total(m, "fragproxy_connections_active", listener="l0") == 0, m
+    assert total(m, "fragproxy_alloc_fragments_total", arena="tcp") >= len(sizes), m
+    assert total(m, "fragproxy_ring_cqes_total") > 0 and total(m, "fragproxy_ring_submits_total") > 0
+    assert total(m, "fragproxy_config_reloads_total") == 0, m
     workers = {dict(ls).get("worker") for (n, ls) in m if n == "fragproxy_connections_total"}
     assert workers == {'"0"', '"1"'}, workers
+    up.stop()
+    p.finish()
+
+
+def case_junk_leaves_it_answering():
+    """Random bytes, a 1 MiB header, 50 slowloris clients at once: each is answered or closed,
+    and the endpoint answers a real request meanwhile and after."""
+    up = Echo()
+    p, port, admin = run_proxy(up.port)
+    slow = []
+    for _ in range(50):
+        s = socket.create_connection(("127.0.0.1", admin), timeout=10)
+        s.sendall(b"GET /metrics HTTP/1.1\r\nX-Slow: ")
+        slow.append(s)
+    for _ in range(20):
+        with socket.create_connection(("127.0.0.1", admin), timeout=10) as s:
+            s.sendall(os.urandom(4096) + b"\r\n\r\n")
+            reply = s.recv(100)
+            assert reply == b"" or reply.startswith(b"HTTP/1.1 4"), reply
+    with socket.create_connection(("127.0.0.1", admin), timeout=10) as s:
+        try:
+            s.sendall(b"GET /metrics HTTP/1.1\r\nX-Big: " + b"a" * (1 << 20) + b"\r\n\r\n")
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # answered and closed before the rest was sent
+        try:
+            assert s.recv(100).startswith(b"HTTP/1.1 431 ")
+        except ConnectionResetError:
+            pass
+    t0 = time.monotonic()
+    assert get(admin, "/healthz")[0] == 200  # while 50 slow clients hold connections
+    assert time.monotonic() - t0 < 2
+    metrics(admin)
+    for s in slow:  # each gets its 408 once its 5 s run out
+        assert s.recv(100).startswith(b"HTTP/1.1 408 ")
+        s.close()
+    assert get(admin, "/healthz")[0] == 200
     up.stop()
     p.finish()
 
