@@ -9,7 +9,9 @@ import socket
 import string
 import subprocess
 import sys
+import threading
 import time
+import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TEMPLATES = os.path.join(HERE, "peers")
@@ -168,7 +170,14 @@ class Peer:
             if self.name == "fragproxy-fragments":  # the receive path of kernels before 6.12
                 with open(conf + ".yaml", "a") as f:
                     f.write("io_uring: {receive: fragments}\n")
+            if self.name == "fragproxy-observed":  # as operated: admin endpoint, access log
+                admin = free_port()
+                with open(conf + ".yaml", "a") as f:
+                    f.write(f'admin: {{listen: "127.0.0.1:{admin}"}}\n'
+                            f"access_log: {{path: {conf}.access.log, format: json}}\n")
             self.procs = [procs.spawn(self.name, [self.binary or fragproxy, "-c", conf + ".yaml"])]
+            if self.name == "fragproxy-observed":
+                Scraper(admin, self.procs[0]).start()
         elif self.name.startswith("haproxy"):
             values["splice"] = "option splice-auto" if self.name == "haproxy-splice" else ""
             fill("haproxy.cfg", conf + ".cfg", values)
@@ -193,7 +202,25 @@ class Peer:
         return sum(pss_kib(p.pid) for p in self.procs)
 
 
+class Scraper(threading.Thread):
+    """Scrapes /metrics every second while the process runs, as Prometheus would."""
+
+    def __init__(self, port, proc):
+        super().__init__(daemon=True)
+        self.port, self.proc = port, proc
+
+    def run(self):
+        while self.proc.poll() is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5) as r:
+                    r.read()
+            except OSError:
+                pass  # not up yet, or stopping
+            time.sleep(1)
+
+
 def all_peers(baseline=""):
     base = [Peer("fragproxy-base", binary=baseline)] if baseline else []
-    return [Peer("fragproxy"), *base, Peer("fragproxy-fragments"), Peer("haproxy", udp=False), Peer("haproxy-splice", udp=False),
+    return [Peer("fragproxy"), *base, Peer("fragproxy-fragments"), Peer("fragproxy-observed"),
+            Peer("haproxy", udp=False), Peer("haproxy-splice", udp=False),
             Peer("nginx"), Peer("socat"), Peer("direct", proxy=False)]
