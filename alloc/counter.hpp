@@ -11,6 +11,9 @@ class Counter {
     void add(std::uint64_t n = 1) noexcept {
         v_.store(v_.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
     }
+    void sub(std::uint64_t n = 1) noexcept {  // a gauge its owner moves both ways
+        v_.store(v_.load(std::memory_order_relaxed) - n, std::memory_order_relaxed);
+    }
     void set(std::uint64_t v) noexcept { v_.store(v, std::memory_order_relaxed); }  // a gauge
     std::uint64_t get() const noexcept { return v_.load(std::memory_order_relaxed); }
 

@@ -187,8 +187,19 @@ struct Common {
     std::string name, protocol;
     net::SockAddr listen;
     std::vector<net::SockAddr> upstreams;
+    net::Balancing balancing;
     bool share_port = false;
 };
+
+net::Balance parse_balance(Map& m) {
+    const std::string b = m.text("balance", "round_robin");
+    for (auto v : {net::Balance::kRoundRobin, net::Balance::kLeastConn, net::Balance::kRandom2,
+                   net::Balance::kSourceHash})
+        if (b == net::balance_name(v)) return v;
+    fail(m.source(), m.get("balance").Mark(),
+         m.name("balance") + " '" + b +
+             "' is not one of round_robin, least_conn, random2, source_hash");
+}
 
 Common parse_common(Map& m, const YAML::Node& node, const std::string& source) {
     Common c;
@@ -204,7 +215,21 @@ Common parse_common(Map& m, const YAML::Node& node, const std::string& source) {
     if (!ups || !ups.IsSequence() || ups.size() == 0)
         fail(source, ups ? ups.Mark() : node.Mark(),
              m.name("upstreams") + " must be a non-empty list of addresses");
-    for (const auto& u : ups) {
+    c.balancing.balance = parse_balance(m);
+    for (const auto& entry : ups) {
+        std::uint32_t weight = 1;
+        YAML::Node addr;      // (a YAML::Node assigned to another writes through: never reassigned)
+        if (entry.IsMap()) {  // {address: A, weight: W}
+            Map um(entry, source, m.name("upstreams") + "[]");
+            addr.reset(um.get("address"));
+            if (!addr) fail(source, entry.Mark(), m.name("upstreams") + ": address is required");
+            weight = um.scalar<std::uint32_t>("weight", 1, 1, 256);
+            um.finish();
+        } else {
+            addr.reset(entry);
+        }
+        const YAML::Node& u = addr;
+        c.balancing.weights.push_back(weight);
         net::SockAddr a = address(u, source, m.name("upstreams"));
         if (a.unspecified())
             fail(source, u.Mark(),
@@ -216,8 +241,84 @@ Common parse_common(Map& m, const YAML::Node& node, const std::string& source) {
                      " is the listener's own address: every connection would loop back");
         c.upstreams.push_back(a);
     }
+    if (c.balancing.balance == net::Balance::kSourceHash) {
+        std::vector<std::string> names;
+        for (const auto& a : c.upstreams)
+            names.push_back(a.str());
+        c.balancing.maglev = std::make_shared<const net::MaglevTable>(names, c.balancing.weights);
+    }
     c.share_port = m.flag("share_port", false);
     return c;
+}
+
+// allow: [CIDR, ...] and deny: [CIDR, ...]: null when neither is there.
+std::shared_ptr<const net::CidrList> parse_acl(Map& m) {
+    auto list = std::make_shared<net::CidrList>();
+    for (const char* key : {"allow", "deny"}) {
+        YAML::Node n = m.get(key);
+        if (!n) continue;
+        if (!n.IsSequence() || n.size() == 0)
+            fail(m.source(), n.Mark(), m.name(key) + " must be a non-empty list of CIDRs");
+        for (const auto& e : n) {
+            net::Cidr c;
+            if (!e.IsScalar() || !net::Cidr::parse(e.Scalar(), c))
+                fail(m.source(), e.Mark(),
+                     m.name(key) + ": '" + (e.IsScalar() ? e.Scalar() : std::string("?")) +
+                         "' is not an address or CIDR (10.0.0.0/8, 2001:db8::/32)");
+            list->add(c, key[0] == 'a');
+        }
+    }
+    if (list->empty()) return nullptr;
+    return list;
+}
+
+// new_connections_per_source: {rate: 50/s, burst: 100}  (rate: N/s or N/m)
+net::RateLimit parse_rate(Map& m) {
+    net::RateLimit r;
+    YAML::Node n = m.get("new_connections_per_source");
+    if (!n) return r;
+    Map rm(n, m.source(), m.name("new_connections_per_source"));
+    const std::string text = rm.text("rate", "", true);
+    const auto slash = text.find('/');
+    const std::string num = text.substr(0, slash),
+                      unit = slash == text.npos ? "" : text.substr(slash);
+    std::uint32_t v = 0;
+    auto [end, ec] = std::from_chars(num.data(), num.data() + num.size(), v);
+    if (ec != std::errc() || end != num.data() + num.size() || v == 0 ||
+        (unit != "/s" && unit != "/m"))
+        fail(m.source(), rm.get("rate").Mark(),
+             rm.name("rate") + " '" + text + "' must be N/s or N/m, N > 0");
+    if (v > 1000000)
+        fail(m.source(), rm.get("rate").Mark(), rm.name("rate") + " is at most 1000000/s");
+    r.count = v;
+    r.period_ms = unit == "/s" ? 1000 : 60000;
+    r.burst = rm.scalar<std::uint32_t>("burst", v, 1, 1000000);
+    rm.finish();
+    return r;
+}
+
+net::Keepalive parse_keepalive(Map& m) {
+    net::Keepalive k;
+    YAML::Node n = m.get("tcp_keepalive");
+    if (!n) return k;
+    Map km(n, m.source(), m.name("tcp_keepalive"));
+    auto seconds = [&](const char* key, int fallback) {
+        const auto ms = duration(km, key, net::Millis(fallback * 1000));
+        if (ms.count() < 1000 || ms.count() % 1000)
+            fail(m.source(), km.get(key).Mark(), km.name(key) + " must be whole seconds, >= 1s");
+        return int(ms.count() / 1000);
+    };
+    k.idle_s = seconds("idle", k.idle_s);
+    k.interval_s = seconds("interval", k.interval_s);
+    k.count = int(km.scalar<std::uint32_t>("count", std::uint32_t(k.count), 1, 127));
+    const std::string side = km.text("side", "both");
+    if (side != "both" && side != "client" && side != "upstream")
+        fail(m.source(), km.get("side").Mark(),
+             km.name("side") + " must be both, client or upstream");
+    k.client = side != "upstream";
+    k.upstream = side != "client";
+    km.finish();
+    return k;
 }
 
 net::TcpListenerSettings parse_tcp(Map& m, Common c, const Config& cfg) {
@@ -226,6 +327,7 @@ net::TcpListenerSettings parse_tcp(Map& m, Common c, const Config& cfg) {
     l.name = std::move(c.name);
     l.listen = c.listen;
     l.upstreams = std::move(c.upstreams);
+    l.balancing = std::move(c.balancing);
     l.share_port = c.share_port;
     if (YAML::Node t = m.get("timeouts")) {
         Map tm(t, source, m.name("timeouts"));
@@ -240,6 +342,16 @@ net::TcpListenerSettings parse_tcp(Map& m, Common c, const Config& cfg) {
     const std::uint32_t cap_kib =
         std::uint32_t(std::min<std::uint64_t>(cfg.worker.memory.arena_bytes / 8 / 1024, 1 << 20));
     l.max_inflight_bytes = m.scalar<std::uint32_t>("max_inflight_kib", 1024, 16, cap_kib) * 1024;
+    l.policy.acl = parse_acl(m);
+    l.policy.max_connections = m.scalar<std::uint32_t>("max_connections_per_source", 0, 0, 1000000);
+    l.policy.rate = parse_rate(m);
+    l.keepalive = parse_keepalive(m);
+    if (YAML::Node sp = m.get("send_proxy")) {
+        const std::string v = sp.IsScalar() ? sp.Scalar() : "";
+        if (v != "v1" && v != "v2")
+            fail(source, sp.Mark(), m.name("send_proxy") + " must be v1 or v2");
+        l.send_proxy = v == "v1" ? 1 : 2;
+    }
     return l;
 }
 
@@ -248,7 +360,9 @@ net::UdpListenerSettings parse_udp(Map& m, Common c) {
     l.name = std::move(c.name);
     l.listen = c.listen;
     l.upstreams = std::move(c.upstreams);
+    l.balancing = std::move(c.balancing);
     l.share_port = c.share_port;
+    l.acl = parse_acl(m);
     l.session_timeout = duration(m, "session_timeout", l.session_timeout);
     l.max_sessions = m.scalar<std::uint32_t>("max_sessions", 10000, 1, 1000000);
     l.max_sessions_per_source = m.scalar<std::uint32_t>("max_sessions_per_source", 256, 1, 1000000);
@@ -442,10 +556,26 @@ template <class Listener>
 void describe_common(std::ostream& o, const Listener& l, const char* protocol) {
     o << "  - name: " << quote(l.name) << "\n    protocol: " << protocol
       << "\n    listen: " << quote(l.listen.str()) << "\n    upstreams: [";
-    for (std::size_t i = 0; i < l.upstreams.size(); ++i)
-        o << (i ? ", " : "") << quote(l.upstreams[i].str());
-    o << "]\n";
+    for (std::size_t i = 0; i < l.upstreams.size(); ++i) {
+        const std::uint32_t w = l.balancing.weights.empty() ? 1 : l.balancing.weights[i];
+        o << (i ? ", " : "");
+        if (w == 1)
+            o << quote(l.upstreams[i].str());
+        else
+            o << "{address: " << quote(l.upstreams[i].str()) << ", weight: " << w << "}";
+    }
+    o << "]\n    balance: " << net::balance_name(l.balancing.balance) << "\n";
     if (l.share_port) o << "    share_port: true\n";
+}
+
+void describe_acl(std::ostream& o, const net::CidrList* acl) {
+    if (!acl) return;
+    for (bool allow : {true, false}) {
+        std::string items;
+        for (const auto& r : acl->rules())
+            if (r.allow == allow) items += (items.empty() ? "" : ", ") + quote(r.cidr.str());
+        if (!items.empty()) o << "    " << (allow ? "allow" : "deny") << ": [" << items << "]\n";
+    }
 }
 
 std::string describe(const Config& c) {
@@ -469,6 +599,21 @@ std::string describe(const Config& c) {
           << "ms, send_stall: " << l.send_stall_timeout.count()
           << "ms}\n    max_connections: " << l.max_connections
           << "\n    max_inflight_kib: " << l.max_inflight_bytes / 1024 << "\n";
+        describe_acl(o, l.policy.acl.get());
+        if (l.policy.max_connections)
+            o << "    max_connections_per_source: " << l.policy.max_connections << "\n";
+        if (const auto& r = l.policy.rate; r.count)
+            o << "    new_connections_per_source: {rate: " << r.count
+              << (r.period_ms == 1000 ? "/s" : "/m") << ", burst: " << r.burst << "}\n";
+        if (l.send_proxy) o << "    send_proxy: v" << int(l.send_proxy) << "\n";
+        const auto& k = l.keepalive;
+        if (k.client || k.upstream)
+            o << "    tcp_keepalive: {idle: " << k.idle_s << "s, interval: " << k.interval_s
+              << "s, count: " << k.count << ", side: "
+              << (k.client && k.upstream ? "both"
+                  : k.client             ? "client"
+                                         : "upstream")
+              << "}\n";
     }
     for (const auto& l : w.udp_listeners) {
         describe_common(o, l, "udp");
@@ -476,6 +621,7 @@ std::string describe(const Config& c) {
           << "ms\n    max_sessions: " << l.max_sessions
           << "\n    max_sessions_per_source: " << l.max_sessions_per_source
           << "\n    max_responses: " << l.max_responses << "\n";
+        describe_acl(o, l.acl.get());
     }
     return o.str();
 }

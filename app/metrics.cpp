@@ -111,7 +111,10 @@ std::string render_metrics(const Proxy& proxy) {
               Sample<T>{"how=\"cut_with_data\"", &T::cut}});
     w.by_listener("fragproxy_connections_rejected_total", "counter",
                   "TCP connections refused at accept.",
-                  {{"reason=\"max_connections\"", &net::ListenerCounters::rejected}});
+                  {{"reason=\"max_connections\"", &net::ListenerCounters::rejected},
+                   {"reason=\"denied\"", &net::ListenerCounters::denied},
+                   {"reason=\"source_connections\"", &net::ListenerCounters::source_capped},
+                   {"reason=\"source_rate\"", &net::ListenerCounters::source_rate_limited}});
     auto by_upstream = [&](const char* name, const char* help,
                            Counter net::UpstreamCounters::*field) {
         w.head(name, "counter", help);
@@ -146,7 +149,8 @@ std::string render_metrics(const Proxy& proxy) {
              {Sample<U>{"reason=\"session_refused\"", &U::sessions_refused},
               Sample<U>{"reason=\"no_buffer\"", &U::dropped_no_buffer},
               Sample<U>{"reason=\"max_responses\"", &U::dropped_responses},
-              Sample<U>{"reason=\"upstream_error\"", &U::upstream_errors}});
+              Sample<U>{"reason=\"upstream_error\"", &U::upstream_errors},
+              Sample<U>{"reason=\"denied\"", &U::denied}});
     w.family("fragproxy_alloc_pages_in_use", "gauge",
              "Pages of the TCP arena in use (published once a second).",
              {Sample<T>{"", &T::pages_in_use}});

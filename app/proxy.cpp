@@ -54,6 +54,7 @@ constexpr Field<U> kUdpFields[] = {
     {"dropped_no_buffer", &U::dropped_no_buffer},
     {"dropped_responses", &U::dropped_responses},
     {"upstream_errors", &U::upstream_errors},
+    {"denied", &U::denied},
     {"sends", &U::sends},
     {"gso_refused", &U::gso_refused},
     {"buffer_waits", &U::buffer_waits},
@@ -74,13 +75,22 @@ void Proxy::share_listeners(Config& config) {
         ListenerEntry& e = listeners_[l.listen.str() + (l.share_port ? " shared" : "")];
         if (!e.shared) e.shared = std::make_unique<net::ListenerShared>(config.workers);
         e.name = l.name;
+        if (l.policy.limits() && !e.shared->sources)
+            e.shared->sources = std::make_unique<net::SourceTable>();
         l.shared = e.shared.get();
-        l.upstream_shared.clear();
-        for (const auto& up : l.upstreams) {
-            auto& u = upstreams_[up.str()];
-            if (!u) u = std::make_unique<net::UpstreamShared>(config.workers);
-            l.upstream_shared.push_back(u.get());
-        }
+        share_upstreams(l, config.workers);
+    }
+    for (auto& l : config.worker.udp_listeners)
+        share_upstreams(l, config.workers);
+}
+
+template <class Listener>
+void Proxy::share_upstreams(Listener& l, unsigned workers) {
+    l.upstream_shared.clear();
+    for (const auto& up : l.upstreams) {
+        auto& u = upstreams_[up.str()];
+        if (!u) u = std::make_unique<net::UpstreamShared>(workers);
+        l.upstream_shared.push_back(u.get());
     }
 }
 

@@ -60,6 +60,8 @@ class Proxy {
   private:
     void choose_receive_path();
     void share_listeners(Config& config);
+    template <class Listener>
+    void share_upstreams(Listener& l, unsigned workers);
     std::string keep_restart_only(Config& next) const;
 
     Config config_;

@@ -27,8 +27,10 @@ int tcp_listen_socket(const TcpListenerSettings& l) {
     ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     ::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
     if (addr.family() == AF_INET6) ::setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
-    // Accepted sockets inherit TCP_NODELAY from the listener: no setsockopt per connection.
+    // Accepted sockets inherit TCP_NODELAY and keepalive from the listener: no setsockopt per
+    // connection.
     ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (l.keepalive.client) set_keepalive(fd, l.keepalive, true);
     if (::bind(fd, addr.sa(), addr.len) != 0 || ::listen(fd, 4096) != 0) {
         int err = errno;
         ::close(fd);
@@ -36,6 +38,15 @@ int tcp_listen_socket(const TcpListenerSettings& l) {
                                 "listener '" + l.name + "': listen on " + addr.str());
     }
     return fd;
+}
+
+void set_keepalive(int fd, const Keepalive& k, bool on) noexcept {
+    int flag = on ? 1 : 0;
+    ::setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &flag, sizeof flag);
+    if (!on) return;
+    ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &k.idle_s, sizeof k.idle_s);
+    ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &k.interval_s, sizeof k.interval_s);
+    ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &k.count, sizeof k.count);
 }
 
 // A socket without SO_REUSEPORT cannot bind where any socket is bound (TCP: SO_REUSEADDR still

@@ -13,6 +13,9 @@ namespace fp::net {
 // A bound, listening TCP socket with SO_REUSEPORT (one per worker), TCP_NODELAY inherited by
 // accepted sockets.
 int tcp_listen_socket(const TcpListenerSettings& l);
+// SO_KEEPALIVE and its timers on a socket (on: as configured; off: SO_KEEPALIVE 0). Accepted
+// sockets inherit a listener's.
+void set_keepalive(int fd, const Keepalive& k, bool on) noexcept;
 
 // Throws when another socket is already bound to `addr` (TCP: listening; UDP: bound), unless
 // the listener shares the port on purpose. Runs before any worker binds.

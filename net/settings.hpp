@@ -11,6 +11,8 @@
 #include "alloc/counter.hpp"
 #include "alloc/page_pool.hpp"
 #include "net/address.hpp"
+#include "net/balance.hpp"
+#include "net/source_policy.hpp"
 
 namespace fp::net {
 
@@ -23,9 +25,11 @@ enum class RecvPath : std::uint8_t { kAuto, kIncremental, kFragments };
 // line of its own: no sharing on the data path); the admin thread reads them.
 struct alignas(64) ListenerCounters {
     Counter accepted, rejected, bytes_client, bytes_upstream;
+    Counter denied, source_capped, source_rate_limited;  // refused by the source policy
 };
 struct alignas(64) UpstreamCounters {
     Counter connects, connect_failures;
+    Counter active;  // connections (or UDP sessions) of this worker assigned to it (a gauge)
 };
 
 // Per listener address, shared by every worker and kept across reloads while the listener stays:
@@ -35,19 +39,57 @@ struct ListenerShared {
         : per_worker(std::make_unique<ListenerCounters[]>(workers)) {}
     std::atomic<std::uint32_t> connections{0};
     std::unique_ptr<ListenerCounters[]> per_worker;
+    // Per-source counts and buckets, made (by the app layer, before any worker sees a
+    // configuration that limits sources) the first time this listener limits them; kept after.
+    std::unique_ptr<SourceTable> sources;
 };
 
 // Per upstream address (every listener that names it), kept across reloads. App-owned.
 struct UpstreamShared {
-    explicit UpstreamShared(unsigned workers)
-        : per_worker(std::make_unique<UpstreamCounters[]>(workers)) {}
+    explicit UpstreamShared(unsigned n)
+        : workers(n), per_worker(std::make_unique<UpstreamCounters[]>(n)) {}
+    // Its connections across the workers (relaxed reads of each worker's own gauge).
+    std::uint64_t active() const noexcept {
+        std::uint64_t n = 0;
+        for (unsigned w = 0; w < workers; ++w)
+            n += per_worker[w].active.get();
+        return n;
+    }
+    unsigned workers;
     std::unique_ptr<UpstreamCounters[]> per_worker;
+};
+
+// Where a listener's new connections or sessions go (net/balance.hpp).
+struct Balancing {
+    Balance balance = Balance::kRoundRobin;
+    std::vector<std::uint32_t> weights;         // one per upstream
+    std::shared_ptr<const MaglevTable> maglev;  // balance: source_hash
+};
+
+// Who may connect (allow/deny), and how much per source address; checked at accept.
+struct SourcePolicy {
+    std::shared_ptr<const CidrList> acl;  // null: everyone
+    std::uint32_t max_connections = 0;    // max_connections_per_source; 0: no cap
+    RateLimit rate;                       // new_connections_per_source
+    bool limits() const noexcept { return max_connections || rate.count; }
+    bool any() const noexcept { return acl || limits(); }
+};
+
+// TCP keepalive (SO_KEEPALIVE with its three timers), on the client side (set on the listening
+// socket: accepted sockets inherit it) and/or the upstream side.
+struct Keepalive {
+    bool client = false, upstream = false;
+    int idle_s = 60, interval_s = 10, count = 5;  // ints: what setsockopt reads
 };
 
 struct TcpListenerSettings {
     std::string name;
     SockAddr listen;
     std::vector<SockAddr> upstreams;
+    Balancing balancing;
+    SourcePolicy policy;
+    Keepalive keepalive;
+    std::uint8_t send_proxy = 0;  // the PROXY protocol header to the upstream: 0 none, 1 v1, 2 v2
     Millis connect_timeout{5000};
     Millis idle_timeout{300000};
     Millis send_stall_timeout{60000};  // a queue that makes no progress toward its peer: reset
@@ -62,6 +104,9 @@ struct UdpListenerSettings {
     std::string name;
     SockAddr listen;
     std::vector<SockAddr> upstreams;
+    Balancing balancing;
+    std::shared_ptr<const CidrList> acl;           // allow/deny for new sessions; null: everyone
+    std::vector<UpstreamShared*> upstream_shared;  // for least_conn across workers (app layer)
     Millis session_timeout{30000};
     std::uint32_t max_sessions = 10000;           // per worker
     std::uint32_t max_sessions_per_source = 256;  // per client IP, per worker

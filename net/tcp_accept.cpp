@@ -25,7 +25,7 @@ void TcpRelay::add_listener(const TcpListenerSettings& cfg) {
                                 "listener '" + cfg.name + "': too many listeners since start");
     Listener& l = listeners_.emplace_back();
     l.cfg = std::make_shared<const TcpListenerSettings>(cfg);
-    l.rr = std::uint16_t(index_);
+    l.balancer.reset(cfg.upstreams.size(), index_ + 1);
     try {
         l.fd = Fd(tcp_listen_socket(cfg));
     } catch (...) {
@@ -65,7 +65,10 @@ std::string TcpRelay::reconfigure(const std::vector<TcpListenerSettings>& next) 
         }
         try {
             if (i < listeners_.size()) {
+                if (listeners_[i].cfg->keepalive.client || cfg.keepalive.client)
+                    set_keepalive(listeners_[i].fd.get(), cfg.keepalive, cfg.keepalive.client);
                 listeners_[i].cfg = std::make_shared<const TcpListenerSettings>(cfg);
+                listeners_[i].balancer.reset(cfg.upstreams.size(), index_ + 1);
                 kept[i] = true;
             } else {
                 add_listener(cfg);
@@ -144,45 +147,89 @@ void TcpRelay::on_accept_resume(unsigned listener) noexcept {
     fd_waiters_.erase(fd_waiters_.begin(), fd_waiters_.begin() + std::ptrdiff_t(n));
 }
 
+// A new client: the listener's source policy (allow/deny, per-source cap and rate), then its
+// max_connections, before any upstream is touched; then the balance picks its upstream.
 void TcpRelay::open_conn(unsigned listener, int client_fd) noexcept {
     Listener& l = listeners_[listener];
-    auto& count = l.cfg->shared->connections;
+    const TcpListenerSettings& cfg = *l.cfg;
+    ListenerCounters& lc = cfg.shared->per_worker[index_];
+    const Balancing& b = cfg.balancing;
+    const bool by_source = b.balance == Balance::kSourceHash;
+    AccessAddr client, local;
+    sockaddr_storage ss{};
+    socklen_t len = sizeof ss;
+    auto* sa = reinterpret_cast<sockaddr*>(&ss);
+    // The multishot accept gives no address: one getpeername, for what needs it.
+    if ((log_ || by_source || cfg.policy.any() || cfg.send_proxy) &&
+        ::getpeername(client_fd, sa, &len) == 0)
+        client = AccessAddr::of(sa);
+    len = sizeof ss;
+    if (cfg.send_proxy && ::getsockname(client_fd, sa, &len) == 0) local = AccessAddr::of(sa);
+    if (cfg.policy.acl && !cfg.policy.acl->allowed(client))
+        return reject(l, client, client_fd, lc.denied);
+    if (cfg.policy.limits()) {
+        switch (cfg.shared->sources->admit(client, cfg.policy.max_connections, cfg.policy.rate,
+                                           reactor_.now_ms())) {
+            case SourceTable::Verdict::kTooMany:
+                return reject(l, client, client_fd, lc.source_capped);
+            case SourceTable::Verdict::kTooFast:
+                return reject(l, client, client_fd, lc.source_rate_limited);
+            case SourceTable::Verdict::kOk:
+                break;
+        }
+    }
+    auto& count = cfg.shared->connections;
     const bool full = conns_.full();
-    if (full || count.fetch_add(1, std::memory_order_relaxed) >= l.cfg->max_connections) {
+    if (full || count.fetch_add(1, std::memory_order_relaxed) >= cfg.max_connections) {
         if (!full) count.fetch_sub(1, std::memory_order_relaxed);
-        stats_.refused.add();
-        l.cfg->shared->per_worker[index_].rejected.add();
-        if (log_) log_rejected(l, client_fd);
-        return close_fd(client_fd);  // refused cleanly: the client sees the connection close
+        if (cfg.policy.limits()) cfg.shared->sources->release(client);
+        return reject(l, client, client_fd, lc.rejected);
     }
     const std::uint32_t slot = *conns_.open();
     Conn& c = conns_[slot];
     c.listener = std::uint16_t(listener);
     c.cfg = l.cfg;
-    c.upstream = l.rr++;
-    c.cfg->shared->per_worker[index_].accepted.add();
+    c.client = client;
+    c.local = local;
+    c.source_counted = cfg.policy.limits();
+    lc.accepted.add();
     c.last_active = c.started_ms = reactor_.now_ms();
     c.side[0].fd = client_fd;
-    if (log_) {  // the multishot accept gives no address: one getpeername, with the log only
-        sockaddr_storage ss{};
-        socklen_t len = sizeof ss;
-        if (::getpeername(client_fd, reinterpret_cast<sockaddr*>(&ss), &len) == 0)
-            c.client = AccessAddr::of(reinterpret_cast<const sockaddr*>(&ss));
-    }
+    const std::uint64_t hash =
+        by_source ? hash_bytes({client.addr, client.family == AF_INET ? 4u : 16u}) : 0;
+    const auto& shared = cfg.upstream_shared;
+    c.upstream = l.balancer.pick(b.balance, b.weights, b.maglev.get(), hash,
+                                 [&](std::size_t i) { return shared[i]->active(); });
     stats_.accepted.add();  // TCP_NODELAY: inherited from the listener
     connect_upstream(slot);
 }
 
-void TcpRelay::log_rejected(const Listener& l, int client_fd) noexcept {
-    AccessRecord r;
-    r.start_ms = r.end_ms = reactor_.now_ms();
-    sockaddr_storage ss{};
-    socklen_t len = sizeof ss;
-    if (::getpeername(client_fd, reinterpret_cast<sockaddr*>(&ss), &len) == 0)
-        r.client = AccessAddr::of(reinterpret_cast<const sockaddr*>(&ss));
-    r.end = AccessEnd::kRejected;
-    r.set_listener(l.cfg->name);
-    log_->push(r);
+// Refused at accept: closed at once (the client sees the connection close), counted by reason,
+// logged.
+void TcpRelay::reject(Listener& l, const AccessAddr& client, int client_fd,
+                      Counter& reason) noexcept {
+    stats_.refused.add();
+    reason.add();
+    if (log_) {
+        AccessRecord r;
+        r.start_ms = r.end_ms = reactor_.now_ms();
+        r.client = client;
+        r.end = AccessEnd::kRejected;
+        r.set_listener(l.cfg->name);
+        log_->push(r);
+    }
+    close_fd(client_fd);
+}
+
+// The upstream a connection is assigned to, in that upstream's active gauge (least_conn,
+// random2); -1 takes it out.
+void TcpRelay::count_upstream(Conn& c, std::int32_t upstream) noexcept {
+    if (c.counted == upstream) return;
+    if (c.counted >= 0)
+        c.cfg->upstream_shared[std::size_t(c.counted)]->per_worker[index_].active.sub();
+    if (upstream >= 0)
+        c.cfg->upstream_shared[std::size_t(upstream)]->per_worker[index_].active.add();
+    c.counted = upstream;
 }
 
 }  // namespace fp::net

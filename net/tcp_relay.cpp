@@ -8,11 +8,13 @@
 
 #include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <string>
 
 #include "alloc/frag_debug.hpp"
 #include "net/classify.hpp"
 #include "net/listen_socket.hpp"
+#include "net/proxy_header.hpp"
 #include "net/uapi.hpp"
 
 namespace fp::net {
@@ -128,7 +130,9 @@ void TcpRelay::connect_upstream(std::uint32_t slot) noexcept {
     Conn& c = conns_[slot];
     c.state = State::kConnecting;
     const auto& l = *c.cfg;
-    const SockAddr& up = l.upstreams[c.upstream % l.upstreams.size()];
+    c.upstream = std::uint16_t(c.upstream % l.upstreams.size());
+    count_upstream(c, c.upstream);
+    const SockAddr& up = l.upstreams[c.upstream];
     if (reactor_.features().socket_op) {
         io_uring_sqe* s = reactor_.submit(conns_, Op::kSocket, slot);
         if (!s) return close_conn(c, slot, false);
@@ -142,6 +146,7 @@ void TcpRelay::connect_upstream(std::uint32_t slot) noexcept {
     ++open_fds_;
     c.side[1].fd = fd;
     set_nodelay(fd);
+    if (c.cfg->keepalive.upstream) set_keepalive(fd, c.cfg->keepalive, true);
     start_connect(c, slot, fd);
 }
 
@@ -160,6 +165,7 @@ void TcpRelay::on_socket(Conn& c, std::uint32_t slot, int res) noexcept {
         uapi::prep_setsockopt(q, res, IPPROTO_TCP, TCP_NODELAY, &kOne);
     else
         set_nodelay(res);
+    if (c.cfg->keepalive.upstream) upstream_keepalive(c, slot, res);
     start_connect(c, slot, res);
 }
 
@@ -175,6 +181,27 @@ void TcpRelay::on_sockopt(Conn& c, int res) noexcept {
     if (classify(Op::kSockopt, res) == Verdict::kUnsupported && c.side[1].fd >= 0) {
         sockopt_cmd_ = false;  // a kernel before 6.7: plain setsockopt from now on
         set_nodelay(c.side[1].fd);
+        if (c.cfg->keepalive.upstream) set_keepalive(c.side[1].fd, c.cfg->keepalive, true);
+    }
+}
+
+// tcp_keepalive on the upstream side: four socket commands through the ring (the values live in
+// the connection's settings until they complete), or setsockopt where the kernel has none.
+void TcpRelay::upstream_keepalive(Conn& c, std::uint32_t slot, int fd) noexcept {
+    static constexpr int kOne = 1;
+    const Keepalive& k = c.cfg->keepalive;
+    if (!sockopt_cmd_) return set_keepalive(fd, k, true);
+    const struct {
+        int level, name;
+        const int* value;
+    } opts[] = {{SOL_SOCKET, SO_KEEPALIVE, &kOne},
+                {IPPROTO_TCP, TCP_KEEPIDLE, &k.idle_s},
+                {IPPROTO_TCP, TCP_KEEPINTVL, &k.interval_s},
+                {IPPROTO_TCP, TCP_KEEPCNT, &k.count}};
+    for (const auto& o : opts) {
+        io_uring_sqe* q = reactor_.submit(conns_, Op::kSockopt, slot);
+        if (!q) return set_keepalive(fd, k, true);
+        uapi::prep_setsockopt(q, fd, o.level, o.name, o.value);
     }
 }
 
@@ -203,8 +230,10 @@ void TcpRelay::on_connect(Conn& c, std::uint32_t slot, int res) noexcept {
         c.state = State::kRelaying;
         c.end = AccessEnd::kNone;  // an earlier upstream's failure is not how it ends
         c.last_active = reactor_.now_ms();
+        if (c.cfg->send_proxy && !queue_proxy_header(c)) return close_conn(c, slot, true);
         arm_recv(c, slot, 0);
         arm_recv(c, slot, 1);
+        kick_send(c, slot, 1);  // the PROXY header, if any
         return;
     }
     stats_.upstream_failures.add();
@@ -219,6 +248,23 @@ void TcpRelay::on_connect(Conn& c, std::uint32_t slot, int res) noexcept {
         return connect_upstream(slot);
     }
     linger_close(c, slot);
+}
+
+// send_proxy: the PROXY header goes first on the upstream side, in a fragment of the worker's
+// compact cache, sent and freed like the bytes that follow it (none are queued yet: the client's
+// receive is armed after this).
+bool TcpRelay::queue_proxy_header(Conn& c) noexcept {
+    std::byte header[kProxyHeaderMax];
+    const std::size_t n = write_proxy_header(header, c.cfg->send_proxy, c.client, c.local);
+    auto* frag = static_cast<std::byte*>(compact_->alloc(n));
+    FragNode* node = frag ? nodes_->get() : nullptr;
+    if (!node) {
+        if (frag) compact_->free(frag);
+        return false;
+    }
+    std::memcpy(frag, header, n);
+    queue_fragment(c.side[1], frag, std::uint32_t(n), node);
+    return true;
 }
 
 // A clean close of a client whose request cannot be served: closing a socket with unread data
@@ -285,6 +331,8 @@ void TcpRelay::maybe_finish(Conn& c, std::uint32_t slot) noexcept {
         side.fd = -1;
     }
     c.cfg->shared->connections.fetch_sub(1, std::memory_order_relaxed);
+    count_upstream(c, -1);
+    if (c.source_counted) c.cfg->shared->sources->release(c.client);
     if (log_) log_access(c);
     c.cfg.reset();  // the settings of an earlier reload go once their last connection has
     conns_.close(slot);

@@ -145,11 +145,14 @@ class TcpRelay {
         std::uint16_t listener = 0;
         std::uint16_t upstream = 0;
         std::uint16_t attempts = 0;
+        std::int32_t counted = -1;         // the upstream whose active gauge counts it
+        bool source_counted = false;       // in its listener's SourceTable (release at the end)
         AccessEnd end = AccessEnd::kNone;  // how it ended, for the access log
         std::uint64_t last_active = 0;
         std::uint64_t started_ms = 0;
         std::uint64_t bytes[2] = {};  // received from the client (0) and the upstream (1)
-        AccessAddr client;            // only with an access log (getpeername at accept)
+        AccessAddr client;            // with a policy, source_hash, the access log or send_proxy
+        AccessAddr local;             // the address the client connected to (send_proxy only)
         Side side[2];
     };
     // A listen socket and what it accepts with. Slots are never reused (a CQE of a removed
@@ -157,9 +160,9 @@ class TcpRelay {
     // into them, but a reload must not disturb the references of the batch it runs in.
     struct Listener {
         std::shared_ptr<const TcpListenerSettings> cfg;
-        Fd fd;                 // -1 once removed by a reload, or drained
-        bool paused = false;   // out of fds, waiting
-        std::uint16_t rr = 0;  // round-robin position
+        Fd fd;                // -1 once removed by a reload, or drained
+        bool paused = false;  // out of fds, waiting
+        Balancer balancer;    // this worker's state of the listener's balance
     };
     struct Waiter {  // a connection waiting in a FIFO (starved receive, fd wait)
         std::uint32_t slot, gen;
@@ -175,6 +178,7 @@ class TcpRelay {
     void out_of_fds(unsigned listener, int err) noexcept;
     void on_accept_resume(unsigned listener) noexcept;
     void open_conn(unsigned listener, int client_fd) noexcept;
+    void count_upstream(Conn& c, std::int32_t upstream) noexcept;
 
     // Lifecycle (tcp_relay.cpp).
     void on_conn_cqe(Conn& c, const Tag& t, io_uring_cqe* cqe) noexcept;
@@ -189,7 +193,9 @@ class TcpRelay {
     void check_done(Conn& c, std::uint32_t slot) noexcept;
     void close_conn(Conn& c, std::uint32_t slot, bool reset) noexcept;
     void log_access(const Conn& c) noexcept;
-    void log_rejected(const Listener& l, int client_fd) noexcept;
+    void reject(Listener& l, const AccessAddr& client, int client_fd, Counter& reason) noexcept;
+    void upstream_keepalive(Conn& c, std::uint32_t slot, int fd) noexcept;
+    bool queue_proxy_header(Conn& c) noexcept;
     void maybe_finish(Conn& c, std::uint32_t slot) noexcept;
     void drain_queue(FragQueue& q) noexcept;
     void close_fd(int fd) noexcept;

@@ -124,7 +124,7 @@ void UdpRelay::add_listener(const UdpListenerSettings& cfg, unsigned worker_inde
     l.cfg = std::make_shared<const UdpListenerSettings>(cfg);
     l.fd = std::move(fd);
     l.msg.msg_namelen = sizeof(sockaddr_in6);
-    l.rr = std::uint16_t(worker_index);
+    l.balancer.reset(cfg.upstreams.size(), worker_index + 1);
     if (started_) arm_listener(unsigned(listeners_.size() - 1));
 }
 
@@ -147,6 +147,7 @@ std::string UdpRelay::reconfigure(const std::vector<UdpListenerSettings>& next) 
         try {
             if (i < listeners_.size()) {  // kept (or taken back while its sessions drained)
                 listeners_[i].cfg = std::make_shared<const UdpListenerSettings>(cfg);
+                listeners_[i].balancer.reset(cfg.upstreams.size(), index_ + 1);
                 listeners_[i].removed = false;
                 kept[i] = true;
             } else {
@@ -228,6 +229,10 @@ std::uint32_t UdpRelay::find_or_open(unsigned li, const sockaddr* from, socklen_
     if (it != by_client_.end()) return sessions_[it->second].closing ? UINT32_MAX : it->second;
     Listener& l = listeners_[li];
     const auto& ls = *l.cfg;
+    if (ls.acl && !ls.acl->allowed(AccessAddr::of(client))) {
+        stats_.denied.add();
+        return UINT32_MAX;
+    }
     std::uint32_t& per_source = per_source_[key(li, client, false)];
     if (draining_ || l.removed || l.sessions >= ls.max_sessions ||
         per_source >= ls.max_sessions_per_source || sessions_.full()) {
@@ -235,7 +240,14 @@ std::uint32_t UdpRelay::find_or_open(unsigned li, const sockaddr* from, socklen_
         stats_.sessions_refused.add();
         return UINT32_MAX;
     }
-    const auto up_index = std::uint16_t(l.rr++ % ls.upstreams.size());
+    const Balancing& b = ls.balancing;
+    const AccessAddr src = AccessAddr::of(client);
+    const std::uint64_t hash = b.balance == Balance::kSourceHash
+                                   ? hash_bytes({src.addr, src.family == AF_INET ? 4u : 16u})
+                                   : 0;
+    const std::uint16_t up_index =
+        l.balancer.pick(b.balance, b.weights, b.maglev.get(), hash,
+                        [&](std::size_t i) { return ls.upstream_shared[i]->active(); });
     const SockAddr& up = ls.upstreams[up_index];
     int fd = ::socket(up.family(), SOCK_DGRAM | SOCK_CLOEXEC, 0);
     if (fd < 0 || ::connect(fd, up.sa(), up.len) != 0) {  // a UDP connect sends nothing
@@ -258,6 +270,7 @@ std::uint32_t UdpRelay::find_or_open(unsigned li, const sockaddr* from, socklen_
     s.listener = std::uint16_t(li);
     s.cfg = l.cfg;
     s.upstream = up_index;
+    ls.upstream_shared[up_index]->per_worker[index_].active.add();
     s.fd = fd;
     s.client = client;
     s.last_active = s.started_ms = reactor_.now_ms();
@@ -456,6 +469,7 @@ void UdpRelay::finish_session(std::uint32_t slot) noexcept {
     s.fd = -1;
     by_client_.erase(key(s.listener, s.client, true));
     --listeners_[s.listener].sessions;
+    s.cfg->upstream_shared[s.upstream]->per_worker[index_].active.sub();
     if (log_) {
         AccessRecord r;
         r.udp = true;

@@ -53,6 +53,7 @@ struct UdpStats {
     Counter sends, gso_refused;  // sendmsg calls (one per batch); GSO batches the path refused
     Counter buffer_waits;        // receives that waited for buffers (the ring ran dry)
     Counter dropped_responses;   // upstream datagrams past max_responses per client datagram
+    Counter denied;              // datagrams of clients allow/deny refused a session
     Counter live;                // sessions established (a gauge, published once a second)
     Counter frags, pages_reused, pages_new;  // as TcpStats: the datagrams' receive buffers
 };
@@ -128,7 +129,7 @@ class UdpRelay {
         msghdr msg{};  // recvmsg template: how much room the source address gets in each buffer
         bool armed = false;
         bool starved = false;
-        std::uint16_t rr = 0;
+        Balancer balancer;           // this worker's state of the listener's balance
         std::uint32_t sessions = 0;  // live sessions of this listener (its max_sessions)
     };
 

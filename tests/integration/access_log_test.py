@@ -105,6 +105,9 @@ def case_json_records_each_ending():
 
     idle = socket.create_connection((LOCAL, p_echo), timeout=10)
     idle2 = socket.create_connection((LOCAL, p_echo), timeout=10)
+    for s in (idle, idle2):  # both established (their accepts may run on either worker)
+        s.sendall(b"i")
+        assert s.recv(1) == b"i"
     third = socket.create_connection((LOCAL, p_echo), timeout=10)  # max_connections: 2
     assert third.recv(1) == b""
     assert idle.recv(1) == b"" and idle2.recv(1) == b""  # the 1 s idle timeout

@@ -1,6 +1,7 @@
 """Test support: runs the real fragproxy binary on loopback with a generated config, and upstream
 peers on port 0. Everything binds 127.0.0.1 or ::1 only."""
 import asyncio
+import atexit
 import json
 import os
 import shutil
@@ -15,6 +16,17 @@ import urllib.error
 import urllib.request
 
 SKIP = 77  # CTest's SKIP_RETURN_CODE for these tests
+
+# Every process a test starts; killed when the test ends however it ends, so a failed case
+# cannot leave a child holding CTest's output pipe (which would turn a failure into a timeout).
+CHILDREN = []
+
+
+@atexit.register
+def _kill_children():
+    for p in CHILDREN:
+        if p.poll() is None:
+            p.kill()
 
 
 def skip(reason):
@@ -77,7 +89,8 @@ def fmt(host, port):
 def config_text(listeners, workers=2, memory="{arena: 16MiB, page_order: 4}", drain="0s",
                 extra=()):
     """The YAML of a proxy with these listeners (dicts: listen (host, port), upstreams
-    [(host, port)], optional protocol, name and extra YAML lines) and extra top-level lines."""
+    [(host, port)], optional weights, protocol, name and extra YAML lines) and extra top-level
+    lines."""
     # drain_timeout 0s: a test's stop is immediate unless it tests the drain.
     lines = [f"workers: {workers}", f"memory: {memory}", f"drain_timeout: {drain}", *extra]
     # FP_RECEIVE=incremental|fragments runs a whole suite on one receive path (CTest names
@@ -86,7 +99,9 @@ def config_text(listeners, workers=2, memory="{arena: 16MiB, page_order: 4}", dr
         lines.append(f"io_uring: {{receive: {os.environ['FP_RECEIVE']}}}")
     lines.append("listeners:")
     for i, l in enumerate(listeners):
-        ups = ", ".join(f'"{fmt(*u)}"' for u in l["upstreams"])
+        weights = l.get("weights", [1] * len(l["upstreams"]))
+        ups = ", ".join(f'"{fmt(*u)}"' if w == 1 else f'{{address: "{fmt(*u)}", weight: {w}}}'
+                        for u, w in zip(l["upstreams"], weights))
         lines += [f"  - name: {l.get('name', f'l{i}')}", f"    protocol: {l.get('protocol', 'tcp')}",
                   f'    listen: "{fmt(*l["listen"])}"', f"    upstreams: [{ups}]"]
         lines += ["    " + x for x in l.get("extra", [])]
@@ -129,6 +144,7 @@ class Proxy:
         a TCP connection to it succeeds."""
         self.proc = subprocess.Popen([*self.prefix, self.binary, "-c", self.config, *self.args],
                                      stdout=self.log, stderr=subprocess.STDOUT, env=self.env)
+        CHILDREN.append(self.proc)
 
         def ready():
             if self.proc.poll() is not None:
@@ -329,6 +345,7 @@ class UdpEcho:
                 f"s.bind(('{host}', {self.port}))\n"
                 "while True:\n d,a=s.recvfrom(70000)\n s.sendto(d,a)\n")
         self.proc = subprocess.Popen([sys.executable, "-c", code])
+        CHILDREN.append(self.proc)
         wait_bound(self.port, "udp", self.proc)
 
     def stop(self):

@@ -291,3 +291,52 @@ TEST_CASE("--check's output round-trips") {
             CHECK(b.worker.listeners[i].name == a.worker.listeners[i].name);
     }
 }
+
+TEST_CASE("traffic policy keys: parsed, described, and their errors at file:line:col") {
+    const std::string head = "listeners:\n  - name: a\n    listen: 127.0.0.1:1\n";
+    fp::app::Config c = fp::app::parse_config(
+        head +
+            "    upstreams: [127.0.0.1:2, {address: 127.0.0.1:3, weight: 3}]\n"
+            "    balance: source_hash\n"
+            "    allow: [10.0.0.0/8, \"2001:db8::/32\"]\n    deny: [10.1.0.0/16]\n"
+            "    max_connections_per_source: 100\n"
+            "    new_connections_per_source: {rate: 50/s, burst: 100}\n"
+            "    tcp_keepalive: {idle: 60s, interval: 10s, count: 5, side: upstream}\n",
+        "f.yaml");
+    const auto& l = c.worker.listeners[0];
+    CHECK(l.balancing.balance == fp::net::Balance::kSourceHash);
+    CHECK(l.balancing.weights == std::vector<std::uint32_t>{1, 3});
+    CHECK(l.balancing.maglev != nullptr);
+    REQUIRE(l.policy.acl);
+    CHECK(l.policy.acl->rules().size() == 3);
+    CHECK(l.policy.max_connections == 100);
+    CHECK(l.policy.rate.count == 50);
+    CHECK(l.policy.rate.burst == 100);
+    CHECK(!l.keepalive.client);
+    CHECK(l.keepalive.upstream);
+    const std::string d = fp::app::describe(c);
+    for (const char* want :
+         {"upstreams: [\"127.0.0.1:2\", {address: \"127.0.0.1:3\", weight: 3}]",
+          "balance: source_hash", "allow: [\"2001:db8::/32\", \"10.0.0.0/8\"]",  // longest first
+          "deny: [\"10.1.0.0/16\"]", "max_connections_per_source: 100",
+          "new_connections_per_source: {rate: 50/s, burst: 100}",
+          "tcp_keepalive: {idle: 60s, interval: 10s, count: 5, side: upstream}"})
+        CHECK_MESSAGE(d.find(want) != std::string::npos, (std::string(want) + " in " + d));
+    // What --check prints parses again to the same.
+    CHECK(fp::app::describe(fp::app::parse_config(d, "g.yaml")) == d);
+
+    const std::string base = head + "    upstreams: [127.0.0.1:2]\n";
+    CHECK(error_of(base + "    balance: fastest\n") ==
+          "f.yaml:5:14: listeners[0].balance 'fastest' is not one of round_robin, least_conn, "
+          "random2, source_hash");
+    CHECK(error_of(head + "    upstreams: [{address: 127.0.0.1:2, weight: 0}]\n") ==
+          "f.yaml:4:48: listeners[0].upstreams[].weight = 0 is out of range 1..256");
+    CHECK(error_of(base + "    allow: [10.0.0.0/33]\n") ==
+          "f.yaml:5:13: listeners[0].allow: '10.0.0.0/33' is not an address or CIDR "
+          "(10.0.0.0/8, 2001:db8::/32)");
+    CHECK(error_of(base + "    new_connections_per_source: {rate: fast}\n") ==
+          "f.yaml:5:40: listeners[0].new_connections_per_source.rate 'fast' must be N/s or N/m, "
+          "N > 0");
+    CHECK(error_of(base + "    tcp_keepalive: {idle: 1500ms}\n") ==
+          "f.yaml:5:27: listeners[0].tcp_keepalive.idle must be whole seconds, >= 1s");
+}
