@@ -346,6 +346,15 @@ net::TcpListenerSettings parse_tcp(Map& m, Common c, const Config& cfg) {
     l.policy.max_connections = m.scalar<std::uint32_t>("max_connections_per_source", 0, 0, 1000000);
     l.policy.rate = parse_rate(m);
     l.keepalive = parse_keepalive(m);
+    if (YAML::Node h = m.get("health_check")) {
+        Map hm(h, source, m.name("health_check"));
+        l.health.enabled = true;
+        l.health.interval = duration(hm, "interval", l.health.interval);
+        l.health.timeout = duration(hm, "timeout", l.health.timeout);
+        l.health.rise = hm.scalar<std::uint32_t>("rise", l.health.rise, 1, 100);
+        l.health.fall = hm.scalar<std::uint32_t>("fall", l.health.fall, 1, 100);
+        hm.finish();
+    }
     if (YAML::Node sp = m.get("send_proxy")) {
         const std::string v = sp.IsScalar() ? sp.Scalar() : "";
         if (v != "v1" && v != "v2")
@@ -606,6 +615,10 @@ std::string describe(const Config& c) {
             o << "    new_connections_per_source: {rate: " << r.count
               << (r.period_ms == 1000 ? "/s" : "/m") << ", burst: " << r.burst << "}\n";
         if (l.send_proxy) o << "    send_proxy: v" << int(l.send_proxy) << "\n";
+        if (const auto& h = l.health; h.enabled)
+            o << "    health_check: {interval: " << h.interval.count()
+              << "ms, timeout: " << h.timeout.count() << "ms, rise: " << h.rise
+              << ", fall: " << h.fall << "}\n";
         const auto& k = l.keepalive;
         if (k.client || k.upstream)
             o << "    tcp_keepalive: {idle: " << k.idle_s << "s, interval: " << k.interval_s

@@ -114,7 +114,8 @@ std::string render_metrics(const Proxy& proxy) {
                   {{"reason=\"max_connections\"", &net::ListenerCounters::rejected},
                    {"reason=\"denied\"", &net::ListenerCounters::denied},
                    {"reason=\"source_connections\"", &net::ListenerCounters::source_capped},
-                   {"reason=\"source_rate\"", &net::ListenerCounters::source_rate_limited}});
+                   {"reason=\"source_rate\"", &net::ListenerCounters::source_rate_limited},
+                   {"reason=\"no_upstream\"", &net::ListenerCounters::no_upstream}});
     auto by_upstream = [&](const char* name, const char* help,
                            Counter net::UpstreamCounters::*field) {
         w.head(name, "counter", help);
@@ -129,6 +130,12 @@ std::string render_metrics(const Proxy& proxy) {
                 &net::UpstreamCounters::connect_failures);
     by_upstream("fragproxy_upstream_connects_total", "Upstream connects that succeeded.",
                 &net::UpstreamCounters::connects);
+    w.head("fragproxy_upstream_up", "gauge",
+           "1 while the upstream is in service, 0 while health checks keep it out.");
+    proxy.for_each_upstream([&](const std::string& addr, const net::UpstreamShared& u) {
+        w.line("fragproxy_upstream_up{upstream=" + Writer::quoted(addr) + "} " +
+               (u.usable() ? "1" : "0"));
+    });
     w.family("fragproxy_upstream_retries_total", "counter",
              "Connects tried on the next upstream after one failed.", {Sample<T>{"", &T::retries}});
     w.family("fragproxy_timeouts_total", "counter", "Connections ended by a timeout.",
@@ -150,7 +157,8 @@ std::string render_metrics(const Proxy& proxy) {
               Sample<U>{"reason=\"no_buffer\"", &U::dropped_no_buffer},
               Sample<U>{"reason=\"max_responses\"", &U::dropped_responses},
               Sample<U>{"reason=\"upstream_error\"", &U::upstream_errors},
-              Sample<U>{"reason=\"denied\"", &U::denied}});
+              Sample<U>{"reason=\"denied\"", &U::denied},
+              Sample<U>{"reason=\"no_upstream\"", &U::dropped_no_upstream}});
     w.family("fragproxy_alloc_pages_in_use", "gauge",
              "Pages of the TCP arena in use (published once a second).",
              {Sample<T>{"", &T::pages_in_use}});

@@ -94,6 +94,30 @@ void Proxy::share_upstreams(Listener& l, unsigned workers) {
     }
 }
 
+// The checks the configuration asks for (first listener naming an address sets its check), and
+// the passive threshold of those upstreams.
+void Proxy::configure_health(const Config& config) {
+    std::map<std::string, HealthChecker::Target> targets;
+    std::map<std::string, std::vector<net::UpstreamShared*>> listeners_of;
+    for (const auto& l : config.worker.listeners) {
+        if (!l.health.enabled) continue;
+        listeners_of[l.name] = l.upstream_shared;
+        for (std::size_t i = 0; i < l.upstreams.size(); ++i) {
+            auto [it, fresh] = targets.try_emplace(
+                l.upstreams[i].str(),
+                HealthChecker::Target{l.upstreams[i], l.health, l.upstream_shared[i], {}});
+            it->second.listeners.push_back(l.name);
+            if (fresh) l.upstream_shared[i]->fall.store(l.health.fall, std::memory_order_relaxed);
+        }
+    }
+    if (targets.empty() && !health_) return;
+    if (!health_) health_ = std::make_unique<HealthChecker>();
+    std::vector<HealthChecker::Target> list;
+    for (auto& [addr, t] : targets)
+        list.push_back(std::move(t));
+    health_->configure(std::move(list), std::move(listeners_of));
+}
+
 void Proxy::for_each_listener(
     const std::function<void(const std::string&, const net::ListenerShared&)>& fn) const {
     std::lock_guard lock(config_mu_);
@@ -177,6 +201,7 @@ Proxy::ReloadResult Proxy::reload(Config next) {
         if (!e.empty() && errors.find(e) == std::string::npos)  // workers fail alike
             errors += (errors.empty() ? "" : "; ") + e;
     }
+    configure_health(next);
     {
         std::lock_guard lock(config_mu_);
         config_ = std::move(next);
@@ -215,6 +240,7 @@ void Proxy::start() {
         if (!l.share_port) net::check_port_free(l.name, l.listen, false);
     for (const auto& l : config_.worker.udp_listeners)
         if (!l.share_port) net::check_port_free(l.name, l.listen, true);
+    configure_health(config_);
     auto settings = std::make_shared<const net::WorkerSettings>(config_.worker);
     for (unsigned i = 0; i < config_.workers; ++i) {
         workers_.push_back(

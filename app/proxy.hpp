@@ -11,6 +11,7 @@
 
 #include "app/access_log.hpp"
 #include "app/config.hpp"
+#include "app/health.hpp"
 #include "net/worker.hpp"
 
 namespace fp::app {
@@ -60,6 +61,7 @@ class Proxy {
   private:
     void choose_receive_path();
     void share_listeners(Config& config);
+    void configure_health(const Config& config);
     template <class Listener>
     void share_upstreams(Listener& l, unsigned workers);
     std::string keep_restart_only(Config& next) const;
@@ -77,6 +79,7 @@ class Proxy {
     };
     std::map<std::string, ListenerEntry> listeners_;
     std::map<std::string, std::unique_ptr<net::UpstreamShared>> upstreams_;
+    std::unique_ptr<HealthChecker> health_;  // once a listener checks (goes before upstreams_)
     std::vector<std::unique_ptr<net::Worker>> workers_;
     std::atomic<bool> draining_{false};
     std::atomic<std::uint64_t> reloads_ok_{0}, reloads_failed_{0};

@@ -1,7 +1,5 @@
 #include "net/balance.hpp"
 
-#include <numeric>
-
 namespace fp::net {
 
 const char* balance_name(Balance b) noexcept {
@@ -61,35 +59,11 @@ void Balancer::reset(std::size_t upstreams, std::uint64_t seed) {
     rng_ = seed * 0x9e3779b97f4a7c15ull + 1;
 }
 
-// nginx's smooth weighted round robin: 5:1:1 goes a a b a c a a, never a burst of one upstream.
-std::uint16_t Balancer::round_robin(std::span<const std::uint32_t> weights) noexcept {
-    if (current_.size() != weights.size()) current_.assign(weights.size(), 0);
-    std::int64_t total = 0;
-    std::size_t best = 0;
-    for (std::size_t i = 0; i < weights.size(); ++i) {
-        current_[i] += weights[i];
-        total += weights[i];
-        if (current_[i] > current_[best]) best = i;
-    }
-    current_[best] -= total;
-    return std::uint16_t(best);
-}
-
 std::uint64_t Balancer::next_random() noexcept {  // xorshift64*
     rng_ ^= rng_ >> 12;
     rng_ ^= rng_ << 25;
     rng_ ^= rng_ >> 27;
     return rng_ * 0x2545f4914f6cdd1dull;
-}
-
-std::uint16_t Balancer::weighted_random(std::span<const std::uint32_t> weights) noexcept {
-    const std::uint64_t total = std::accumulate(weights.begin(), weights.end(), std::uint64_t{0});
-    std::uint64_t r = next_random() % total;
-    for (std::size_t i = 0; i < weights.size(); ++i) {
-        if (r < weights[i]) return std::uint16_t(i);
-        r -= weights[i];
-    }
-    return 0;
 }
 
 }  // namespace fp::net

@@ -44,27 +44,32 @@ std::uint64_t hash_bytes(std::span<const std::uint8_t> bytes) noexcept;
 // One worker's state of one listener's balance, and the pick.
 class Balancer {
   public:
-    // active(i): connections to upstream i, across the workers (for least_conn and random2).
-    template <class Active>
+    static constexpr std::uint16_t kNone = UINT16_MAX;  // no usable upstream
+    // active(i): connections to upstream i, across the workers (for least_conn and random2);
+    // usable(i): not taken out by health checks. kNone when none is usable.
+    template <class Active, class Usable>
     std::uint16_t pick(Balance b, std::span<const std::uint32_t> weights, const MaglevTable* table,
-                       std::uint64_t source_hash, Active&& active) noexcept;
+                       std::uint64_t source_hash, Active&& active, Usable&& usable) noexcept;
     void reset(std::size_t upstreams, std::uint64_t seed);
 
   private:
-    std::uint16_t round_robin(std::span<const std::uint32_t> weights) noexcept;
-    std::uint16_t weighted_random(std::span<const std::uint32_t> weights) noexcept;
+    // Over the usable upstreams only (the others count as weight 0); kNone if there are none.
+    template <class Usable>
+    std::uint16_t round_robin(std::span<const std::uint32_t> weights, Usable&& usable) noexcept;
+    template <class Usable>
+    std::uint16_t weighted_random(std::span<const std::uint32_t> weights, Usable&& usable) noexcept;
     std::uint64_t next_random() noexcept;
 
     std::vector<std::int64_t> current_;  // smooth round robin's running weights
     std::uint64_t rng_ = 0x9e3779b97f4a7c15ull;
 };
 
-template <class Active>
+template <class Active, class Usable>
 std::uint16_t Balancer::pick(Balance b, std::span<const std::uint32_t> weights,
-                             const MaglevTable* table, std::uint64_t source_hash,
-                             Active&& active) noexcept {
+                             const MaglevTable* table, std::uint64_t source_hash, Active&& active,
+                             Usable&& usable) noexcept {
     const std::size_t n = weights.size();
-    if (n <= 1) return 0;
+    if (n == 1) return usable(0) ? 0 : kNone;
     // Load for its weight, compared without division: a/wa < b/wb  <=>  a*wb < b*wa.
     auto lighter = [&](std::size_t a, std::size_t c) {
         return std::uint64_t(active(a)) * weights[c] < std::uint64_t(active(c)) * weights[a];
@@ -73,23 +78,67 @@ std::uint16_t Balancer::pick(Balance b, std::span<const std::uint32_t> weights,
         case Balance::kRoundRobin:
             break;
         case Balance::kSourceHash:
-            if (table) return table->lookup(source_hash);
+            if (!table) break;
+            // The source's own upstream; when it is out, a few more looks (rehashed), so its
+            // sources spread over the others while every other source stays where it was.
+            for (std::uint64_t h = source_hash, k = 0; k < 8; ++k) {
+                const std::uint16_t i = table->lookup(h);
+                if (usable(i)) return i;
+                h = h * 0x9e3779b97f4a7c15ull + k + 1;
+            }
             break;
         case Balance::kRandom2: {
-            const std::uint16_t x = weighted_random(weights), y = weighted_random(weights);
+            const std::uint16_t x = weighted_random(weights, usable);
+            if (x == kNone) return kNone;
+            const std::uint16_t y = weighted_random(weights, usable);
             return lighter(y, x) ? y : x;
         }
         case Balance::kLeastConn: {
-            const std::uint16_t start = round_robin(weights);  // ties: the round-robin turn
+            const std::uint16_t start = round_robin(weights, usable);  // ties: the turn
+            if (start == kNone) return kNone;
             std::size_t best = start;
             for (std::size_t k = 1; k < n; ++k) {
                 const std::size_t i = (start + k) % n;
-                if (lighter(i, best)) best = i;
+                if (usable(i) && lighter(i, best)) best = i;
             }
             return std::uint16_t(best);
         }
     }
-    return round_robin(weights);
+    return round_robin(weights, usable);
+}
+
+// nginx's smooth weighted round robin: 5:1:1 goes a a b a c a a, never a burst of one upstream.
+template <class Usable>
+std::uint16_t Balancer::round_robin(std::span<const std::uint32_t> weights,
+                                    Usable&& usable) noexcept {
+    if (current_.size() != weights.size()) current_.assign(weights.size(), 0);
+    std::int64_t total = 0;
+    std::size_t best = kNone;
+    for (std::size_t i = 0; i < weights.size(); ++i) {
+        if (!usable(i)) continue;
+        current_[i] += weights[i];
+        total += weights[i];
+        if (best == kNone || current_[i] > current_[best]) best = i;
+    }
+    if (best == kNone) return kNone;
+    current_[best] -= total;
+    return std::uint16_t(best);
+}
+
+template <class Usable>
+std::uint16_t Balancer::weighted_random(std::span<const std::uint32_t> weights,
+                                        Usable&& usable) noexcept {
+    std::uint64_t total = 0;
+    for (std::size_t i = 0; i < weights.size(); ++i)
+        if (usable(i)) total += weights[i];
+    if (total == 0) return kNone;
+    std::uint64_t r = next_random() % total;
+    for (std::size_t i = 0; i < weights.size(); ++i) {
+        if (!usable(i)) continue;
+        if (r < weights[i]) return std::uint16_t(i);
+        r -= weights[i];
+    }
+    return kNone;
 }
 
 }  // namespace fp::net

@@ -26,6 +26,7 @@ enum class RecvPath : std::uint8_t { kAuto, kIncremental, kFragments };
 struct alignas(64) ListenerCounters {
     Counter accepted, rejected, bytes_client, bytes_upstream;
     Counter denied, source_capped, source_rate_limited;  // refused by the source policy
+    Counter no_upstream;  // refused: every upstream out (health checks)
 };
 struct alignas(64) UpstreamCounters {
     Counter connects, connect_failures;
@@ -45,9 +46,24 @@ struct ListenerShared {
 };
 
 // Per upstream address (every listener that names it), kept across reloads. App-owned.
+// Health: `up` is written by the health checker (the control thread) and, passively, by a
+// worker whose connect failed the fall-th time in a row (only with a health check, which alone
+// brings it back up); every worker reads it at each pick. No lock: one relaxed atomic each.
 struct UpstreamShared {
     explicit UpstreamShared(unsigned n)
         : workers(n), per_worker(std::make_unique<UpstreamCounters[]>(n)) {}
+    bool usable() const noexcept { return up.load(std::memory_order_relaxed); }
+    void connect_failed() noexcept {
+        const std::uint32_t f = fall.load(std::memory_order_relaxed);
+        if (f && failures.fetch_add(1, std::memory_order_relaxed) + 1 >= f)
+            up.store(false, std::memory_order_relaxed);
+    }
+    void connect_ok() noexcept {
+        if (failures.load(std::memory_order_relaxed)) failures.store(0, std::memory_order_relaxed);
+    }
+    std::atomic<bool> up{true};
+    std::atomic<std::uint32_t> failures{0};  // connects failed in a row (any worker)
+    std::atomic<std::uint32_t> fall{0};      // passive checks: 0 off (no health check)
     // Its connections across the workers (relaxed reads of each worker's own gauge).
     std::uint64_t active() const noexcept {
         std::uint64_t n = 0;
@@ -82,6 +98,15 @@ struct Keepalive {
     int idle_s = 60, interval_s = 10, count = 5;  // ints: what setsockopt reads
 };
 
+// health_check: {interval, timeout, rise, fall}: a TCP connect to each upstream every interval
+// (app/health.hpp); fall failures in a row (checks, or connects of clients) take it out, rise
+// passed checks bring it back.
+struct HealthCheck {
+    bool enabled = false;
+    Millis interval{2000}, timeout{1000};
+    std::uint32_t rise = 2, fall = 3;
+};
+
 struct TcpListenerSettings {
     std::string name;
     SockAddr listen;
@@ -90,6 +115,7 @@ struct TcpListenerSettings {
     SourcePolicy policy;
     Keepalive keepalive;
     std::uint8_t send_proxy = 0;  // the PROXY protocol header to the upstream: 0 none, 1 v1, 2 v2
+    HealthCheck health;
     Millis connect_timeout{5000};
     Millis idle_timeout{300000};
     Millis send_stall_timeout{60000};  // a queue that makes no progress toward its peer: reset

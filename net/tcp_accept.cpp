@@ -178,12 +178,20 @@ void TcpRelay::open_conn(unsigned listener, int client_fd) noexcept {
                 break;
         }
     }
+    const std::uint64_t hash =
+        by_source ? hash_bytes({client.addr, client.family == AF_INET ? 4u : 16u}) : 0;
+    const auto& shared = cfg.upstream_shared;
+    const std::uint16_t up = l.balancer.pick(
+        b.balance, b.weights, b.maglev.get(), hash,
+        [&](std::size_t i) { return shared[i]->active(); },
+        [&](std::size_t i) { return shared[i]->usable(); });
     auto& count = cfg.shared->connections;
     const bool full = conns_.full();
-    if (full || count.fetch_add(1, std::memory_order_relaxed) >= cfg.max_connections) {
-        if (!full) count.fetch_sub(1, std::memory_order_relaxed);
+    const bool none = up == Balancer::kNone;  // every upstream out (health checks)
+    if (none || full || count.fetch_add(1, std::memory_order_relaxed) >= cfg.max_connections) {
+        if (!none && !full) count.fetch_sub(1, std::memory_order_relaxed);
         if (cfg.policy.limits()) cfg.shared->sources->release(client);
-        return reject(l, client, client_fd, lc.rejected);
+        return reject(l, client, client_fd, none ? lc.no_upstream : lc.rejected);
     }
     const std::uint32_t slot = *conns_.open();
     Conn& c = conns_[slot];
@@ -192,14 +200,10 @@ void TcpRelay::open_conn(unsigned listener, int client_fd) noexcept {
     c.client = client;
     c.local = local;
     c.source_counted = cfg.policy.limits();
-    lc.accepted.add();
     c.last_active = c.started_ms = reactor_.now_ms();
     c.side[0].fd = client_fd;
-    const std::uint64_t hash =
-        by_source ? hash_bytes({client.addr, client.family == AF_INET ? 4u : 16u}) : 0;
-    const auto& shared = cfg.upstream_shared;
-    c.upstream = l.balancer.pick(b.balance, b.weights, b.maglev.get(), hash,
-                                 [&](std::size_t i) { return shared[i]->active(); });
+    c.upstream = up;
+    lc.accepted.add();
     stats_.accepted.add();  // TCP_NODELAY: inherited from the listener
     connect_upstream(slot);
 }

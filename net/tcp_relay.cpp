@@ -225,8 +225,10 @@ void TcpRelay::on_connect(Conn& c, std::uint32_t slot, int res) noexcept {
     if (c.state == State::kClosing) return maybe_finish(c, slot);
     UpstreamCounters& up =
         c.cfg->upstream_shared[c.upstream % c.cfg->upstreams.size()]->per_worker[index_];
+    UpstreamShared& health = *c.cfg->upstream_shared[c.upstream % c.cfg->upstreams.size()];
     if (classify(Op::kConnect, res) == Verdict::kOk) {
         up.connects.add();
+        health.connect_ok();
         c.state = State::kRelaying;
         c.end = AccessEnd::kNone;  // an earlier upstream's failure is not how it ends
         c.last_active = reactor_.now_ms();
@@ -238,13 +240,16 @@ void TcpRelay::on_connect(Conn& c, std::uint32_t slot, int res) noexcept {
     }
     stats_.upstream_failures.add();
     up.connect_failures.add();
+    health.connect_failed();  // with a health check: fall in a row take it out
     if (res == -ECANCELED) stats_.connect_timeouts.add();  // its linked timeout fired
     c.end = AccessEnd::kConnectFailure;                    // unless another upstream answers
     close_fd(c.side[1].fd);
     c.side[1].fd = -1;
-    if (++c.attempts < c.cfg->upstreams.size()) {
-        stats_.retries.add();
+    const std::size_t n = c.cfg->upstreams.size();
+    while (++c.attempts < n) {  // the next upstream that is not out
         ++c.upstream;
+        if (!c.cfg->upstream_shared[c.upstream % n]->usable()) continue;
+        stats_.retries.add();
         return connect_upstream(slot);
     }
     linger_close(c, slot);

@@ -245,9 +245,15 @@ std::uint32_t UdpRelay::find_or_open(unsigned li, const sockaddr* from, socklen_
     const std::uint64_t hash = b.balance == Balance::kSourceHash
                                    ? hash_bytes({src.addr, src.family == AF_INET ? 4u : 16u})
                                    : 0;
-    const std::uint16_t up_index =
-        l.balancer.pick(b.balance, b.weights, b.maglev.get(), hash,
-                        [&](std::size_t i) { return ls.upstream_shared[i]->active(); });
+    const std::uint16_t up_index = l.balancer.pick(
+        b.balance, b.weights, b.maglev.get(), hash,
+        [&](std::size_t i) { return ls.upstream_shared[i]->active(); },
+        [&](std::size_t i) { return ls.upstream_shared[i]->usable(); });
+    if (up_index == Balancer::kNone) {  // every upstream out: a counted drop
+        if (per_source == 0) per_source_.erase(key(li, client, false));
+        stats_.dropped_no_upstream.add();
+        return UINT32_MAX;
+    }
     const SockAddr& up = ls.upstreams[up_index];
     int fd = ::socket(up.family(), SOCK_DGRAM | SOCK_CLOEXEC, 0);
     if (fd < 0 || ::connect(fd, up.sa(), up.len) != 0) {  // a UDP connect sends nothing

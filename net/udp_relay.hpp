@@ -50,11 +50,12 @@ namespace fp::net {
 struct UdpStats {
     Counter datagrams_in, datagrams_out, sessions, sessions_expired, sessions_refused;
     Counter dropped_caps, dropped_no_buffer, upstream_errors;
-    Counter sends, gso_refused;  // sendmsg calls (one per batch); GSO batches the path refused
-    Counter buffer_waits;        // receives that waited for buffers (the ring ran dry)
-    Counter dropped_responses;   // upstream datagrams past max_responses per client datagram
-    Counter denied;              // datagrams of clients allow/deny refused a session
-    Counter live;                // sessions established (a gauge, published once a second)
+    Counter sends, gso_refused;   // sendmsg calls (one per batch); GSO batches the path refused
+    Counter buffer_waits;         // receives that waited for buffers (the ring ran dry)
+    Counter dropped_responses;    // upstream datagrams past max_responses per client datagram
+    Counter denied;               // datagrams of clients allow/deny refused a session
+    Counter dropped_no_upstream;  // datagrams of new clients while every upstream was out
+    Counter live;                 // sessions established (a gauge, published once a second)
     Counter frags, pages_reused, pages_new;  // as TcpStats: the datagrams' receive buffers
 };
 

@@ -20,6 +20,8 @@ std::uint64_t source(std::uint32_t i) {
     return hash_bytes(b);
 }
 
+constexpr auto kAll = [](std::size_t) { return true; };
+
 std::vector<std::string> names(int n) {
     std::vector<std::string> v;
     for (int i = 0; i < n; ++i)
@@ -35,7 +37,8 @@ TEST_CASE("round robin: weights 5:1:1 go a a b a c a a, as nginx's smooth round 
     const std::uint32_t w[] = {5, 1, 1};
     std::string order;
     for (int i = 0; i < 7; ++i)
-        order += char('a' + b.pick(Balance::kRoundRobin, w, nullptr, 0, [](auto) { return 0; }));
+        order += char('a' + b.pick(
+                                Balance::kRoundRobin, w, nullptr, 0, [](auto) { return 0; }, kAll));
     CHECK(order == "aabacaa");
 }
 
@@ -45,15 +48,15 @@ TEST_CASE("least_conn: the fewest active for its weight; ties in turn") {
     std::uint32_t active[3] = {4, 1, 3};
     const std::uint32_t equal[] = {1, 1, 1};
     auto load = [&](std::size_t i) { return active[i]; };
-    CHECK(b.pick(Balance::kLeastConn, equal, nullptr, 0, load) == 1);
+    CHECK(b.pick(Balance::kLeastConn, equal, nullptr, 0, load, kAll) == 1);
     const std::uint32_t heavy[] = {10, 1, 1};  // 4/10 < 1/1
-    CHECK(b.pick(Balance::kLeastConn, heavy, nullptr, 0, load) == 0);
+    CHECK(b.pick(Balance::kLeastConn, heavy, nullptr, 0, load, kAll) == 0);
     active[0] = active[1] = active[2] = 0;  // all equal: they take turns
     Balancer fresh;
     fresh.reset(3, 1);
     std::map<int, int> seen;
     for (int i = 0; i < 30; ++i)
-        ++seen[fresh.pick(Balance::kLeastConn, equal, nullptr, 0, load)];
+        ++seen[fresh.pick(Balance::kLeastConn, equal, nullptr, 0, load, kAll)];
     CHECK(seen[0] == 10);
     CHECK(seen[1] == 10);
     CHECK(seen[2] == 10);
@@ -66,8 +69,9 @@ TEST_CASE("random2: never the more loaded of the two it drew") {
     std::uint32_t active[4] = {100, 0, 100, 100};
     int idle_picked = 0;
     for (int i = 0; i < 1000; ++i)
-        idle_picked +=
-            b.pick(Balance::kRandom2, w, nullptr, 0, [&](std::size_t k) { return active[k]; }) == 1;
+        idle_picked += b.pick(
+                           Balance::kRandom2, w, nullptr, 0,
+                           [&](std::size_t k) { return active[k]; }, kAll) == 1;
     // Upstream 1 wins whenever it is drawn: 1 - (3/4)^2 of the picks.
     CHECK(idle_picked > 400);
     CHECK(idle_picked < 480);
@@ -106,4 +110,33 @@ TEST_CASE("maglev: when one of ten goes, about a tenth of the sources move") {
     CHECK(moved >= lost);                    // those of the removed one must move
     CHECK(moved < kSources / 10 * 13 / 10);  // and few others: under 1.3/N in all
     CHECK(lost > kSources / 10 * 8 / 10);
+}
+
+TEST_CASE("upstreams taken out are skipped by every balance; none left: kNone") {
+    const std::uint32_t w[] = {1, 1, 1};
+    bool up[3] = {true, false, true};
+    auto usable = [&](std::size_t i) { return up[i]; };
+    auto idle = [](std::size_t) { return 0; };
+    auto names3 = names(3);
+    MaglevTable t(names3, {1, 1, 1});
+    for (Balance b :
+         {Balance::kRoundRobin, Balance::kLeastConn, Balance::kRandom2, Balance::kSourceHash}) {
+        Balancer bal;
+        bal.reset(3, 3);
+        for (std::uint32_t i = 0; i < 300; ++i)
+            CHECK(bal.pick(b, w, &t, source(i), idle, usable) != 1);
+        up[0] = up[2] = false;
+        CHECK(bal.pick(b, w, &t, source(1), idle, usable) == Balancer::kNone);
+        up[0] = up[2] = true;
+    }
+    // source_hash: the sources of the upstreams still up stay where they were.
+    Balancer bal;
+    int stayed = 0, on_others = 0;
+    for (std::uint32_t i = 0; i < 3000; ++i) {
+        const std::uint16_t own = t.lookup(source(i));
+        if (own == 1) continue;
+        ++on_others;
+        stayed += bal.pick(Balance::kSourceHash, w, &t, source(i), idle, usable) == own;
+    }
+    CHECK(stayed == on_others);
 }
