@@ -251,10 +251,12 @@ Common parse_common(Map& m, const YAML::Node& node, const std::string& source) {
     return c;
 }
 
-// allow: [CIDR, ...] and deny: [CIDR, ...]: null when neither is there.
-std::shared_ptr<const net::CidrList> parse_acl(Map& m) {
+// allow: [CIDR, ...] and deny: [CIDR, ...] (or trusted: [...] of accept_proxy): null when
+// none is there.
+std::shared_ptr<const net::CidrList> parse_acl(Map& m, std::initializer_list<const char*> keys = {
+                                                           "allow", "deny"}) {
     auto list = std::make_shared<net::CidrList>();
-    for (const char* key : {"allow", "deny"}) {
+    for (const char* key : keys) {
         YAML::Node n = m.get(key);
         if (!n) continue;
         if (!n.IsSequence() || n.size() == 0)
@@ -265,7 +267,7 @@ std::shared_ptr<const net::CidrList> parse_acl(Map& m) {
                 fail(m.source(), e.Mark(),
                      m.name(key) + ": '" + (e.IsScalar() ? e.Scalar() : std::string("?")) +
                          "' is not an address or CIDR (10.0.0.0/8, 2001:db8::/32)");
-            list->add(c, key[0] == 'a');
+            list->add(c, std::string(key) != "deny");
         }
     }
     if (list->empty()) return nullptr;
@@ -354,6 +356,24 @@ net::TcpListenerSettings parse_tcp(Map& m, Common c, const Config& cfg) {
         l.health.rise = hm.scalar<std::uint32_t>("rise", l.health.rise, 1, 100);
         l.health.fall = hm.scalar<std::uint32_t>("fall", l.health.fall, 1, 100);
         hm.finish();
+    }
+    if (YAML::Node ap = m.get("accept_proxy")) {
+        Map am(ap, source, m.name("accept_proxy"));
+        l.accept_proxy.enabled = true;
+        if (YAML::Node v = am.get("versions")) {
+            if (!v.IsSequence() || v.size() == 0)
+                fail(source, v.Mark(), am.name("versions") + " must be a list of v1, v2");
+            l.accept_proxy.v1 = l.accept_proxy.v2 = false;
+            for (const auto& e : v) {
+                const std::string s = e.IsScalar() ? e.Scalar() : "";
+                if (s != "v1" && s != "v2")
+                    fail(source, e.Mark(), am.name("versions") + ": '" + s + "' is not v1 or v2");
+                (s == "v1" ? l.accept_proxy.v1 : l.accept_proxy.v2) = true;
+            }
+        }
+        l.accept_proxy.trusted = parse_acl(am, {"trusted"});
+        l.accept_proxy.timeout = duration(am, "timeout", l.accept_proxy.timeout);
+        am.finish();
     }
     if (YAML::Node sp = m.get("send_proxy")) {
         const std::string v = sp.IsScalar() ? sp.Scalar() : "";
@@ -615,6 +635,20 @@ std::string describe(const Config& c) {
             o << "    new_connections_per_source: {rate: " << r.count
               << (r.period_ms == 1000 ? "/s" : "/m") << ", burst: " << r.burst << "}\n";
         if (l.send_proxy) o << "    send_proxy: v" << int(l.send_proxy) << "\n";
+        if (const auto& ap = l.accept_proxy; ap.enabled) {
+            o << "    accept_proxy: {versions: [" << (ap.v1 ? "v1" : "")
+              << (ap.v1 && ap.v2 ? ", " : "") << (ap.v2 ? "v2" : "") << "]";
+            if (ap.trusted) {
+                o << ", trusted: [";
+                const char* sep = "";
+                for (const auto& r : ap.trusted->rules()) {
+                    o << sep << quote(r.cidr.str());
+                    sep = ", ";
+                }
+                o << "]";
+            }
+            o << ", timeout: " << ap.timeout.count() << "ms}\n";
+        }
         if (const auto& h = l.health; h.enabled)
             o << "    health_check: {interval: " << h.interval.count()
               << "ms, timeout: " << h.timeout.count() << "ms, rise: " << h.rise

@@ -115,7 +115,10 @@ std::string render_metrics(const Proxy& proxy) {
                    {"reason=\"denied\"", &net::ListenerCounters::denied},
                    {"reason=\"source_connections\"", &net::ListenerCounters::source_capped},
                    {"reason=\"source_rate\"", &net::ListenerCounters::source_rate_limited},
-                   {"reason=\"no_upstream\"", &net::ListenerCounters::no_upstream}});
+                   {"reason=\"no_upstream\"", &net::ListenerCounters::no_upstream},
+                   {"reason=\"untrusted\"", &net::ListenerCounters::untrusted},
+                   {"reason=\"proxy_invalid\"", &net::ListenerCounters::proxy_invalid},
+                   {"reason=\"proxy_timeout\"", &net::ListenerCounters::proxy_timeout}});
     auto by_upstream = [&](const char* name, const char* help,
                            Counter net::UpstreamCounters::*field) {
         w.head(name, "counter", help);

@@ -65,6 +65,12 @@ struct FragQueue {
         tail = n;
         bytes += n->len;
     }
+    void push_front(FragNode* n) noexcept {  // ahead of what waits (nothing of it sent yet)
+        n->next = head;
+        head = n;
+        if (!tail) tail = n;
+        bytes += n->len;
+    }
     FragNode* pop() noexcept {
         FragNode* n = head;
         head = n->next;

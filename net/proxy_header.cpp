@@ -59,4 +59,134 @@ std::size_t write_proxy_header(std::byte* out, int version, const AccessAddr& sr
                         : v2(reinterpret_cast<std::uint8_t*>(out), src, dst);
 }
 
+namespace {
+
+ProxyHeader invalid(const char* why) {
+    ProxyHeader h;
+    h.status = ProxyHeader::Status::kInvalid;
+    h.error = why;
+    return h;
+}
+
+bool is_prefix(const std::uint8_t* data, std::size_t n, const void* of, std::size_t len) {
+    return std::memcmp(data, of, n < len ? n : len) == 0;
+}
+
+// A decimal port: 1 to 5 digits, no sign, at most 65535.
+bool parse_port(const char* s, std::size_t len, std::uint16_t& out) {
+    if (len == 0 || len > 5) return false;
+    unsigned v = 0;
+    for (std::size_t i = 0; i < len; ++i) {
+        if (s[i] < '0' || s[i] > '9') return false;
+        v = v * 10 + unsigned(s[i] - '0');
+    }
+    if (v > 65535) return false;
+    out = std::uint16_t(v);
+    return true;
+}
+
+ProxyHeader parse_v1(const std::uint8_t* data, std::size_t n) {
+    constexpr std::size_t kMax = 107;
+    const auto* text = reinterpret_cast<const char*>(data);
+    const void* crlf = nullptr;
+    const std::size_t scan = n < kMax ? n : kMax;
+    for (std::size_t i = 0; i + 1 < scan; ++i)
+        if (text[i] == '\r' && text[i + 1] == '\n') {
+            crlf = text + i;
+            break;
+        }
+    const std::size_t line = crlf ? std::size_t(static_cast<const char*>(crlf) - text) : scan;
+    for (std::size_t i = 0; i < line; ++i)  // printable ASCII only (a lone CR may end a prefix)
+        if ((text[i] < 0x20 || text[i] > 0x7e) && !(!crlf && i + 1 == n && text[i] == '\r'))
+            return invalid("v1: a byte that is not printable ASCII");
+    if (!crlf) {
+        if (n < kMax) return ProxyHeader{};  // no CR LF yet: more
+        return invalid("v1: no CR LF within 107 bytes");
+    }
+    ProxyHeader h;
+    h.version = 1;
+    h.length = line + 2;
+    // Fields separated by single spaces.
+    char buf[kMax + 1];
+    std::memcpy(buf, text, line);
+    buf[line] = '\0';
+    const char* field[6];
+    std::size_t len[6], count = 0, start = 0;
+    for (std::size_t i = 0; i <= line; ++i) {
+        if (i < line && buf[i] != ' ') continue;
+        if (count == 6) return invalid("v1: too many fields");
+        field[count] = buf + start;
+        len[count++] = i - start;
+        if (i < line) buf[i] = '\0';
+        start = i + 1;
+    }
+    if (count < 2 || std::strcmp(field[0], "PROXY") != 0) return invalid("v1: not PROXY");
+    if (std::strcmp(field[1], "UNKNOWN") == 0) {  // whatever follows is ignored
+        h.local = true;
+        h.status = ProxyHeader::Status::kDone;
+        return h;
+    }
+    const bool v4 = std::strcmp(field[1], "TCP4") == 0;
+    if (!v4 && std::strcmp(field[1], "TCP6") != 0) return invalid("v1: protocol not TCP4/TCP6");
+    if (count != 6) return invalid("v1: needs source, destination and both ports");
+    for (std::size_t i = 2; i < 6; ++i)
+        if (len[i] == 0) return invalid("v1: an empty field");
+    const int fam = v4 ? AF_INET : AF_INET6;
+    if (::inet_pton(fam, field[2], h.src.addr) != 1 || ::inet_pton(fam, field[3], h.dst.addr) != 1)
+        return invalid("v1: an address that is not of the protocol's family");
+    if (!parse_port(field[4], len[4], h.src.port) || !parse_port(field[5], len[5], h.dst.port))
+        return invalid("v1: a port that is not 0..65535");
+    h.src.family = h.dst.family = std::uint8_t(fam);
+    h.status = ProxyHeader::Status::kDone;
+    return h;
+}
+
+ProxyHeader parse_v2(const std::uint8_t* data, std::size_t n) {
+    if (n < 16) return ProxyHeader{};
+    const std::uint8_t ver = data[12] >> 4, cmd = data[12] & 0x0f;
+    if (ver != 2) return invalid("v2: version is not 2");
+    if (cmd > 1) return invalid("v2: command is neither LOCAL nor PROXY");
+    const std::uint8_t fam = data[13] >> 4, proto = data[13] & 0x0f;
+    if (fam > 3 || proto > 2) return invalid("v2: unknown family or protocol");
+    const std::size_t len = std::size_t(data[14]) << 8 | data[15];
+    if (16 + len > kProxyV2Max) return invalid("v2: longer than accepted");
+    if (n < 16 + len) return ProxyHeader{};
+    ProxyHeader h;
+    h.version = 2;
+    h.length = 16 + len;
+    static constexpr std::size_t kAddrLen[4] = {0, 12, 36, 216};
+    const std::size_t alen = kAddrLen[fam];
+    if (len < alen) return invalid("v2: addresses longer than the header");
+    const std::uint8_t* a = data + 16;
+    if (cmd == 0 || fam == 0 || fam == 3 || proto == 0) {
+        h.local = true;  // LOCAL, UNSPEC, UNIX: the connection's own addresses stand
+    } else {
+        const std::size_t ip = fam == 1 ? 4 : 16;
+        h.src.family = h.dst.family = fam == 1 ? AF_INET : AF_INET6;
+        std::memcpy(h.src.addr, a, ip);
+        std::memcpy(h.dst.addr, a + ip, ip);
+        h.src.port = std::uint16_t(a[2 * ip] << 8 | a[2 * ip + 1]);
+        h.dst.port = std::uint16_t(a[2 * ip + 2] << 8 | a[2 * ip + 3]);
+    }
+    for (std::size_t off = 16 + alen; off < h.length;) {  // TLVs fill the rest exactly
+        if (h.length - off < 3) return invalid("v2: a truncated TLV");
+        const std::size_t vlen = std::size_t(data[off + 1]) << 8 | data[off + 2];
+        if (h.length - off - 3 < vlen) return invalid("v2: a TLV longer than the header");
+        off += 3 + vlen;
+        ++h.tlvs;
+    }
+    h.status = ProxyHeader::Status::kDone;
+    return h;
+}
+
+}  // namespace
+
+ProxyHeader parse_proxy_header(const std::uint8_t* data, std::size_t n) noexcept {
+    if (n == 0) return ProxyHeader{};
+    if (is_prefix(data, n, kSignature, sizeof kSignature))
+        return n < sizeof kSignature ? ProxyHeader{} : parse_v2(data, n);
+    if (is_prefix(data, n, "PROXY ", 6)) return n < 6 ? ProxyHeader{} : parse_v1(data, n);
+    return invalid("not a PROXY protocol header");
+}
+
 }  // namespace fp::net

@@ -26,7 +26,8 @@ enum class RecvPath : std::uint8_t { kAuto, kIncremental, kFragments };
 struct alignas(64) ListenerCounters {
     Counter accepted, rejected, bytes_client, bytes_upstream;
     Counter denied, source_capped, source_rate_limited;  // refused by the source policy
-    Counter no_upstream;  // refused: every upstream out (health checks)
+    Counter no_upstream;                              // refused: every upstream out (health checks)
+    Counter untrusted, proxy_invalid, proxy_timeout;  // accept_proxy refusals
 };
 struct alignas(64) UpstreamCounters {
     Counter connects, connect_failures;
@@ -107,6 +108,16 @@ struct HealthCheck {
     std::uint32_t rise = 2, fall = 3;
 };
 
+// accept_proxy: {versions: [v1, v2], trusted: [CIDR, ...], timeout: 3s}: connections start with
+// a PROXY protocol header (net/proxy_header.hpp) from a trusted peer; the client it names is the
+// client (policy, balance, logs, send_proxy).
+struct AcceptProxy {
+    bool enabled = false;
+    bool v1 = true, v2 = true;
+    std::shared_ptr<const CidrList> trusted;  // null: any peer may send one
+    Millis timeout{3000};                     // for the whole header
+};
+
 struct TcpListenerSettings {
     std::string name;
     SockAddr listen;
@@ -116,6 +127,7 @@ struct TcpListenerSettings {
     Keepalive keepalive;
     std::uint8_t send_proxy = 0;  // the PROXY protocol header to the upstream: 0 none, 1 v1, 2 v2
     HealthCheck health;
+    AcceptProxy accept_proxy;
     Millis connect_timeout{5000};
     Millis idle_timeout{300000};
     Millis send_stall_timeout{60000};  // a queue that makes no progress toward its peer: reset

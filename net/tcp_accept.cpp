@@ -4,12 +4,14 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <system_error>
 
 #include "net/classify.hpp"
 #include "net/listen_socket.hpp"
+#include "net/proxy_header.hpp"
 #include "net/tcp_relay.hpp"
 
 namespace fp::net {
@@ -148,49 +150,43 @@ void TcpRelay::on_accept_resume(unsigned listener) noexcept {
 }
 
 // A new client: the listener's source policy (allow/deny, per-source cap and rate), then its
-// max_connections, before any upstream is touched; then the balance picks its upstream.
+// max_connections, before any upstream is touched; then the balance picks its upstream. On an
+// accept_proxy listener the policy waits for the client the PROXY header names (kProxyHeader).
 void TcpRelay::open_conn(unsigned listener, int client_fd) noexcept {
     Listener& l = listeners_[listener];
     const TcpListenerSettings& cfg = *l.cfg;
     ListenerCounters& lc = cfg.shared->per_worker[index_];
-    const Balancing& b = cfg.balancing;
-    const bool by_source = b.balance == Balance::kSourceHash;
+    const bool proxied = cfg.accept_proxy.enabled;
     AccessAddr client, local;
     sockaddr_storage ss{};
     socklen_t len = sizeof ss;
     auto* sa = reinterpret_cast<sockaddr*>(&ss);
     // The multishot accept gives no address: one getpeername, for what needs it.
-    if ((log_ || by_source || cfg.policy.any() || cfg.send_proxy) &&
+    const bool by_source = cfg.balancing.balance == Balance::kSourceHash;
+    if ((log_ || by_source || cfg.policy.any() || cfg.send_proxy || proxied) &&
         ::getpeername(client_fd, sa, &len) == 0)
         client = AccessAddr::of(sa);
     len = sizeof ss;
     if (cfg.send_proxy && ::getsockname(client_fd, sa, &len) == 0) local = AccessAddr::of(sa);
-    if (cfg.policy.acl && !cfg.policy.acl->allowed(client))
-        return reject(l, client, client_fd, lc.denied);
-    if (cfg.policy.limits()) {
-        switch (cfg.shared->sources->admit(client, cfg.policy.max_connections, cfg.policy.rate,
-                                           reactor_.now_ms())) {
-            case SourceTable::Verdict::kTooMany:
-                return reject(l, client, client_fd, lc.source_capped);
-            case SourceTable::Verdict::kTooFast:
-                return reject(l, client, client_fd, lc.source_rate_limited);
-            case SourceTable::Verdict::kOk:
-                break;
-        }
-    }
+    if (proxied && cfg.accept_proxy.trusted && !cfg.accept_proxy.trusted->allowed(client))
+        return reject(l, client, client_fd, lc.untrusted);
+    Counter* refused = proxied ? nullptr : refusal(cfg, client);
+    if (refused) return reject(l, client, client_fd, *refused);
+    const Balancing& b = cfg.balancing;
     const std::uint64_t hash =
         by_source ? hash_bytes({client.addr, client.family == AF_INET ? 4u : 16u}) : 0;
     const auto& shared = cfg.upstream_shared;
-    const std::uint16_t up = l.balancer.pick(
-        b.balance, b.weights, b.maglev.get(), hash,
-        [&](std::size_t i) { return shared[i]->active(); },
-        [&](std::size_t i) { return shared[i]->usable(); });
+    const std::uint16_t up = proxied ? 0
+                                     : l.balancer.pick(
+                                           b.balance, b.weights, b.maglev.get(), hash,
+                                           [&](std::size_t i) { return shared[i]->active(); },
+                                           [&](std::size_t i) { return shared[i]->usable(); });
     auto& count = cfg.shared->connections;
     const bool full = conns_.full();
     const bool none = up == Balancer::kNone;  // every upstream out (health checks)
     if (none || full || count.fetch_add(1, std::memory_order_relaxed) >= cfg.max_connections) {
         if (!none && !full) count.fetch_sub(1, std::memory_order_relaxed);
-        if (cfg.policy.limits()) cfg.shared->sources->release(client);
+        if (!proxied && cfg.policy.limits()) cfg.shared->sources->release(client);
         return reject(l, client, client_fd, none ? lc.no_upstream : lc.rejected);
     }
     const std::uint32_t slot = *conns_.open();
@@ -199,12 +195,110 @@ void TcpRelay::open_conn(unsigned listener, int client_fd) noexcept {
     c.cfg = l.cfg;
     c.client = client;
     c.local = local;
-    c.source_counted = cfg.policy.limits();
+    c.source_counted = !proxied && cfg.policy.limits();
     c.last_active = c.started_ms = reactor_.now_ms();
     c.side[0].fd = client_fd;
     c.upstream = up;
     lc.accepted.add();
     stats_.accepted.add();  // TCP_NODELAY: inherited from the listener
+    if (!proxied) return connect_upstream(slot);
+    c.state = State::kProxyHeader;  // its header first (tick: its timeout)
+    arm_recv(c, slot, 0);
+}
+
+Counter* TcpRelay::refusal(const TcpListenerSettings& cfg, const AccessAddr& client) noexcept {
+    ListenerCounters& lc = cfg.shared->per_worker[index_];
+    if (cfg.policy.acl && !cfg.policy.acl->allowed(client)) return &lc.denied;
+    if (!cfg.policy.limits()) return nullptr;
+    switch (cfg.shared->sources->admit(client, cfg.policy.max_connections, cfg.policy.rate,
+                                       reactor_.now_ms())) {
+        case SourceTable::Verdict::kTooMany:
+            return &lc.source_capped;
+        case SourceTable::Verdict::kTooFast:
+            return &lc.source_rate_limited;
+        case SourceTable::Verdict::kOk:
+            break;
+    }
+    return nullptr;
+}
+
+// accept_proxy: the header is read from what the client sent (copied out of the first queued
+// fragments: it may come in pieces); once whole and valid it is dropped from the queue, what
+// follows it stays queued for the upstream, and the client it names is admitted.
+void TcpRelay::read_proxy_header(Conn& c, std::uint32_t slot) noexcept {
+    FragQueue& q = c.side[1].out;
+    std::uint8_t buf[kProxyV2Max];
+    std::size_t n = 0;
+    for (FragNode* f = q.head; f && n < sizeof buf; f = f->next) {
+        const std::size_t take = std::min<std::size_t>(f->len - f->sent, sizeof buf - n);
+        std::memcpy(buf + n, f->frag + f->sent, take);
+        n += take;
+    }
+    const ProxyHeader h = parse_proxy_header(buf, n);
+    if (h.status == ProxyHeader::Status::kIncomplete && n < sizeof buf) return;  // more to come
+    const AcceptProxy& ap = c.cfg->accept_proxy;
+    ListenerCounters& lc = c.cfg->shared->per_worker[index_];
+    if (h.status != ProxyHeader::Status::kDone || (h.version == 1 && !ap.v1) ||
+        (h.version == 2 && !ap.v2)) {
+        lc.proxy_invalid.add();
+        c.end = AccessEnd::kRejected;
+        return close_conn(c, slot, true);
+    }
+    // The header is not the client's payload: out of the queue and out of the byte counts.
+    auto left = std::uint32_t(h.length);
+    q.bytes -= left;
+    queued_ -= left;
+    c.bytes[0] -= left;
+    stats_.bytes_client.sub(left);
+    lc.bytes_client.sub(left);
+    while (left > 0) {
+        FragNode* f = q.head;
+        const std::uint32_t rest = f->len - f->sent;
+        if (left < rest) {
+            f->sent += left;
+            break;
+        }
+        left -= rest;
+        recv_->free(q.pop()->frag);
+        nodes_->put(f);
+    }
+    if (q.empty()) --queuing_;
+    if (!h.local) {
+        c.client = h.src;
+        c.local = h.dst;
+    }
+    admit_proxied(c, slot);
+}
+
+// The client the PROXY header named goes through the listener's policy and balance as a direct
+// client does at accept.
+void TcpRelay::admit_proxied(Conn& c, std::uint32_t slot) noexcept {
+    const TcpListenerSettings& cfg = *c.cfg;
+    ListenerCounters& lc = cfg.shared->per_worker[index_];
+    Counter* refused = refusal(cfg, c.client);
+    const Balancing& b = cfg.balancing;
+    const auto& shared = cfg.upstream_shared;
+    const std::uint64_t hash =
+        b.balance == Balance::kSourceHash
+            ? hash_bytes({c.client.addr, c.client.family == AF_INET ? 4u : 16u})
+            : 0;
+    const std::uint16_t up = refused ? 0
+                                     : listeners_[c.listener].balancer.pick(
+                                           b.balance, b.weights, b.maglev.get(), hash,
+                                           [&](std::size_t i) { return shared[i]->active(); },
+                                           [&](std::size_t i) { return shared[i]->usable(); });
+    if (!refused && up == Balancer::kNone) {
+        refused = &lc.no_upstream;
+        if (cfg.policy.limits()) cfg.shared->sources->release(c.client);
+    }
+    if (refused) {
+        stats_.refused.add();
+        refused->add();
+        c.end = AccessEnd::kRejected;
+        return close_conn(c, slot, false);
+    }
+    c.source_counted = cfg.policy.limits();
+    c.upstream = up;
     connect_upstream(slot);
 }
 

@@ -78,6 +78,10 @@ void TcpRelay::on_recv(Conn& c, std::uint32_t slot, unsigned s, io_uring_cqe* cq
             if (c.end == AccessEnd::kNone)
                 c.end = s == 0 ? AccessEnd::kClientClose : AccessEnd::kUpstreamClose;
             if (c.state == State::kLingering) return close_conn(c, slot, false);
+            if (c.state == State::kProxyHeader) {  // gone before its header was whole
+                c.end = AccessEnd::kRejected;
+                return close_conn(c, slot, false);
+            }
             if (c.state == State::kRelaying) c.state = State::kHalfClosed;
             if (other.out.empty() && other.send == Send::kIdle) shutdown_side(c, slot, s ^ 1);
             break;
@@ -117,6 +121,7 @@ void TcpRelay::on_data(Conn& c, std::uint32_t slot, unsigned s, io_uring_cqe* cq
     // short stop it too (nodes kept for the sends of other queues).
     if (side.recv == Recv::kArmed && (side.granted == 0 || nodes_->available() < kNodeReserve))
         pause_recv(c, slot, s);
+    if (c.state == State::kProxyHeader) read_proxy_header(c, slot);
 }
 
 void TcpRelay::pause_recv(Conn& c, std::uint32_t slot, unsigned s) noexcept {
@@ -126,22 +131,28 @@ void TcpRelay::pause_recv(Conn& c, std::uint32_t slot, unsigned s) noexcept {
 
 // The fragment joins the side's send queue; a queue that was empty starts its send-stall clock
 // and counts toward the memory budget's divisor.
-void TcpRelay::queue_fragment(Side& side, std::byte* frag, std::uint32_t len,
-                              FragNode* n) noexcept {
+void TcpRelay::queue_fragment(Side& side, std::byte* frag, std::uint32_t len, FragNode* n,
+                              bool front) noexcept {
     if (side.out.empty()) {
         ++queuing_;
         side.progress_ms = reactor_.now_ms();
     }
     n->frag = frag;
     n->len = len;
-    side.out.push(n);
+    n->sent = 0;
+    if (front)
+        side.out.push_front(n);
+    else
+        side.out.push(n);
     queued_ += len;
     if (side.out.bytes > queue_peak_) stats_.queue_peak.set(queue_peak_ = side.out.bytes);
 }
 
 void TcpRelay::kick_send(Conn& c, std::uint32_t slot, unsigned s) noexcept {
     Side& side = c.side[s];
-    if (side.send != Send::kIdle || side.out.empty() || c.state == State::kClosing) return;
+    if (side.send != Send::kIdle || side.out.empty() || c.state == State::kClosing ||
+        before_upstream(c))
+        return;
     unsigned n = 0;
     for (FragNode* f = side.out.head; f && n < kMaxIov; f = f->next, ++n)
         side.iov[n] = {f->frag + f->sent, f->len - f->sent};

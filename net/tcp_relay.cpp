@@ -233,9 +233,13 @@ void TcpRelay::on_connect(Conn& c, std::uint32_t slot, int res) noexcept {
         c.end = AccessEnd::kNone;  // an earlier upstream's failure is not how it ends
         c.last_active = reactor_.now_ms();
         if (c.cfg->send_proxy && !queue_proxy_header(c)) return close_conn(c, slot, true);
-        arm_recv(c, slot, 0);
+        arm_recv(c, slot, 0);  // (already armed after a PROXY header: its bytes wait queued)
         arm_recv(c, slot, 1);
-        kick_send(c, slot, 1);  // the PROXY header, if any
+        kick_send(c, slot, 1);  // the PROXY header, if any, and what the client sent meanwhile
+        if (c.side[0].recv == Recv::kEof) {  // the client's FIN came while connecting
+            c.state = State::kHalfClosed;
+            if (c.side[1].out.empty()) shutdown_side(c, slot, 1);
+        }
         return;
     }
     stats_.upstream_failures.add();
@@ -268,7 +272,7 @@ bool TcpRelay::queue_proxy_header(Conn& c) noexcept {
         return false;
     }
     std::memcpy(frag, header, n);
-    queue_fragment(c.side[1], frag, std::uint32_t(n), node);
+    queue_fragment(c.side[1], frag, std::uint32_t(n), node, true);  // ahead of the client's
     return true;
 }
 
@@ -284,7 +288,8 @@ void TcpRelay::linger_close(Conn& c, std::uint32_t slot) noexcept {
 
 void TcpRelay::shutdown_side(Conn& c, std::uint32_t slot, unsigned s) noexcept {
     Side& side = c.side[s];
-    if (side.send != Send::kIdle || side.fd < 0 || c.state == State::kClosing) return;
+    if (side.send != Send::kIdle || side.fd < 0 || c.state == State::kClosing || before_upstream(c))
+        return;
     io_uring_sqe* q = reactor_.submit(conns_, Op::kShutdown, slot, s);
     if (!q) return close_conn(c, slot, true);
     io_uring_prep_shutdown(q, side.fd, SHUT_WR);
@@ -398,6 +403,13 @@ void TcpRelay::tick() noexcept {
         if (!c.live || c.state == State::kClosing) continue;
         queued += c.side[0].out.bytes + c.side[1].out.bytes;
         const auto& l = *c.cfg;
+        if (c.state == State::kProxyHeader &&
+            reactor_.since(c.started_ms) >= std::uint64_t(l.accept_proxy.timeout.count())) {
+            l.shared->per_worker[index_].proxy_timeout.add();
+            c.end = AccessEnd::kRejected;
+            close_conn(c, slot, true);
+            continue;
+        }
         const bool lingering = c.state == State::kLingering;
         const auto stall = std::uint64_t(l.send_stall_timeout.count());
         bool stalled = false;

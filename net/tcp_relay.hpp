@@ -8,6 +8,10 @@
 //
 //   from          event                                             to
 //   (free slot)   accepted, under max_connections                   kConnecting
+//   (free slot)   accepted on an accept_proxy listener              kProxyHeader
+//   kProxyHeader  a valid PROXY header read, the client admitted    kConnecting
+//                 (its receive stays armed: what follows is queued toward the upstream)
+//   kProxyHeader  invalid header, refused client, EOF, its timeout  kClosing
 //   kConnecting   no fd for the upstream socket (EMFILE)            kFdWait
 //   kFdWait       accepting resumes                                 kConnecting
 //   kConnecting   connected                                         kRelaying
@@ -117,6 +121,7 @@ class TcpRelay {
     static constexpr std::uint64_t kAcceptPauseMs = 100;  // accepting paused when out of fds
 
     enum class State : std::uint8_t {
+        kProxyHeader,
         kConnecting,
         kFdWait,
         kRelaying,
@@ -194,6 +199,16 @@ class TcpRelay {
     void close_conn(Conn& c, std::uint32_t slot, bool reset) noexcept;
     void log_access(const Conn& c) noexcept;
     void reject(Listener& l, const AccessAddr& client, int client_fd, Counter& reason) noexcept;
+    // The listener's source policy for this client: null (admitted; counted in the source table
+    // if it limits) or the counter of the reason it is refused.
+    Counter* refusal(const TcpListenerSettings& cfg, const AccessAddr& client) noexcept;
+    void read_proxy_header(Conn& c, std::uint32_t slot) noexcept;
+    void admit_proxied(Conn& c, std::uint32_t slot) noexcept;
+    // Not connected to its upstream yet: nothing is sent, no FIN passed on.
+    static bool before_upstream(const Conn& c) noexcept {
+        return c.state == State::kProxyHeader || c.state == State::kConnecting ||
+               c.state == State::kFdWait;
+    }
     void upstream_keepalive(Conn& c, std::uint32_t slot, int fd) noexcept;
     bool queue_proxy_header(Conn& c) noexcept;
     void maybe_finish(Conn& c, std::uint32_t slot) noexcept;
@@ -209,7 +224,8 @@ class TcpRelay {
     void rearm_starved() noexcept;
     void kick_send(Conn& c, std::uint32_t slot, unsigned s) noexcept;
     void on_send(Conn& c, std::uint32_t slot, unsigned s, int res) noexcept;
-    void queue_fragment(Side& side, std::byte* frag, std::uint32_t len, FragNode* n) noexcept;
+    void queue_fragment(Side& side, std::byte* frag, std::uint32_t len, FragNode* n,
+                        bool front = false) noexcept;
     std::byte* take(io_uring_cqe* cqe) noexcept;
 
     // Memory budget (tcp_pressure.cpp).

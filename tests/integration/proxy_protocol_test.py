@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
-"""send_proxy: v1 and v2 to real peers that accept the PROXY protocol, HAProxy (`accept-proxy`)
-and nginx (`listen ... proxy_protocol`), each answering with the client address it was told; the
-answer must be the test client's own address and port.
+"""The PROXY protocol both ways. send_proxy: v1 and v2 to real peers that accept it, HAProxy
+(`accept-proxy`) and nginx (`listen ... proxy_protocol`), each answering with the client address it
+was told: the test client's own. accept_proxy: behind HAProxy's send-proxy / send-proxy-v2, the
+client HAProxy saw is the one fragproxy passes on; headers in pieces, with payload, invalid, too
+slow, from an untrusted peer, and the policy applied to the client the header names.
 Usage: proxy_protocol_test.py FRAGPROXY_BINARY [CASE ...]"""
 import faulthandler
 import os
@@ -12,7 +14,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Proxy, free_port, require, wait_bound  # noqa: E402
+from harness import Proxy, free_port, metrics, require, total, wait_bound, wait_for  # noqa: E402
 
 BINARY = sys.argv[1]
 faulthandler.dump_traceback_later(120, exit=True)
@@ -110,6 +112,146 @@ def case_to_nginx():
     finally:
         proc.kill()
         proc.wait()
+
+
+def haproxy_in_front(port, to_port, send):
+    """HAProxy in TCP mode on `port`, passing connections to `to_port` with `send` (send-proxy,
+    send-proxy-v2)."""
+    cfg = tempfile.NamedTemporaryFile("w", suffix=".cfg", delete=False)
+    cfg.write(f"""global
+    maxconn 100
+defaults
+    mode tcp
+    timeout connect 5s
+    timeout client 10s
+    timeout server 10s
+frontend front
+    bind {LOCAL}:{port}
+    default_backend fp
+backend fp
+    server fp {LOCAL}:{to_port} {send}
+""")
+    cfg.close()
+    proc = subprocess.Popen(["haproxy", "-db", "-f", cfg.name], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    wait_bound(port, "tcp", proc)
+    return proc, cfg.name
+
+
+def case_accept_behind_haproxy():
+    """client -> HAProxy (send-proxy[-v2]) -> fragproxy (accept_proxy, send_proxy v1) -> nginx
+    (proxy_protocol): nginx is told the client HAProxy saw."""
+    require("haproxy", "nginx")
+    ng = free_port()
+    ng_proc = nginx(ng)
+    try:
+        for send in ("send-proxy", "send-proxy-v2"):
+            fp_port, front = free_port(), free_port()
+            admin = free_port()
+            p = Proxy(BINARY, [{"name": "ap", "listen": (LOCAL, fp_port),
+                                "upstreams": [(LOCAL, ng)],
+                                "extra": ["accept_proxy: {trusted: [127.0.0.1]}",
+                                          "send_proxy: v1"]}],
+                      extra=[f'admin: {{listen: "{LOCAL}:{admin}"}}']).start()
+            hp, cfg = haproxy_in_front(front, fp_port, send)
+            try:
+                told, me = ask(front)
+                assert told == me, (send, told, me)
+                print(f"  HAProxy {send} -> fragproxy accept_proxy -> nginx: told {told}")
+            finally:
+                hp.kill()
+                hp.wait()
+                os.unlink(cfg)
+            p.finish()
+    finally:
+        ng_proc.kill()
+        ng_proc.wait()
+
+
+class Teller:
+    """An upstream that reads a PROXY v1 line and the payload after it, and sends both back."""
+
+    def __init__(self):
+        self.sock = socket.create_server((LOCAL, 0))
+        self.port = self.sock.getsockname()[1]
+        import threading
+        threading.Thread(target=self.serve, daemon=True).start()
+
+    def serve(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            data = b""
+            while chunk := c.recv(65536):
+                data += chunk
+            c.sendall(data)
+            c.close()
+
+
+V2_SIG = bytes([0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A])
+
+
+def v2_header(src, sport, dst, dport, tlv=b""):
+    body = socket.inet_aton(src) + socket.inet_aton(dst) + sport.to_bytes(2, "big") + \
+        dport.to_bytes(2, "big") + tlv
+    return V2_SIG + bytes([0x21, 0x11]) + len(body).to_bytes(2, "big") + body
+
+
+def through(port, chunks, source=LOCAL, pause=0.0):
+    """Sends the chunks (pausing between them), half-closes, returns what comes back."""
+    with socket.create_connection((LOCAL, port), timeout=10, source_address=(source, 0)) as s:
+        out = b""
+        try:  # a refused connection may be closed (reset) while we still write
+            for i, c in enumerate(chunks):
+                if i and pause:
+                    time.sleep(pause)  # pieces of a header arriving apart, not synchronisation
+                s.sendall(c)
+            s.shutdown(socket.SHUT_WR)
+            while chunk := s.recv(65536):
+                out += chunk
+        except OSError:
+            pass
+        return out
+
+
+def case_accept_rules():
+    up = Teller()
+    port, admin = free_port(), free_port()
+    p = Proxy(BINARY, [{"name": "ap", "listen": (LOCAL, port), "upstreams": [(LOCAL, up.port)],
+                        "extra": ["accept_proxy: {versions: [v2], trusted: [127.0.0.0/29],"
+                                  " timeout: 1s}", "send_proxy: v1", "deny: [198.51.100.0/24]"]}],
+              extra=[f'admin: {{listen: "{LOCAL}:{admin}"}}']).start()
+    payload = os.urandom(200_000)
+    header = v2_header("203.0.113.5", 4444, "192.0.2.9", 443, tlv=b"\x04\x00\x01x")
+    got = through(port, [header + payload])
+    want = b"PROXY TCP4 203.0.113.5 192.0.2.9 4444 443\r\n" + payload
+    assert got == want, (got[:60], len(got))
+    got = through(port, [header[:7], header[7:20], header[20:] + payload[:10]], pause=0.05)
+    assert got == want[:len(want) - len(payload) + 10], got[:80]
+    st = p.wait_stats(lambda st: st["tcp"]["closed"] == 2, 10, "both closed")
+    assert st["tcp"]["bytes_client_to_upstream"] == len(payload) + 10, st  # not the headers
+    reason = lambda r: total(metrics(admin), "fragproxy_connections_rejected_total", reason=r)
+    assert through(port, [b"PROXY TCP4 1.2.3.4 5.6.7.8 1 2\r\nhello"]) == b""  # v1 not allowed
+    assert through(port, [b"GET / HTTP/1.0\r\n\r\n"]) == b""
+    assert reason("proxy_invalid") == 2
+    assert through(port, [header], source="127.0.0.9") == b""  # outside trusted
+    assert reason("untrusted") == 1
+    deny = v2_header("198.51.100.7", 1, "192.0.2.9", 443)
+    assert through(port, [deny + b"x"]) == b""  # the client it names is denied
+    assert reason("denied") == 1
+    with socket.create_connection((LOCAL, port), timeout=10) as s:
+        s.sendall(header[:10])
+        t0 = time.monotonic()
+        try:  # closed by its 1 s timeout (the tick's second at most more); reset: bytes unread
+            assert s.recv(1) == b""
+        except ConnectionResetError:
+            pass
+        assert time.monotonic() - t0 < 5
+    wait_for(lambda: reason("proxy_timeout") == 1, 5, "the timeout counted")
+    p.finish()
+    up.sock.close()
 
 
 CASES = {n[5:]: f for n, f in globals().items() if n.startswith("case_")}

@@ -301,7 +301,9 @@ TEST_CASE("traffic policy keys: parsed, described, and their errors at file:line
             "    allow: [10.0.0.0/8, \"2001:db8::/32\"]\n    deny: [10.1.0.0/16]\n"
             "    max_connections_per_source: 100\n"
             "    new_connections_per_source: {rate: 50/s, burst: 100}\n"
-            "    tcp_keepalive: {idle: 60s, interval: 10s, count: 5, side: upstream}\n",
+            "    tcp_keepalive: {idle: 60s, interval: 10s, count: 5, side: upstream}\n"
+            "    accept_proxy: {versions: [v2], trusted: [10.0.0.0/8], timeout: 3s}\n"
+            "    health_check: {interval: 2s, timeout: 1s, rise: 2, fall: 3}\n",
         "f.yaml");
     const auto& l = c.worker.listeners[0];
     CHECK(l.balancing.balance == fp::net::Balance::kSourceHash);
@@ -320,7 +322,9 @@ TEST_CASE("traffic policy keys: parsed, described, and their errors at file:line
           "balance: source_hash", "allow: [\"2001:db8::/32\", \"10.0.0.0/8\"]",  // longest first
           "deny: [\"10.1.0.0/16\"]", "max_connections_per_source: 100",
           "new_connections_per_source: {rate: 50/s, burst: 100}",
-          "tcp_keepalive: {idle: 60s, interval: 10s, count: 5, side: upstream}"})
+          "tcp_keepalive: {idle: 60s, interval: 10s, count: 5, side: upstream}",
+          "accept_proxy: {versions: [v2], trusted: [\"10.0.0.0/8\"], timeout: 3000ms}",
+          "health_check: {interval: 2000ms, timeout: 1000ms, rise: 2, fall: 3}"})
         CHECK_MESSAGE(d.find(want) != std::string::npos, (std::string(want) + " in " + d));
     // What --check prints parses again to the same.
     CHECK(fp::app::describe(fp::app::parse_config(d, "g.yaml")) == d);
@@ -337,6 +341,11 @@ TEST_CASE("traffic policy keys: parsed, described, and their errors at file:line
     CHECK(error_of(base + "    new_connections_per_source: {rate: fast}\n") ==
           "f.yaml:5:40: listeners[0].new_connections_per_source.rate 'fast' must be N/s or N/m, "
           "N > 0");
+    CHECK(error_of(base + "    accept_proxy: {versions: [v3]}\n") ==
+          "f.yaml:5:31: listeners[0].accept_proxy.versions: 'v3' is not v1 or v2");
+    CHECK(error_of(base + "    accept_proxy: {trusted: [nowhere]}\n") ==
+          "f.yaml:5:30: listeners[0].accept_proxy.trusted: 'nowhere' is not an address or CIDR "
+          "(10.0.0.0/8, 2001:db8::/32)");
     CHECK(error_of(base + "    tcp_keepalive: {idle: 1500ms}\n") ==
           "f.yaml:5:27: listeners[0].tcp_keepalive.idle must be whole seconds, >= 1s");
 }

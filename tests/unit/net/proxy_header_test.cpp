@@ -57,3 +57,78 @@ TEST_CASE("v2") {
     CHECK(local.size() == 16);
     CHECK(static_cast<unsigned char>(local[12]) == 0x20);  // LOCAL
 }
+
+namespace {
+ProxyHeader parse(const std::string& s) {
+    return parse_proxy_header(reinterpret_cast<const std::uint8_t*>(s.data()), s.size());
+}
+std::string bytes(std::initializer_list<int> b) {
+    std::string s;
+    for (int x : b)
+        s += char(x);
+    return s;
+}
+const std::string kSig =
+    bytes({0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A});
+}  // namespace
+
+TEST_CASE("reading v1: what was written, prefixes, and what is refused") {
+    const std::string line = "PROXY TCP4 192.0.2.1 198.51.100.1 56324 443\r\n";
+    auto h = parse(line + "GET /");
+    REQUIRE(h.status == ProxyHeader::Status::kDone);
+    CHECK(h.length == line.size());
+    CHECK(h.src.port == 56324);
+    CHECK(h.dst.port == 443);
+    CHECK(h.src.addr[0] == 192);
+    for (std::size_t i = 0; i < line.size(); ++i)  // every prefix asks for more
+        CHECK(parse(line.substr(0, i)).status == ProxyHeader::Status::kIncomplete);
+    CHECK(parse("PROXY TCP6 2001:db8::1 ::1 1 2\r\n").status == ProxyHeader::Status::kDone);
+    auto unknown = parse("PROXY UNKNOWN whatever\r\n");
+    CHECK(unknown.status == ProxyHeader::Status::kDone);
+    CHECK(unknown.local);
+    for (const char* bad :
+         {"GET / HTTP/1.1\r\n", "PROXY TCP4 1.2.3.4 5.6.7.8 1 2\n", "PROXY TCP4 ::1 ::1 1 2\r\n",
+          "PROXY TCP4 1.2.3.4 5.6.7.8 65536 2\r\n", "PROXY TCP4 1.2.3.4 5.6.7.8 -1 2\r\n",
+          "PROXY TCP4  1.2.3.4 5.6.7.8 1 2\r\n", "PROXY TCP5 1.2.3.4 5.6.7.8 1 2\r\n",
+          "PROXY TCP4 1.2.3.4 5.6.7.8 1\r\n", "PROXY TCP4 1.2.3.4 5.6.7.8 1 2 3\r\n"})
+        CHECK_MESSAGE(parse(bad).status == ProxyHeader::Status::kInvalid, bad);
+    CHECK(parse("PROXY TCP4 " + std::string(120, '1')).status == ProxyHeader::Status::kInvalid);
+}
+
+TEST_CASE("reading v2: what was written, TLVs, LOCAL, and what is refused") {
+    std::byte out[kProxyHeaderMax];
+    AccessAddr s = {}, d = {};
+    s.family = d.family = AF_INET;
+    s.addr[0] = 10;
+    s.port = 1234;
+    d.port = 443;
+    const std::size_t n = write_proxy_header(out, 2, s, d);
+    std::string h(reinterpret_cast<const char*>(out), n);
+    auto r = parse(h + "payload");
+    REQUIRE(r.status == ProxyHeader::Status::kDone);
+    CHECK(r.length == n);
+    CHECK(r.src.addr[0] == 10);
+    CHECK(r.src.port == 1234);
+    CHECK(r.dst.port == 443);
+    for (std::size_t i = 0; i < n; ++i)
+        CHECK(parse(h.substr(0, i)).status == ProxyHeader::Status::kIncomplete);
+    // With two TLVs (ALPN "h2", an empty NOOP): the length covers them.
+    std::string t = h + bytes({0x01, 0x00, 0x02, 'h', '2', 0x04, 0x00, 0x00});
+    t[15] = char(12 + 8);
+    auto withtlv = parse(t);
+    REQUIRE(withtlv.status == ProxyHeader::Status::kDone);
+    CHECK(withtlv.tlvs == 2);
+    std::string truncated = t;
+    truncated[15] = char(12 + 7);  // the last TLV no longer fits
+    CHECK(parse(truncated).status == ProxyHeader::Status::kInvalid);
+    auto local = parse(kSig + bytes({0x20, 0x00, 0x00, 0x00}));
+    CHECK(local.status == ProxyHeader::Status::kDone);
+    CHECK(local.local);
+    CHECK(parse(kSig + bytes({0x11, 0x11, 0, 12})).status == ProxyHeader::Status::kInvalid);  // v1
+    CHECK(parse(kSig + bytes({0x22, 0x11, 0, 12})).status == ProxyHeader::Status::kInvalid);  // cmd
+    CHECK(parse(kSig + bytes({0x21, 0x41, 0, 12})).status == ProxyHeader::Status::kInvalid);  // fam
+    CHECK(parse(kSig + bytes({0x21, 0x21, 0, 12}) + std::string(12, 'x')).status ==
+          ProxyHeader::Status::kInvalid);  // TCP6 needs 36 bytes of addresses
+    CHECK(parse(kSig + bytes({0x21, 0x11, 0xff, 0xff})).status ==
+          ProxyHeader::Status::kInvalid);  // longer than accepted
+}
