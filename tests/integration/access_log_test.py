@@ -9,11 +9,10 @@ import signal
 import socket
 import sys
 import tempfile
-import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Echo, Proxy, UdpEcho, free_port, udp_free_port, wait_for  # noqa: E402
+from harness import Echo, Proxy, Server, UdpEcho, free_port, udp_free_port, wait_for  # noqa: E402
 
 BINARY = sys.argv[1]
 faulthandler.dump_traceback_later(120, exit=True)
@@ -48,35 +47,25 @@ def transfer(port, data):
         return f"{me[0]}:{me[1]}"
 
 
-class Greeter:
+def greeter():
     """An upstream that says hello and closes first."""
-
-    def __init__(self):
-        self.sock = socket.create_server((LOCAL, 0))
-        self.port = self.sock.getsockname()[1]
-        threading.Thread(target=self.serve, daemon=True).start()
-
-    def serve(self):
-        while True:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                return
-            c.sendall(b"hello")
-            c.close()
+    def hello(c):
+        c.sendall(b"hello")
+        c.close()
+    return Server(hello)
 
 
 def case_json_records_each_ending():
     """client_close with exact bytes, upstream_close, connect_failure, idle_timeout, rejected,
     drained, and a UDP session's idle_timeout: each one line, fields exact."""
     log = tempfile.mktemp(suffix=".log")
-    echo, greeter, udp_up = Echo(), Greeter(), UdpEcho()
+    echo, greeter_up, udp_up = Echo(), greeter(), UdpEcho()
     dead = free_port()  # nothing listens: connects are refused
     p_echo, p_greet, p_dead, p_udp = free_port(), free_port(), free_port(), udp_free_port()
     p = Proxy(BINARY, [
         {"name": "echo", "listen": (LOCAL, p_echo), "upstreams": [(LOCAL, echo.port)],
          "extra": ["max_connections: 2", "timeouts: {idle: 1s}"]},
-        {"name": "greet", "listen": (LOCAL, p_greet), "upstreams": [(LOCAL, greeter.port)]},
+        {"name": "greet", "listen": (LOCAL, p_greet), "upstreams": [(LOCAL, greeter_up.port)]},
         {"name": "dead", "listen": (LOCAL, p_dead), "upstreams": [(LOCAL, dead)]},
         {"name": "udp", "protocol": "udp", "listen": (LOCAL, p_udp),
          "upstreams": [(LOCAL, udp_up.port)], "extra": ["session_timeout: 1s"]},

@@ -11,43 +11,33 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Proxy, free_port, get, metrics, total, wait_for  # noqa: E402
+from harness import Proxy, Server, free_port, get, metrics, total, wait_for  # noqa: E402
 
 BINARY = sys.argv[1]
 faulthandler.dump_traceback_later(120, exit=True)
 LOCAL = "127.0.0.1"
 
 
-class Named:
+class Named(Server):
     """An upstream that sends its one-byte name on accept, then holds the connection open until
     the client closes it (hold) or closes at once."""
 
     def __init__(self, name, hold=True):
         self.name, self.hold = name, hold
-        self.sock = socket.create_server((LOCAL, 0))
-        self.port = self.sock.getsockname()[1]
-        threading.Thread(target=self.serve, daemon=True).start()
+        super().__init__(self.greet)
 
-    def serve(self):
-        while True:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                return
-            c.sendall(self.name)
-            if self.hold:
-                threading.Thread(target=self.drain, args=(c,), daemon=True).start()
-            else:
-                c.close()
+    def greet(self, c):
+        c.sendall(self.name)
+        if self.hold:
+            threading.Thread(target=self.drain, args=(c,), daemon=True).start()
+        else:
+            c.close()
 
     @staticmethod
     def drain(c):
         while c.recv(4096):
             pass
         c.close()
-
-    def stop(self):
-        self.sock.close()
 
 
 def which(port, source=LOCAL):

@@ -351,3 +351,25 @@ class UdpEcho:
     def stop(self):
         self.proc.kill()
         self.proc.wait()
+
+
+class Server:
+    """A TCP upstream on 127.0.0.1 whose accept loop runs on its own thread and hands each
+    connection to handle(conn) (on that thread: a handler that blocks holds the next accept)."""
+
+    def __init__(self, handle):
+        self.handle = handle
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self.serve, daemon=True).start()
+
+    def serve(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            self.handle(c)
+
+    def stop(self):
+        self.sock.close()

@@ -14,7 +14,8 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Proxy, free_port, metrics, require, total, wait_bound, wait_for  # noqa: E402
+from harness import Proxy, Server, free_port, metrics, require, total, wait_bound  # noqa: E402
+from harness import wait_for  # noqa: E402
 
 BINARY = sys.argv[1]
 faulthandler.dump_traceback_later(120, exit=True)
@@ -168,26 +169,16 @@ def case_accept_behind_haproxy():
         ng_proc.wait()
 
 
-class Teller:
-    """An upstream that reads a PROXY v1 line and the payload after it, and sends both back."""
-
-    def __init__(self):
-        self.sock = socket.create_server((LOCAL, 0))
-        self.port = self.sock.getsockname()[1]
-        import threading
-        threading.Thread(target=self.serve, daemon=True).start()
-
-    def serve(self):
-        while True:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                return
-            data = b""
-            while chunk := c.recv(65536):
-                data += chunk
-            c.sendall(data)
-            c.close()
+def teller():
+    """An upstream that reads everything (a PROXY v1 line and the payload after it) until the
+    client's FIN, and sends it all back."""
+    def tell(c):
+        data = b""
+        while chunk := c.recv(65536):
+            data += chunk
+        c.sendall(data)
+        c.close()
+    return Server(tell)
 
 
 V2_SIG = bytes([0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A])
@@ -217,7 +208,7 @@ def through(port, chunks, source=LOCAL, pause=0.0):
 
 
 def case_accept_rules():
-    up = Teller()
+    up = teller()
     port, admin = free_port(), free_port()
     p = Proxy(BINARY, [{"name": "ap", "listen": (LOCAL, port), "upstreams": [(LOCAL, up.port)],
                         "extra": ["accept_proxy: {versions: [v2], trusted: [127.0.0.0/29],"
@@ -251,7 +242,7 @@ def case_accept_rules():
         assert time.monotonic() - t0 < 5
     wait_for(lambda: reason("proxy_timeout") == 1, 5, "the timeout counted")
     p.finish()
-    up.sock.close()
+    up.stop()
 
 
 CASES = {n[5:]: f for n, f in globals().items() if n.startswith("case_")}
