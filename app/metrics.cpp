@@ -195,6 +195,10 @@ std::string render_metrics(const Proxy& proxy) {
     w.family("fragproxy_collapses_total", "counter",
              "Stuck queues copied into compact fragments under memory pressure.",
              {Sample<T>{"", &T::collapses}});
+    w.family(
+        "fragproxy_buffer_clamps_total", "counter",
+        "Kernel socket buffers clamped behind a stuck peer, and given back once it caught up.",
+        {Sample<T>{"action=\"clamp\"", &T::clamps}, Sample<T>{"action=\"unclamp\"", &T::unclamps}});
     if (const AccessLog* log = proxy.access_log()) {
         w.line(
             "# HELP fragproxy_access_log_dropped_total Access-log records dropped: the logger "

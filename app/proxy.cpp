@@ -36,6 +36,8 @@ constexpr Field<W> kTcpFields[] = {
     {"pressure_pauses", &W::pressure_pauses},
     {"collapses", &W::collapses},
     {"collapsed_bytes", &W::collapsed_bytes},
+    {"buffer_clamps", &W::clamps},
+    {"buffer_unclamps", &W::unclamps},
     {"fd_exhausted", &W::fd_exhausted},
     {"accept_pauses", &W::accept_pauses},
     {"pages_in_use", &W::pages_in_use},

@@ -195,7 +195,10 @@ void TcpRelay::on_send(Conn& c, std::uint32_t slot, unsigned s, int res) noexcep
         recv_->free(side.out.pop()->frag);
         nodes_->put(f);
     }
-    if (side.out.empty() && res > 0) --queuing_;
+    if (side.out.empty() && res > 0) {
+        --queuing_;
+        if (side.clamped) unclamp_buffers(c, s);
+    }
     if (collapse_now) collapse(side);
     const bool paused = source.recv == Recv::kPaused || source.recv == Recv::kPausing;
     if (paused && side.out.bytes <= queue_limit(c) / 2) {

@@ -7,6 +7,7 @@
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "net/tcp_relay.hpp"
@@ -19,13 +20,33 @@ namespace {
 constexpr std::uint64_t kStuckMs = 50;
 // ... and once it has waited this long, the receive buffer feeding it is clamped too, which
 // makes the kernel drop what it had advertised beyond that: only for connections surely stuck.
-constexpr std::uint64_t kSurelyStuckMs = 250;
+// Its sender then backs off (RTO doubling from 200 ms): a live peer that was merely slow for a
+// moment (a loaded host) would pay seconds for it, so the wait is a full second.
+constexpr std::uint64_t kSurelyStuckMs = 1000;
 // Stuck queues are looked for this often once memory is tight (the scan visits every slot).
 constexpr std::uint64_t kStuckScanMs = 10;
 // What a clamped socket buffer (send, receive, window) is clamped to.
 constexpr int kClampBytes = 64 * 1024;
 // The kernel holds at least this much sent to a peer and not acknowledged: the peer is behind.
 constexpr int kBackloggedBytes = 32 * 1024;
+
+int sockopt(int fd, int level, int name) noexcept {
+    int v = 0;
+    socklen_t len = sizeof v;
+    return ::getsockopt(fd, level, name, &v, &len) == 0 ? v : 0;
+}
+
+// A clamp below a few segments would hold a connection to one segment per delayed ACK (on
+// loopback a segment is 64 KiB): at least four of the socket's own.
+int clamp_bytes(int fd) noexcept {
+    return std::max(kClampBytes, 4 * sockopt(fd, IPPROTO_TCP, TCP_MAXSEG));
+}
+
+void set_buffer(int fd, int force, int plain, int bytes) noexcept {
+    if (bytes <= 0) return;
+    if (::setsockopt(fd, SOL_SOCKET, force, &bytes, sizeof bytes) != 0)
+        ::setsockopt(fd, SOL_SOCKET, plain, &bytes, sizeof bytes);
+}
 
 }  // namespace
 
@@ -92,17 +113,45 @@ void TcpRelay::tend_stuck() noexcept {
 // window of the socket feeding the queue (a window clamp drops nothing: the sender fills what
 // was advertised, then waits). Once the send has not moved for kSurelyStuckMs, the feeding
 // socket's receive buffer too: what was advertised beyond it is dropped and sent again later,
-// which a stuck connection does not notice and which frees the kernel's memory.
+// which a stuck connection does not notice and which frees the kernel's memory. The values
+// before are kept: a peer that was only slow for a while gets them back (unclamp_buffers).
 void TcpRelay::clamp_buffers(Conn& c, unsigned s, bool stuck) noexcept {
     Side& side = c.side[s];
     const int feed = c.side[s ^ 1].fd;
     if (side.fd < 0 || feed < 0 || side.clamped >= 1 + stuck) return;
     if (side.clamped == 0) {
-        ::setsockopt(side.fd, SOL_SOCKET, SO_SNDBUF, &kClampBytes, sizeof kClampBytes);
-        ::setsockopt(feed, IPPROTO_TCP, TCP_WINDOW_CLAMP, &kClampBytes, sizeof kClampBytes);
+        side.sndbuf = sockopt(side.fd, SOL_SOCKET, SO_SNDBUF);
+        side.window = sockopt(feed, IPPROTO_TCP, TCP_WINDOW_CLAMP);
+        const int to_peer = clamp_bytes(side.fd), to_feed = clamp_bytes(feed);
+        ::setsockopt(side.fd, SOL_SOCKET, SO_SNDBUF, &to_peer, sizeof to_peer);
+        ::setsockopt(feed, IPPROTO_TCP, TCP_WINDOW_CLAMP, &to_feed, sizeof to_feed);
+        stats_.clamps.add();
     }
-    if (stuck) ::setsockopt(feed, SOL_SOCKET, SO_RCVBUF, &kClampBytes, sizeof kClampBytes);
+    if (stuck) {
+        side.rcvbuf = sockopt(feed, SOL_SOCKET, SO_RCVBUF);
+        const int to_feed = clamp_bytes(feed);
+        ::setsockopt(feed, SOL_SOCKET, SO_RCVBUF, &to_feed, sizeof to_feed);
+    }
     side.clamped = std::uint8_t(1 + stuck);
+}
+
+// Side s's queue emptied into a peer that no longer holds a backlog: it was slow, not stuck
+// (a server that starts reading late, a loaded host), and a clamp left in place would hold the
+// connection at a few segments per round trip for the rest of its life. The kernel's values
+// from before the clamp come back; the kernel keeps the buffer sizes fixed from then on (a
+// socket buffer once set is no longer autotuned) and caps them at net.core.wmem_max/rmem_max
+// unless the process may force them (CAP_NET_ADMIN).
+void TcpRelay::unclamp_buffers(Conn& c, unsigned s) noexcept {
+    Side& side = c.side[s];
+    const int feed = c.side[s ^ 1].fd;
+    if (side.clamped == 0 || side.fd < 0 || peer_backlogged(side.fd)) return;
+    set_buffer(side.fd, SO_SNDBUFFORCE, SO_SNDBUF, side.sndbuf / 2);  // the kernel doubles it
+    if (feed >= 0) {
+        ::setsockopt(feed, IPPROTO_TCP, TCP_WINDOW_CLAMP, &side.window, sizeof side.window);
+        if (side.clamped == 2) set_buffer(feed, SO_RCVBUFFORCE, SO_RCVBUF, side.rcvbuf / 2);
+    }
+    side.clamped = 0;
+    stats_.unclamps.add();
 }
 
 bool TcpRelay::peer_backlogged(int fd) noexcept {

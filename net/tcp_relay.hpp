@@ -72,8 +72,9 @@ struct TcpStats {
     Counter send_stalls;       // queues that made no progress for timeouts.send_stall: reset
     Counter pressure_pauses;   // receives paused by the memory budget below max_inflight
     Counter collapses, collapsed_bytes;  // stuck queues copied into compact fragments, and bytes
-    Counter fd_exhausted;   // accepts or upstream sockets that failed with EMFILE/ENFILE
-    Counter accept_pauses;  // times accepting paused for want of file descriptors
+    Counter clamps, unclamps;  // kernel buffers clamped behind a stuck peer, and given back
+    Counter fd_exhausted;      // accepts or upstream sockets that failed with EMFILE/ENFILE
+    Counter accept_pauses;     // times accepting paused for want of file descriptors
     // Gauges, published once a second (tick) for other threads.
     Counter pages_in_use, queued_bytes, pressure_level, live;
     Counter queue_peak;  // the largest send queue seen, in bytes (a high-water mark)
@@ -138,6 +139,8 @@ class TcpRelay {
         Send send = Send::kIdle;
         std::uint8_t clamped = 0;   // its peer is behind: 1 send buffer and window, 2 all clamped
         std::uint32_t granted = 0;  // bytes the armed receive may still take (its grant)
+        // The kernel's values before the clamp, restored once the peer has caught up.
+        int sndbuf = 0, window = 0, rcvbuf = 0;
         std::uint64_t progress_ms = 0;  // the queue last moved toward this peer (or began)
         FragQueue out;                  // received on the other side, to be sent here
         msghdr msg{};
@@ -238,6 +241,7 @@ class TcpRelay {
     void paused_by_budget(Conn& c, unsigned s) noexcept;
     void tend_stuck() noexcept;
     void clamp_buffers(Conn& c, unsigned s, bool stuck) noexcept;
+    void unclamp_buffers(Conn& c, unsigned s) noexcept;
     static bool peer_backlogged(int fd) noexcept;
     void collapse(Side& side) noexcept;
 

@@ -12,6 +12,7 @@ upstream that streams to all of them, while fresh clients make 10 MB checksummed
 Each fresh transfer must finish within 2 s throughout, the proxy's RSS must stay within its
 arenas, and once the hostile clients leave every page is back in the pool."""
 import asyncio
+import json
 import os
 import resource
 import signal
@@ -72,6 +73,16 @@ def can_connect(port):
         return True
     except OSError:
         return False
+
+
+def kernel_tcp_counters():
+    """The namespace's TCP counters (nstat's JSON; {} when nstat is missing): retransmission
+    timeouts are what a connection whose packets were dropped pays, in seconds."""
+    try:
+        out = subprocess.run(["nstat", "-azj"], capture_output=True, text=True, timeout=10).stdout
+        return json.loads(out).get("kernel", {})
+    except (OSError, ValueError, subprocess.SubprocessError):
+        return {}
 
 
 def raise_nofile():
@@ -148,7 +159,12 @@ async def case_slow_clients_do_not_stop_others():
               f"hostile clients; RSS {rss_before >> 10} MiB before, peak {peak >> 10} MiB during "
               f"(arenas {workers * arena_mib} MiB); queued {s['queued_bytes'] >> 10} KiB, "
               f"{s['collapses']} collapses ({s['collapsed_bytes'] >> 10} KiB copied), "
-              f"{s['pressure_pauses']} budget pauses", flush=True)
+              f"{s['pressure_pauses']} budget pauses, {s['buffer_clamps']} clamps, "
+              f"{s['buffer_unclamps']} unclamps", flush=True)
+        k = kernel_tcp_counters()
+        print(f"  kernel (this namespace): {k.get('TcpExtTCPTimeouts', 0)} retransmission "
+              f"timeouts, {k.get('TcpExtTCPRcvQDrop', 0)} segments dropped at full receive "
+              f"buffers, {k.get('TcpRetransSegs', 0)} retransmitted", flush=True)
         assert max(during) < 2.0, during
         assert peak < (workers * arena_mib + 48) * 1024, peak
         stop.set()
