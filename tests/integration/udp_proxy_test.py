@@ -2,7 +2,6 @@
 """Integration tests of the UDP proxy: the real binary on loopback.
 Usage: udp_proxy_test.py FRAGPROXY_BINARY [CASE ...]"""
 import faulthandler
-import json
 import os
 import random
 import signal
@@ -12,7 +11,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import SKIP, Proxy, free_port, require, wait_bound, wait_for  # noqa: E402
+from harness import SKIP, Proxy, free_port, iperf3_through, require, wait_for  # noqa: E402
 from harness import UdpEcho as Echo, udp_free_port  # noqa: E402
 
 BINARY = sys.argv[1]
@@ -259,28 +258,17 @@ def case_drain_keeps_sessions_refuses_new():
 
 def case_iperf3_udp():
     """iperf3 -u through the proxy, 2 s at 200 Mbit/s: completes, loss under 1 %."""
-    ip_port = free_port()
-    srv = subprocess.Popen(["iperf3", "-s", "-p", str(ip_port), "-B", "127.0.0.1"],
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_bound(ip_port, "tcp", srv)
-        # iperf3 needs its TCP control connection too: a TCP listener on the same port number.
-        port = free_port()
-        p = Proxy(BINARY, [{"protocol": "udp", "listen": ("127.0.0.1", port),
-                            "upstreams": [("127.0.0.1", ip_port)]},
-                           {"protocol": "tcp", "listen": ("127.0.0.1", port),
-                            "upstreams": [("127.0.0.1", ip_port)]}]).start(("127.0.0.1", port))
-        r = subprocess.run(["iperf3", "-c", "127.0.0.1", "-p", str(port), "-u", "-b", "200M",
-                            "-t", "2", "-J"], capture_output=True, text=True, timeout=60)
-        j = json.loads(r.stdout)
-        assert "error" not in j, j.get("error")
-        s = j["end"]["sum"]
-        print(f"  iperf3 -u 200M: {s['packets']} datagrams, {s['lost_packets']} lost "
-              f"({s['lost_percent']:.3f} %)")
-        assert s["packets"] > 0 and s["lost_percent"] < 1.0, s
-        finish(p)
-    finally:
-        srv.kill()
+    ip_port, port = free_port(), free_port()
+    # iperf3 needs its TCP control connection too: a TCP listener on the same port number.
+    p = Proxy(BINARY, [{"protocol": "udp", "listen": ("127.0.0.1", port),
+                        "upstreams": [("127.0.0.1", ip_port)]},
+                       {"protocol": "tcp", "listen": ("127.0.0.1", port),
+                        "upstreams": [("127.0.0.1", ip_port)]}]).start(("127.0.0.1", port))
+    s = iperf3_through(port, ip_port, "-u", "-b", "200M", "-t", "2")["end"]["sum"]
+    print(f"  iperf3 -u 200M: {s['packets']} datagrams, {s['lost_packets']} lost "
+          f"({s['lost_percent']:.3f} %)")
+    assert s["packets"] > 0 and s["lost_percent"] < 1.0, s
+    finish(p)
 
 
 def settle(port, remote=False):
