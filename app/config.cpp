@@ -7,6 +7,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cctype>
 #include <charconv>
 #include <cstdio>
 #include <cstring>
@@ -188,6 +190,8 @@ struct Common {
     net::SockAddr listen;
     std::vector<net::SockAddr> upstreams;
     net::Balancing balancing;
+    net::Routing routing;
+    YAML::Mark routes_mark;
     bool share_port = false;
 };
 
@@ -201,21 +205,13 @@ net::Balance parse_balance(Map& m) {
              "' is not one of round_robin, least_conn, random2, source_hash");
 }
 
-Common parse_common(Map& m, const YAML::Node& node, const std::string& source) {
-    Common c;
-    c.name = m.text("name", "", true);
-    c.protocol = m.text("protocol", "tcp");
-    if (c.protocol != "tcp" && c.protocol != "udp")
-        fail(source, m.get("protocol").Mark(),
-             m.name("protocol") + " '" + c.protocol + "' is not supported (tcp or udp)");
-    YAML::Node listen = m.get("listen");
-    if (!listen) fail(source, node.Mark(), m.name("listen") + " is required");
-    c.listen = address(listen, source, m.name("listen"));
+// A list of upstreams (`address` or {address, weight}), appended to the listener's.
+void parse_upstream_list(Map& m, Common& c) {
+    const std::string& source = m.source();
     YAML::Node ups = m.get("upstreams");
     if (!ups || !ups.IsSequence() || ups.size() == 0)
-        fail(source, ups ? ups.Mark() : node.Mark(),
+        fail(source, ups ? ups.Mark() : m.node().Mark(),
              m.name("upstreams") + " must be a non-empty list of addresses");
-    c.balancing.balance = parse_balance(m);
     for (const auto& entry : ups) {
         std::uint32_t weight = 1;
         YAML::Node addr;      // (a YAML::Node assigned to another writes through: never reassigned)
@@ -229,7 +225,6 @@ Common parse_common(Map& m, const YAML::Node& node, const std::string& source) {
             addr.reset(entry);
         }
         const YAML::Node& u = addr;
-        c.balancing.weights.push_back(weight);
         net::SockAddr a = address(u, source, m.name("upstreams"));
         if (a.unspecified())
             fail(source, u.Mark(),
@@ -239,13 +234,118 @@ Common parse_common(Map& m, const YAML::Node& node, const std::string& source) {
             fail(source, u.Mark(),
                  m.name("upstreams") + " " + a.str() +
                      " is the listener's own address: every connection would loop back");
+        if (c.upstreams.size() >= 4096)
+            fail(source, u.Mark(), m.name("upstreams") + ": more than 4096 upstreams");
+        c.balancing.weights.push_back(weight);
         c.upstreams.push_back(a);
     }
+}
+
+std::shared_ptr<const net::MaglevTable> maglev(const Common& c, std::size_t first,
+                                               std::size_t count) {
+    std::vector<std::string> names;
+    for (std::size_t i = first; i < first + count; ++i)
+        names.push_back(c.upstreams[i].str());
+    return std::make_shared<const net::MaglevTable>(
+        names,
+        std::vector<std::uint32_t>(c.balancing.weights.begin() + std::ptrdiff_t(first),
+                                   c.balancing.weights.begin() + std::ptrdiff_t(first + count)));
+}
+
+// A server name as routes take it: lower case letters, digits, '-' and '_' in labels of 1 to 63
+// bytes, at most 253 in all, no trailing dot.
+bool host_name(const std::string& n) {
+    if (n.empty() || n.size() > 253) return false;
+    std::size_t label = 0;
+    for (char ch : n) {
+        if (ch == '.') {
+            if (label == 0) return false;
+            label = 0;
+            continue;
+        }
+        const bool ok =
+            (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '-' || ch == '_';
+        if (!ok || ++label > 63) return false;
+    }
+    return label > 0;
+}
+
+// routes: [{sni: [names], upstreams: [...]}, ..., {default: true, upstreams: [...]}]: each
+// route's upstreams are a run of the listener's list.
+void parse_routes(Map& m, const YAML::Node& routes, Common& c) {
+    const std::string& source = m.source();
+    if (!routes.IsSequence() || routes.size() == 0)
+        fail(source, routes.Mark(),
+             m.name("routes") +
+                 " must be a non-empty list of {sni: [names], upstreams: [...]} and "
+                 "{default: true, upstreams: [...]}");
+    std::set<std::string> seen;
+    for (std::size_t i = 0; i < routes.size(); ++i) {
+        const YAML::Node& node = routes[i];
+        const std::string what = m.name("routes") + "[" + std::to_string(i) + "]";
+        if (!node.IsMap()) fail(source, node.Mark(), what + " must be a mapping");
+        Map rm(node, source, what);
+        net::Route r;
+        r.fallback = rm.flag("default", false);
+        if (r.fallback && c.routing.fallback() >= 0)
+            fail(source, rm.get("default").Mark(), what + ": a second default route");
+        if (YAML::Node sni = rm.get("sni")) {
+            if (!sni.IsSequence() || sni.size() == 0)
+                fail(source, sni.Mark(), rm.name("sni") + " must be a non-empty list of names");
+            for (const auto& e : sni) {
+                std::string n = e.IsScalar() ? e.Scalar() : "";
+                std::transform(n.begin(), n.end(), n.begin(),
+                               [](unsigned char ch) { return char(std::tolower(ch)); });
+                const bool wild = n.starts_with("*.");
+                if (!host_name(wild ? n.substr(2) : n))
+                    fail(source, e.Mark(),
+                         rm.name("sni") + ": '" + (e.IsScalar() ? e.Scalar() : "") +
+                             "' is not a server name (letters, digits, '-' and '_' in labels "
+                             "between dots; a wildcard only as a leading '*.')");
+                if (!seen.insert(n).second)
+                    fail(source, e.Mark(), rm.name("sni") + ": '" + n + "' is in two routes");
+                if (wild)
+                    r.suffixes.push_back(n.substr(1));
+                else
+                    r.names.push_back(n);
+            }
+        } else if (!r.fallback) {
+            fail(source, node.Mark(), what + " needs sni: [names] or default: true");
+        }
+        r.first = std::uint16_t(c.upstreams.size());
+        parse_upstream_list(rm, c);
+        r.count = std::uint16_t(c.upstreams.size() - r.first);
+        rm.finish();
+        c.routing.routes.push_back(std::move(r));
+    }
+}
+
+Common parse_common(Map& m, const YAML::Node& node, const std::string& source) {
+    Common c;
+    c.name = m.text("name", "", true);
+    c.protocol = m.text("protocol", "tcp");
+    if (c.protocol != "tcp" && c.protocol != "udp")
+        fail(source, m.get("protocol").Mark(),
+             m.name("protocol") + " '" + c.protocol + "' is not supported (tcp or udp)");
+    YAML::Node listen = m.get("listen");
+    if (!listen) fail(source, node.Mark(), m.name("listen") + " is required");
+    c.listen = address(listen, source, m.name("listen"));
+    c.balancing.balance = parse_balance(m);
+    if (YAML::Node routes = m.get("routes")) {
+        if (YAML::Node ups = m.get("upstreams"))
+            fail(source, ups.Mark(),
+                 m.name("upstreams") +
+                     " beside routes: the upstreams go in the routes (a route with "
+                     "default: true takes the connections no name matches)");
+        c.routes_mark = routes.Mark();
+        parse_routes(m, routes, c);
+    } else {
+        parse_upstream_list(m, c);
+    }
     if (c.balancing.balance == net::Balance::kSourceHash) {
-        std::vector<std::string> names;
-        for (const auto& a : c.upstreams)
-            names.push_back(a.str());
-        c.balancing.maglev = std::make_shared<const net::MaglevTable>(names, c.balancing.weights);
+        c.balancing.maglev = maglev(c, 0, c.upstreams.size());
+        for (net::Route& r : c.routing.routes)
+            r.maglev = maglev(c, r.first, r.count);
     }
     c.share_port = m.flag("share_port", false);
     return c;
@@ -330,7 +430,12 @@ net::TcpListenerSettings parse_tcp(Map& m, Common c, const Config& cfg) {
     l.listen = c.listen;
     l.upstreams = std::move(c.upstreams);
     l.balancing = std::move(c.balancing);
+    l.routing = std::move(c.routing);
     l.share_port = c.share_port;
+    if (l.routing.enabled())
+        l.routing.timeout = duration(m, "client_hello_timeout", l.routing.timeout);
+    else if (YAML::Node t = m.get("client_hello_timeout"))
+        fail(source, t.Mark(), m.name("client_hello_timeout") + " without routes");
     if (YAML::Node t = m.get("timeouts")) {
         Map tm(t, source, m.name("timeouts"));
         l.connect_timeout = duration(tm, "connect", l.connect_timeout);
@@ -385,6 +490,9 @@ net::TcpListenerSettings parse_tcp(Map& m, Common c, const Config& cfg) {
 }
 
 net::UdpListenerSettings parse_udp(Map& m, Common c) {
+    if (c.routing.enabled())
+        fail(m.source(), c.routes_mark,
+             m.name("routes") + ": TCP listeners only (a route is picked by the TLS ClientHello)");
     net::UdpListenerSettings l;
     l.name = std::move(c.name);
     l.listen = c.listen;
@@ -580,20 +688,65 @@ std::string quote(const std::string& v) {
     return q + "\"";
 }
 
-// "  - name: N\n    protocol: P\n    listen: A\n    upstreams: [B, C]\n" for --check.
+// "[B, {address: C, weight: 2}]": upstreams first..first+count of a listener.
 template <class Listener>
-void describe_common(std::ostream& o, const Listener& l, const char* protocol) {
-    o << "  - name: " << quote(l.name) << "\n    protocol: " << protocol
-      << "\n    listen: " << quote(l.listen.str()) << "\n    upstreams: [";
-    for (std::size_t i = 0; i < l.upstreams.size(); ++i) {
+void describe_upstreams(std::ostream& o, const Listener& l, std::size_t first, std::size_t count) {
+    o << "[";
+    for (std::size_t i = first; i < first + count; ++i) {
         const std::uint32_t w = l.balancing.weights.empty() ? 1 : l.balancing.weights[i];
-        o << (i ? ", " : "");
+        o << (i > first ? ", " : "");
         if (w == 1)
             o << quote(l.upstreams[i].str());
         else
             o << "{address: " << quote(l.upstreams[i].str()) << ", weight: " << w << "}";
     }
-    o << "]\n    balance: " << net::balance_name(l.balancing.balance) << "\n";
+    o << "]";
+}
+
+bool has_routes(const net::TcpListenerSettings& l) {
+    return l.routing.enabled();
+}
+bool has_routes(const net::UdpListenerSettings&) {
+    return false;
+}
+void describe_routes(std::ostream&, const net::UdpListenerSettings&) {}
+
+void describe_routes(std::ostream& o, const net::TcpListenerSettings& l) {
+    o << "    client_hello_timeout: " << l.routing.timeout.count() << "ms\n    routes:";
+    for (const net::Route& r : l.routing.routes) {
+        o << "\n      - {";
+        if (!r.names.empty() || !r.suffixes.empty()) {
+            o << "sni: [";
+            const char* sep = "";
+            for (const auto& n : r.names) {
+                o << sep << quote(n);
+                sep = ", ";
+            }
+            for (const auto& s : r.suffixes) {
+                o << sep << quote("*" + s);
+                sep = ", ";
+            }
+            o << "], ";
+        }
+        if (r.fallback) o << "default: true, ";
+        o << "upstreams: ";
+        describe_upstreams(o, l, r.first, r.count);
+        o << "}";
+    }
+}
+
+// "  - name: N\n    protocol: P\n    listen: A\n    upstreams: [B, C]\n" for --check.
+template <class Listener>
+void describe_common(std::ostream& o, const Listener& l, const char* protocol) {
+    o << "  - name: " << quote(l.name) << "\n    protocol: " << protocol
+      << "\n    listen: " << quote(l.listen.str()) << "\n";
+    if (has_routes(l)) {
+        describe_routes(o, l);
+    } else {
+        o << "    upstreams: ";
+        describe_upstreams(o, l, 0, l.upstreams.size());
+    }
+    o << "\n    balance: " << net::balance_name(l.balancing.balance) << "\n";
     if (l.share_port) o << "    share_port: true\n";
 }
 

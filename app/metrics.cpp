@@ -110,7 +110,8 @@ std::string render_metrics(const Proxy& proxy) {
              {Sample<T>{"how=\"any\"", &T::closed}, Sample<T>{"how=\"reset\"", &T::resets},
               Sample<T>{"how=\"cut_with_data\"", &T::cut}});
     w.by_listener("fragproxy_connections_rejected_total", "counter",
-                  "TCP connections refused at accept.",
+                  "TCP connections refused at accept, or once their PROXY header or ClientHello "
+                  "was read.",
                   {{"reason=\"max_connections\"", &net::ListenerCounters::rejected},
                    {"reason=\"denied\"", &net::ListenerCounters::denied},
                    {"reason=\"source_connections\"", &net::ListenerCounters::source_capped},
@@ -118,7 +119,10 @@ std::string render_metrics(const Proxy& proxy) {
                    {"reason=\"no_upstream\"", &net::ListenerCounters::no_upstream},
                    {"reason=\"untrusted\"", &net::ListenerCounters::untrusted},
                    {"reason=\"proxy_invalid\"", &net::ListenerCounters::proxy_invalid},
-                   {"reason=\"proxy_timeout\"", &net::ListenerCounters::proxy_timeout}});
+                   {"reason=\"proxy_timeout\"", &net::ListenerCounters::proxy_timeout},
+                   {"reason=\"no_route\"", &net::ListenerCounters::no_route},
+                   {"reason=\"client_hello_invalid\"", &net::ListenerCounters::hello_invalid},
+                   {"reason=\"client_hello_timeout\"", &net::ListenerCounters::hello_timeout}});
     auto by_upstream = [&](const char* name, const char* help,
                            Counter net::UpstreamCounters::*field) {
         w.head(name, "counter", help);

@@ -12,6 +12,7 @@
 #include "alloc/page_pool.hpp"
 #include "net/address.hpp"
 #include "net/balance.hpp"
+#include "net/route.hpp"
 #include "net/source_policy.hpp"
 
 namespace fp::net {
@@ -28,6 +29,7 @@ struct alignas(64) ListenerCounters {
     Counter denied, source_capped, source_rate_limited;  // refused by the source policy
     Counter no_upstream;                              // refused: every upstream out (health checks)
     Counter untrusted, proxy_invalid, proxy_timeout;  // accept_proxy refusals
+    Counter no_route, hello_invalid, hello_timeout;   // routes refusals (by ClientHello)
 };
 struct alignas(64) UpstreamCounters {
     Counter connects, connect_failures;
@@ -128,6 +130,7 @@ struct TcpListenerSettings {
     std::uint8_t send_proxy = 0;  // the PROXY protocol header to the upstream: 0 none, 1 v1, 2 v2
     HealthCheck health;
     AcceptProxy accept_proxy;
+    Routing routing;  // routes: by the ClientHello's server name (net/route.hpp)
     Millis connect_timeout{5000};
     Millis idle_timeout{300000};
     Millis send_stall_timeout{60000};  // a queue that makes no progress toward its peer: reset

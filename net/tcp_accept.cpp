@@ -11,7 +11,6 @@
 
 #include "net/classify.hpp"
 #include "net/listen_socket.hpp"
-#include "net/proxy_header.hpp"
 #include "net/tcp_relay.hpp"
 
 namespace fp::net {
@@ -27,7 +26,7 @@ void TcpRelay::add_listener(const TcpListenerSettings& cfg) {
                                 "listener '" + cfg.name + "': too many listeners since start");
     Listener& l = listeners_.emplace_back();
     l.cfg = std::make_shared<const TcpListenerSettings>(cfg);
-    l.balancer.reset(cfg.upstreams.size(), index_ + 1);
+    reset_balance(l);
     try {
         l.fd = Fd(tcp_listen_socket(cfg));
     } catch (...) {
@@ -70,7 +69,7 @@ std::string TcpRelay::reconfigure(const std::vector<TcpListenerSettings>& next) 
                 if (listeners_[i].cfg->keepalive.client || cfg.keepalive.client)
                     set_keepalive(listeners_[i].fd.get(), cfg.keepalive, cfg.keepalive.client);
                 listeners_[i].cfg = std::make_shared<const TcpListenerSettings>(cfg);
-                listeners_[i].balancer.reset(cfg.upstreams.size(), index_ + 1);
+                reset_balance(listeners_[i]);
                 kept[i] = true;
             } else {
                 add_listener(cfg);
@@ -151,12 +150,14 @@ void TcpRelay::on_accept_resume(unsigned listener) noexcept {
 
 // A new client: the listener's source policy (allow/deny, per-source cap and rate), then its
 // max_connections, before any upstream is touched; then the balance picks its upstream. On an
-// accept_proxy listener the policy waits for the client the PROXY header names (kProxyHeader).
+// accept_proxy listener the policy waits for the client the PROXY header names (kProxyHeader);
+// on a listener with routes the pick waits for the ClientHello (kClientHello).
 void TcpRelay::open_conn(unsigned listener, int client_fd) noexcept {
     Listener& l = listeners_[listener];
     const TcpListenerSettings& cfg = *l.cfg;
     ListenerCounters& lc = cfg.shared->per_worker[index_];
     const bool proxied = cfg.accept_proxy.enabled;
+    const bool routed = cfg.routing.enabled();
     AccessAddr client, local;
     sockaddr_storage ss{};
     socklen_t len = sizeof ss;
@@ -172,15 +173,7 @@ void TcpRelay::open_conn(unsigned listener, int client_fd) noexcept {
         return reject(l, client, client_fd, lc.untrusted);
     Counter* refused = proxied ? nullptr : refusal(cfg, client);
     if (refused) return reject(l, client, client_fd, *refused);
-    const Balancing& b = cfg.balancing;
-    const std::uint64_t hash =
-        by_source ? hash_bytes({client.addr, client.family == AF_INET ? 4u : 16u}) : 0;
-    const auto& shared = cfg.upstream_shared;
-    const std::uint16_t up = proxied ? 0
-                                     : l.balancer.pick(
-                                           b.balance, b.weights, b.maglev.get(), hash,
-                                           [&](std::size_t i) { return shared[i]->active(); },
-                                           [&](std::size_t i) { return shared[i]->usable(); });
+    const std::uint16_t up = proxied || routed ? 0 : pick_upstream(l, cfg, -1, client);
     auto& count = cfg.shared->connections;
     const bool full = conns_.full();
     const bool none = up == Balancer::kNone;  // every upstream out (health checks)
@@ -201,9 +194,45 @@ void TcpRelay::open_conn(unsigned listener, int client_fd) noexcept {
     c.upstream = up;
     lc.accepted.add();
     stats_.accepted.add();  // TCP_NODELAY: inherited from the listener
-    if (!proxied) return connect_upstream(slot);
-    c.state = State::kProxyHeader;  // its header first (tick: its timeout)
+    if (!proxied && !routed) return connect_upstream(slot);
+    // Its PROXY header or ClientHello first (tick: their timeouts).
+    c.state = proxied ? State::kProxyHeader : State::kClientHello;
     arm_recv(c, slot, 0);
+}
+
+void TcpRelay::reset_balance(Listener& l) noexcept {
+    const TcpListenerSettings& cfg = *l.cfg;
+    l.balancer.reset(cfg.upstreams.size(), index_ + 1);
+    l.routes.resize(cfg.routing.routes.size());
+    for (std::size_t r = 0; r < l.routes.size(); ++r)
+        l.routes[r].reset(cfg.routing.routes[r].count, index_ + 1 + r);
+}
+
+std::uint16_t TcpRelay::pick_upstream(Listener& l, const TcpListenerSettings& cfg, int route,
+                                      const AccessAddr& client) noexcept {
+    const Balancing& b = cfg.balancing;
+    std::size_t first = 0, count = cfg.upstreams.size();
+    const MaglevTable* table = b.maglev.get();
+    Balancer* balancer = &l.balancer;
+    if (route >= 0) {
+        const Route& r = cfg.routing.routes[std::size_t(route)];
+        first = r.first;
+        count = r.count;
+        table = r.maglev.get();
+        // (a connection accepted before a reload keeps its settings: its route may be past the
+        // listener's new ones; it gets a state of its own then, as a new listener's would)
+        if (std::size_t(route) >= l.routes.size()) l.routes.resize(std::size_t(route) + 1);
+        balancer = &l.routes[std::size_t(route)];
+    }
+    const std::uint64_t hash = b.balance == Balance::kSourceHash
+                                   ? hash_bytes({client.addr, client.family == AF_INET ? 4u : 16u})
+                                   : 0;
+    const auto& shared = cfg.upstream_shared;
+    const std::uint16_t i = balancer->pick(
+        b.balance, std::span(b.weights).subspan(first, count), table, hash,
+        [&](std::size_t k) { return shared[first + k]->active(); },
+        [&](std::size_t k) { return shared[first + k]->usable(); });
+    return i == Balancer::kNone ? i : std::uint16_t(first + i);
 }
 
 Counter* TcpRelay::refusal(const TcpListenerSettings& cfg, const AccessAddr& client) noexcept {
@@ -220,86 +249,6 @@ Counter* TcpRelay::refusal(const TcpListenerSettings& cfg, const AccessAddr& cli
             break;
     }
     return nullptr;
-}
-
-// accept_proxy: the header is read from what the client sent (copied out of the first queued
-// fragments: it may come in pieces); once whole and valid it is dropped from the queue, what
-// follows it stays queued for the upstream, and the client it names is admitted.
-void TcpRelay::read_proxy_header(Conn& c, std::uint32_t slot) noexcept {
-    FragQueue& q = c.side[1].out;
-    std::uint8_t buf[kProxyV2Max];
-    std::size_t n = 0;
-    for (FragNode* f = q.head; f && n < sizeof buf; f = f->next) {
-        const std::size_t take = std::min<std::size_t>(f->len - f->sent, sizeof buf - n);
-        std::memcpy(buf + n, f->frag + f->sent, take);
-        n += take;
-    }
-    const ProxyHeader h = parse_proxy_header(buf, n);
-    if (h.status == ProxyHeader::Status::kIncomplete && n < sizeof buf) return;  // more to come
-    const AcceptProxy& ap = c.cfg->accept_proxy;
-    ListenerCounters& lc = c.cfg->shared->per_worker[index_];
-    if (h.status != ProxyHeader::Status::kDone || (h.version == 1 && !ap.v1) ||
-        (h.version == 2 && !ap.v2)) {
-        lc.proxy_invalid.add();
-        c.end = AccessEnd::kRejected;
-        return close_conn(c, slot, true);
-    }
-    // The header is not the client's payload: out of the queue and out of the byte counts.
-    auto left = std::uint32_t(h.length);
-    q.bytes -= left;
-    queued_ -= left;
-    c.bytes[0] -= left;
-    stats_.bytes_client.sub(left);
-    lc.bytes_client.sub(left);
-    while (left > 0) {
-        FragNode* f = q.head;
-        const std::uint32_t rest = f->len - f->sent;
-        if (left < rest) {
-            f->sent += left;
-            break;
-        }
-        left -= rest;
-        recv_->free(q.pop()->frag);
-        nodes_->put(f);
-    }
-    if (q.empty()) --queuing_;
-    if (!h.local) {
-        c.client = h.src;
-        c.local = h.dst;
-    }
-    admit_proxied(c, slot);
-}
-
-// The client the PROXY header named goes through the listener's policy and balance as a direct
-// client does at accept.
-void TcpRelay::admit_proxied(Conn& c, std::uint32_t slot) noexcept {
-    const TcpListenerSettings& cfg = *c.cfg;
-    ListenerCounters& lc = cfg.shared->per_worker[index_];
-    Counter* refused = refusal(cfg, c.client);
-    const Balancing& b = cfg.balancing;
-    const auto& shared = cfg.upstream_shared;
-    const std::uint64_t hash =
-        b.balance == Balance::kSourceHash
-            ? hash_bytes({c.client.addr, c.client.family == AF_INET ? 4u : 16u})
-            : 0;
-    const std::uint16_t up = refused ? 0
-                                     : listeners_[c.listener].balancer.pick(
-                                           b.balance, b.weights, b.maglev.get(), hash,
-                                           [&](std::size_t i) { return shared[i]->active(); },
-                                           [&](std::size_t i) { return shared[i]->usable(); });
-    if (!refused && up == Balancer::kNone) {
-        refused = &lc.no_upstream;
-        if (cfg.policy.limits()) cfg.shared->sources->release(c.client);
-    }
-    if (refused) {
-        stats_.refused.add();
-        refused->add();
-        c.end = AccessEnd::kRejected;
-        return close_conn(c, slot, false);
-    }
-    c.source_counted = cfg.policy.limits();
-    c.upstream = up;
-    connect_upstream(slot);
 }
 
 // Refused at accept: closed at once (the client sees the connection close), counted by reason,

@@ -78,7 +78,8 @@ void TcpRelay::on_recv(Conn& c, std::uint32_t slot, unsigned s, io_uring_cqe* cq
             if (c.end == AccessEnd::kNone)
                 c.end = s == 0 ? AccessEnd::kClientClose : AccessEnd::kUpstreamClose;
             if (c.state == State::kLingering) return close_conn(c, slot, false);
-            if (c.state == State::kProxyHeader) {  // gone before its header was whole
+            if (c.state == State::kProxyHeader || c.state == State::kClientHello) {
+                // gone before its header or ClientHello was whole
                 c.end = AccessEnd::kRejected;
                 return close_conn(c, slot, false);
             }
@@ -121,7 +122,10 @@ void TcpRelay::on_data(Conn& c, std::uint32_t slot, unsigned s, io_uring_cqe* cq
     // short stop it too (nodes kept for the sends of other queues).
     if (side.recv == Recv::kArmed && (side.granted == 0 || nodes_->available() < kNodeReserve))
         pause_recv(c, slot, s);
-    if (c.state == State::kProxyHeader) read_proxy_header(c, slot);
+    if (c.state == State::kProxyHeader)
+        read_proxy_header(c, slot);
+    else if (c.state == State::kClientHello)
+        read_client_hello(c, slot);
 }
 
 void TcpRelay::pause_recv(Conn& c, std::uint32_t slot, unsigned s) noexcept {

@@ -249,10 +249,15 @@ void TcpRelay::on_connect(Conn& c, std::uint32_t slot, int res) noexcept {
     c.end = AccessEnd::kConnectFailure;                    // unless another upstream answers
     close_fd(c.side[1].fd);
     c.side[1].fd = -1;
-    const std::size_t n = c.cfg->upstreams.size();
+    std::size_t first = 0, n = c.cfg->upstreams.size();  // its route's upstreams, or all
+    if (c.route >= 0) {
+        const Route& r = c.cfg->routing.routes[std::size_t(c.route)];
+        first = r.first;
+        n = r.count;
+    }
     while (++c.attempts < n) {  // the next upstream that is not out
-        ++c.upstream;
-        if (!c.cfg->upstream_shared[c.upstream % n]->usable()) continue;
+        c.upstream = std::uint16_t(first + (c.upstream - first + 1) % n);
+        if (!c.cfg->upstream_shared[c.upstream]->usable()) continue;
         stats_.retries.add();
         return connect_upstream(slot);
     }
@@ -408,6 +413,11 @@ void TcpRelay::tick() noexcept {
             l.shared->per_worker[index_].proxy_timeout.add();
             c.end = AccessEnd::kRejected;
             close_conn(c, slot, true);
+            continue;
+        }
+        if (c.state == State::kClientHello &&
+            reactor_.since(c.started_ms) >= std::uint64_t(l.routing.timeout.count())) {
+            hello_timed_out(c, slot);
             continue;
         }
         const bool lingering = c.state == State::kLingering;

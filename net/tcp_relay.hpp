@@ -9,9 +9,15 @@
 //   from          event                                             to
 //   (free slot)   accepted, under max_connections                   kConnecting
 //   (free slot)   accepted on an accept_proxy listener              kProxyHeader
-//   kProxyHeader  a valid PROXY header read, the client admitted    kConnecting
-//                 (its receive stays armed: what follows is queued toward the upstream)
+//   (free slot)   accepted on a listener with routes                kClientHello
+//   kProxyHeader  a valid PROXY header read, the client admitted    kConnecting, or
+//                 (its receive stays armed: what follows is queued   kClientHello (routes)
+//                 toward the upstream)
 //   kProxyHeader  invalid header, refused client, EOF, its timeout  kClosing
+//   kClientHello  its server name has a route (or no name, not TLS  kConnecting
+//                 or nothing sent by the timeout: the default route)
+//                 (the ClientHello stays queued, sent as it came)
+//   kClientHello  invalid, no route, EOF, partial at its timeout    kClosing
 //   kConnecting   no fd for the upstream socket (EMFILE)            kFdWait
 //   kFdWait       accepting resumes                                 kConnecting
 //   kConnecting   connected                                         kRelaying
@@ -123,6 +129,7 @@ class TcpRelay {
 
     enum class State : std::uint8_t {
         kProxyHeader,
+        kClientHello,
         kConnecting,
         kFdWait,
         kRelaying,
@@ -153,6 +160,7 @@ class TcpRelay {
         std::uint16_t listener = 0;
         std::uint16_t upstream = 0;
         std::uint16_t attempts = 0;
+        std::int16_t route = -1;           // its route (routes); -1: the listener's whole list
         std::int32_t counted = -1;         // the upstream whose active gauge counts it
         bool source_counted = false;       // in its listener's SourceTable (release at the end)
         AccessEnd end = AccessEnd::kNone;  // how it ended, for the access log
@@ -168,9 +176,10 @@ class TcpRelay {
     // into them, but a reload must not disturb the references of the batch it runs in.
     struct Listener {
         std::shared_ptr<const TcpListenerSettings> cfg;
-        Fd fd;                // -1 once removed by a reload, or drained
-        bool paused = false;  // out of fds, waiting
-        Balancer balancer;    // this worker's state of the listener's balance
+        Fd fd;                         // -1 once removed by a reload, or drained
+        bool paused = false;           // out of fds, waiting
+        Balancer balancer;             // this worker's state of the listener's balance
+        std::vector<Balancer> routes;  // ... and of each route's (routes)
     };
     struct Waiter {  // a connection waiting in a FIFO (starved receive, fd wait)
         std::uint32_t slot, gen;
@@ -205,12 +214,24 @@ class TcpRelay {
     // The listener's source policy for this client: null (admitted; counted in the source table
     // if it limits) or the counter of the reason it is refused.
     Counter* refusal(const TcpListenerSettings& cfg, const AccessAddr& client) noexcept;
+    void reset_balance(Listener& l) noexcept;
+    // The balance's pick among the upstreams of `route` (-1: all of the listener's), as an
+    // index in the listener's list; Balancer::kNone when every one of them is out.
+    std::uint16_t pick_upstream(Listener& l, const TcpListenerSettings& cfg, int route,
+                                const AccessAddr& client) noexcept;
+
+    // What comes before the upstream is chosen (tcp_preface.cpp): the PROXY header, the
+    // ClientHello, the route.
     void read_proxy_header(Conn& c, std::uint32_t slot) noexcept;
     void admit_proxied(Conn& c, std::uint32_t slot) noexcept;
+    void read_client_hello(Conn& c, std::uint32_t slot) noexcept;
+    void hello_timed_out(Conn& c, std::uint32_t slot) noexcept;
+    void route_to(Conn& c, std::uint32_t slot, int route) noexcept;
+    void refuse(Conn& c, std::uint32_t slot, Counter& reason, bool reset = false) noexcept;
     // Not connected to its upstream yet: nothing is sent, no FIN passed on.
     static bool before_upstream(const Conn& c) noexcept {
-        return c.state == State::kProxyHeader || c.state == State::kConnecting ||
-               c.state == State::kFdWait;
+        return c.state == State::kProxyHeader || c.state == State::kClientHello ||
+               c.state == State::kConnecting || c.state == State::kFdWait;
     }
     void upstream_keepalive(Conn& c, std::uint32_t slot, int fd) noexcept;
     bool queue_proxy_header(Conn& c) noexcept;

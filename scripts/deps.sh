@@ -7,7 +7,7 @@ packages=(
   build-essential cmake ninja-build pkg-config
   liburing-dev libasio-dev libyaml-cpp-dev doctest-dev libcli11-dev libbenchmark-dev libsystemd-dev
   clang libclang-rt-14-dev clang-format clang-tidy
-  iperf3 socat python3 python3-prometheus-client haproxy systemd groff-base iproute2
+  iperf3 socat python3 python3-prometheus-client haproxy systemd groff-base iproute2 openssl
   nginx-light libnginx-mod-stream sockperf wrk python3-matplotlib
 )
 

@@ -349,3 +349,60 @@ TEST_CASE("traffic policy keys: parsed, described, and their errors at file:line
     CHECK(error_of(base + "    tcp_keepalive: {idle: 1500ms}\n") ==
           "f.yaml:5:27: listeners[0].tcp_keepalive.idle must be whole seconds, >= 1s");
 }
+
+TEST_CASE("routes: each a run of the listener's upstreams; parsed, described, errors placed") {
+    const std::string head = "listeners:\n  - name: a\n    listen: 127.0.0.1:1\n";
+    fp::app::Config c = fp::app::parse_config(
+        head +
+            "    balance: source_hash\n"
+            "    client_hello_timeout: 2s\n"
+            "    routes:\n"
+            "      - {sni: [API.example.com, \"*.svc.example.com\"], upstreams: [127.0.0.1:2]}\n"
+            "      - {sni: [b.example.com], upstreams: [127.0.0.1:3, {address: 127.0.0.1:4, "
+            "weight: 2}]}\n"
+            "      - {default: true, upstreams: [127.0.0.1:5]}\n",
+        "f.yaml");
+    const auto& l = c.worker.listeners[0];
+    REQUIRE(l.routing.routes.size() == 3);
+    CHECK(l.routing.timeout == std::chrono::milliseconds(2000));
+    CHECK(l.upstreams.size() == 4);
+    CHECK(l.balancing.weights == std::vector<std::uint32_t>{1, 1, 2, 1});
+    const auto& r = l.routing.routes;
+    CHECK(r[0].names == std::vector<std::string>{"api.example.com"});  // lower case
+    CHECK(r[0].suffixes == std::vector<std::string>{".svc.example.com"});
+    CHECK((r[1].first == 1 && r[1].count == 2 && r[2].first == 3 && r[2].count == 1));
+    CHECK(r[1].maglev != nullptr);
+    CHECK(l.routing.match("x.y.svc.example.com") == 0);
+    CHECK(l.routing.match("nowhere.example.com") == 2);
+    const std::string d = fp::app::describe(c);
+    CHECK_MESSAGE(d.find("      - {sni: [\"b.example.com\"], upstreams: [\"127.0.0.1:3\", "
+                         "{address: \"127.0.0.1:4\", weight: 2}]}") != std::string::npos,
+                  d);
+    CHECK(fp::app::describe(fp::app::parse_config(d, "g.yaml")) == d);
+
+    const std::string up = "    routes:\n      - {default: true, upstreams: [127.0.0.1:5]}\n";
+    CHECK(error_of(head + "    upstreams: [127.0.0.1:2]\n" + up) ==
+          "f.yaml:4:16: listeners[0].upstreams beside routes: the upstreams go in the routes (a "
+          "route with default: true takes the connections no name matches)");
+    CHECK(error_of(head + "    routes: []\n") ==
+          "f.yaml:4:13: listeners[0].routes must be a non-empty list of {sni: [names], "
+          "upstreams: [...]} and {default: true, upstreams: [...]}");
+    CHECK(error_of(head + "    routes:\n      - {upstreams: [127.0.0.1:5]}\n") ==
+          "f.yaml:5:9: listeners[0].routes[0] needs sni: [names] or default: true");
+    CHECK(error_of(head + up + "      - {default: true, upstreams: [127.0.0.1:6]}\n") ==
+          "f.yaml:6:19: listeners[0].routes[1]: a second default route");
+    CHECK(error_of(head +
+                   "    routes:\n      - {sni: [a.com, \"A.com\"], upstreams: [127.0.0.1:5]}\n") ==
+          "f.yaml:5:23: listeners[0].routes[0].sni: 'a.com' is in two routes");
+    for (const char* bad : {"\"a..b\"", "\"a.*.b\"", "\"b.\"", "\"*\"", "\"a b\""})
+        CHECK(
+            error_of(head + "    routes:\n      - {sni: [" + bad + "], upstreams: [127.0.0.1:5]}\n")
+                .find("is not a server name") != std::string::npos);
+    CHECK(error_of(head + "    routes:\n      - {sni: [a.com]}\n") ==
+          "f.yaml:5:9: listeners[0].routes[0].upstreams must be a non-empty list of addresses");
+    CHECK(error_of(head + "    upstreams: [127.0.0.1:2]\n    client_hello_timeout: 1s\n") ==
+          "f.yaml:5:27: listeners[0].client_hello_timeout without routes");
+    CHECK(error_of(head + "    protocol: udp\n" + up) ==
+          "f.yaml:6:7: listeners[0].routes: TCP listeners only (a route is picked by the TLS "
+          "ClientHello)");
+}
