@@ -184,6 +184,7 @@ void TcpRelay::on_send(Conn& c, std::uint32_t slot, unsigned s, int res) noexcep
     if (res > 0) {
         c.last_active = now;
         side.progress_ms = now;
+        side.probed = 0;
     }
     auto left = std::uint32_t(res);
     side.out.bytes -= left;

@@ -2,12 +2,13 @@
 // queues stuck behind slow peers: their kernel buffers clamped, and under pressure their
 // fragments collapsed into compact copies so the receive pages they pin go back.
 #include <linux/sockios.h>
+#include <linux/tcp.h>  // (not netinet/tcp.h: its tcp_info lacks tcpi_snd_wnd)
 #include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 
 #include <algorithm>
+#include <cstddef>
 #include <cstring>
 
 #include "net/tcp_relay.hpp"
@@ -42,6 +43,16 @@ int clamp_bytes(int fd) noexcept {
     return std::max(kClampBytes, 4 * sockopt(fd, IPPROTO_TCP, TCP_MAXSEG));
 }
 
+// The peer advertises no room at all (a zero window): it is not reading. Unknown (a kernel
+// before 5.4 reports no tcpi_snd_wnd) counts as closed, as before that check existed.
+bool window_closed(int fd) noexcept {
+    tcp_info ti{};
+    socklen_t len = sizeof ti;
+    if (::getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) != 0) return false;
+    if (len < offsetof(tcp_info, tcpi_snd_wnd) + sizeof ti.tcpi_snd_wnd) return true;
+    return ti.tcpi_snd_wnd == 0;
+}
+
 void set_buffer(int fd, int force, int plain, int bytes) noexcept {
     if (bytes <= 0) return;
     if (::setsockopt(fd, SOL_SOCKET, force, &bytes, sizeof bytes) != 0)
@@ -69,8 +80,8 @@ void TcpRelay::paused_by_budget(Conn& c, unsigned s) noexcept {
     stats_.pressure_pauses.add();
     const Side& dest = c.side[s ^ 1];
     const bool stuck = reactor_.since(dest.progress_ms) >= kSurelyStuckMs;
-    if (tight() && dest.clamped < 1 + stuck && peer_backlogged(dest.fd))
-        clamp_buffers(c, s ^ 1, stuck);
+    const bool more = dest.clamped == 0 || (stuck && dest.clamped == 1 && !dest.probed);
+    if (tight() && more && peer_backlogged(dest.fd)) clamp_buffers(c, s ^ 1, stuck);
 }
 
 void TcpRelay::tend() noexcept {
@@ -126,13 +137,20 @@ void TcpRelay::clamp_buffers(Conn& c, unsigned s, bool stuck) noexcept {
         ::setsockopt(side.fd, SOL_SOCKET, SO_SNDBUF, &to_peer, sizeof to_peer);
         ::setsockopt(feed, IPPROTO_TCP, TCP_WINDOW_CLAMP, &to_feed, sizeof to_feed);
         stats_.clamps.add();
+        side.clamped = 1;
     }
-    if (stuck) {
-        side.rcvbuf = sockopt(feed, SOL_SOCKET, SO_RCVBUF);
-        const int to_feed = clamp_bytes(feed);
-        ::setsockopt(feed, SOL_SOCKET, SO_RCVBUF, &to_feed, sizeof to_feed);
+    // The clamp that drops only for a peer that has closed its window: one that still reads,
+    // however slowly (a loaded host), would pay for the drops in retransmission timeouts. Looked
+    // at once per wait (progress clears `probed`).
+    if (!stuck || side.clamped == 2 || side.probed) return;
+    if (!window_closed(side.fd)) {
+        side.probed = 1;
+        return;
     }
-    side.clamped = std::uint8_t(1 + stuck);
+    side.rcvbuf = sockopt(feed, SOL_SOCKET, SO_RCVBUF);
+    const int to_feed = clamp_bytes(feed);
+    ::setsockopt(feed, SOL_SOCKET, SO_RCVBUF, &to_feed, sizeof to_feed);
+    side.clamped = 2;
 }
 
 // Side s's queue emptied into a peer that no longer holds a backlog: it was slow, not stuck

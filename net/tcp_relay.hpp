@@ -145,6 +145,7 @@ class TcpRelay {
         Recv recv = Recv::kIdle;
         Send send = Send::kIdle;
         std::uint8_t clamped = 0;   // its peer is behind: 1 send buffer and window, 2 all clamped
+        std::uint8_t probed = 0;    // this wait, its peer's window was seen open (no clamp 2)
         std::uint32_t granted = 0;  // bytes the armed receive may still take (its grant)
         // The kernel's values before the clamp, restored once the peer has caught up.
         int sndbuf = 0, window = 0, rcvbuf = 0;
