@@ -75,11 +75,33 @@ def wait_bound(port, proto="tcp", proc=None, timeout=10):
     wait_for(ready, timeout, f"{proto} port {port} to be bound")
 
 
+def _ephemeral_low():
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port(host="127.0.0.1"):
+    """A port free for TCP and UDP on host, below the kernel's ephemeral range: a port of that
+    range (what bind(0) gives) may become the local port of any outgoing connection, of this
+    test or another running beside it, before the proxy binds it."""
+    import random
     fam = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(fam, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+    low = _ephemeral_low()
+    rng = random.Random()
+    for _ in range(1000):
+        port = rng.randrange(10000, max(low, 10001))
+        try:
+            with socket.socket(fam, socket.SOCK_STREAM) as t, \
+                    socket.socket(fam, socket.SOCK_DGRAM) as u:
+                t.bind((host, port))
+                u.bind((host, port))
+            return port
+        except OSError:
+            continue
+    raise RuntimeError("no free port below the ephemeral range")
 
 
 def fmt(host, port):
@@ -330,9 +352,7 @@ class Echo:
 
 
 def udp_free_port(host="127.0.0.1"):
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+    return free_port(host)
 
 
 class UdpEcho:
