@@ -205,53 +205,6 @@ net::Balance parse_balance(Map& m) {
              "' is not one of round_robin, least_conn, random2, source_hash");
 }
 
-// A list of upstreams (`address` or {address, weight}), appended to the listener's.
-void parse_upstream_list(Map& m, Common& c) {
-    const std::string& source = m.source();
-    YAML::Node ups = m.get("upstreams");
-    if (!ups || !ups.IsSequence() || ups.size() == 0)
-        fail(source, ups ? ups.Mark() : m.node().Mark(),
-             m.name("upstreams") + " must be a non-empty list of addresses");
-    for (const auto& entry : ups) {
-        std::uint32_t weight = 1;
-        YAML::Node addr;      // (a YAML::Node assigned to another writes through: never reassigned)
-        if (entry.IsMap()) {  // {address: A, weight: W}
-            Map um(entry, source, m.name("upstreams") + "[]");
-            addr.reset(um.get("address"));
-            if (!addr) fail(source, entry.Mark(), m.name("upstreams") + ": address is required");
-            weight = um.scalar<std::uint32_t>("weight", 1, 1, 256);
-            um.finish();
-        } else {
-            addr.reset(entry);
-        }
-        const YAML::Node& u = addr;
-        net::SockAddr a = address(u, source, m.name("upstreams"));
-        if (a.unspecified())
-            fail(source, u.Mark(),
-                 m.name("upstreams") + " " + a.str() +
-                     ": an unspecified address (0.0.0.0, ::) is not an upstream");
-        if (a == c.listen)
-            fail(source, u.Mark(),
-                 m.name("upstreams") + " " + a.str() +
-                     " is the listener's own address: every connection would loop back");
-        if (c.upstreams.size() >= 4096)
-            fail(source, u.Mark(), m.name("upstreams") + ": more than 4096 upstreams");
-        c.balancing.weights.push_back(weight);
-        c.upstreams.push_back(a);
-    }
-}
-
-std::shared_ptr<const net::MaglevTable> maglev(const Common& c, std::size_t first,
-                                               std::size_t count) {
-    std::vector<std::string> names;
-    for (std::size_t i = first; i < first + count; ++i)
-        names.push_back(c.upstreams[i].str());
-    return std::make_shared<const net::MaglevTable>(
-        names,
-        std::vector<std::uint32_t>(c.balancing.weights.begin() + std::ptrdiff_t(first),
-                                   c.balancing.weights.begin() + std::ptrdiff_t(first + count)));
-}
-
 // A server name as routes take it: lower case letters, digits, '-' and '_' in labels of 1 to 63
 // bytes, at most 253 in all, no trailing dot.
 bool host_name(const std::string& n) {
@@ -270,9 +223,87 @@ bool host_name(const std::string& n) {
     return label > 0;
 }
 
+// An upstream's addresses: a numeric address, or a DNS name with a port and every address it
+// resolves to (resolver.hpp).
+std::vector<net::SockAddr> upstream_addresses(const YAML::Node& n, const std::string& source,
+                                              const std::string& what, Resolver& resolver) {
+    if (!n.IsScalar()) fail(source, n.Mark(), what + " must be an address string");
+    const std::string& text = n.Scalar();
+    std::string why;
+    if (auto a = net::parse_address(text, &why)) return {*a};
+    const auto colon = text.rfind(':');
+    std::string host = colon == std::string::npos ? "" : text.substr(0, colon);
+    std::transform(host.begin(), host.end(), host.begin(),
+                   [](unsigned char ch) { return char(std::tolower(ch)); });
+    unsigned port = 0;
+    bool port_ok = false;
+    if (colon != std::string::npos) {
+        const char* p = text.data() + colon + 1;
+        const char* end = text.data() + text.size();
+        port_ok =
+            p != end && std::from_chars(p, end, port).ptr == end && port >= 1 && port <= 65535;
+    }
+    const bool numeric = host.find_first_not_of("0123456789.") == std::string::npos;
+    if (!port_ok || numeric || !host_name(host))
+        fail(source, n.Mark(), what + " '" + text + "': " + why + " (or a DNS name and a port)");
+    std::string error;
+    auto addrs = resolver.resolve(host, std::uint16_t(port), error);
+    if (addrs.empty()) fail(source, n.Mark(), what + " '" + text + "' does not resolve: " + error);
+    return addrs;
+}
+
+// A list of upstreams (`address` or {address, weight}), appended to the listener's.
+void parse_upstream_list(Map& m, Common& c, Resolver& resolver) {
+    const std::string& source = m.source();
+    YAML::Node ups = m.get("upstreams");
+    if (!ups || !ups.IsSequence() || ups.size() == 0)
+        fail(source, ups ? ups.Mark() : m.node().Mark(),
+             m.name("upstreams") + " must be a non-empty list of addresses");
+    for (const auto& entry : ups) {
+        std::uint32_t weight = 1;
+        YAML::Node addr;      // (a YAML::Node assigned to another writes through: never reassigned)
+        if (entry.IsMap()) {  // {address: A, weight: W}
+            Map um(entry, source, m.name("upstreams") + "[]");
+            addr.reset(um.get("address"));
+            if (!addr) fail(source, entry.Mark(), m.name("upstreams") + ": address is required");
+            weight = um.scalar<std::uint32_t>("weight", 1, 1, 256);
+            um.finish();
+        } else {
+            addr.reset(entry);
+        }
+        const YAML::Node& u = addr;
+        for (const net::SockAddr& a :
+             upstream_addresses(u, source, m.name("upstreams"), resolver)) {
+            if (a.unspecified())
+                fail(source, u.Mark(),
+                     m.name("upstreams") + " " + a.str() +
+                         ": an unspecified address (0.0.0.0, ::) is not an upstream");
+            if (a == c.listen)
+                fail(source, u.Mark(),
+                     m.name("upstreams") + " " + a.str() +
+                         " is the listener's own address: every connection would loop back");
+            if (c.upstreams.size() >= 4096)
+                fail(source, u.Mark(), m.name("upstreams") + ": more than 4096 upstreams");
+            c.balancing.weights.push_back(weight);
+            c.upstreams.push_back(a);
+        }
+    }
+}
+
+std::shared_ptr<const net::MaglevTable> maglev(const Common& c, std::size_t first,
+                                               std::size_t count) {
+    std::vector<std::string> names;
+    for (std::size_t i = first; i < first + count; ++i)
+        names.push_back(c.upstreams[i].str());
+    return std::make_shared<const net::MaglevTable>(
+        names,
+        std::vector<std::uint32_t>(c.balancing.weights.begin() + std::ptrdiff_t(first),
+                                   c.balancing.weights.begin() + std::ptrdiff_t(first + count)));
+}
+
 // routes: [{sni: [names], upstreams: [...]}, ..., {default: true, upstreams: [...]}]: each
 // route's upstreams are a run of the listener's list.
-void parse_routes(Map& m, const YAML::Node& routes, Common& c) {
+void parse_routes(Map& m, const YAML::Node& routes, Common& c, Resolver& resolver) {
     const std::string& source = m.source();
     if (!routes.IsSequence() || routes.size() == 0)
         fail(source, routes.Mark(),
@@ -313,14 +344,14 @@ void parse_routes(Map& m, const YAML::Node& routes, Common& c) {
             fail(source, node.Mark(), what + " needs sni: [names] or default: true");
         }
         r.first = std::uint16_t(c.upstreams.size());
-        parse_upstream_list(rm, c);
+        parse_upstream_list(rm, c, resolver);
         r.count = std::uint16_t(c.upstreams.size() - r.first);
         rm.finish();
         c.routing.routes.push_back(std::move(r));
     }
 }
 
-Common parse_common(Map& m, const YAML::Node& node, const std::string& source) {
+Common parse_common(Map& m, const YAML::Node& node, const std::string& source, Resolver& resolver) {
     Common c;
     c.name = m.text("name", "", true);
     c.protocol = m.text("protocol", "tcp");
@@ -338,9 +369,9 @@ Common parse_common(Map& m, const YAML::Node& node, const std::string& source) {
                      " beside routes: the upstreams go in the routes (a route with "
                      "default: true takes the connections no name matches)");
         c.routes_mark = routes.Mark();
-        parse_routes(m, routes, c);
+        parse_routes(m, routes, c, resolver);
     } else {
-        parse_upstream_list(m, c);
+        parse_upstream_list(m, c, resolver);
     }
     if (c.balancing.balance == net::Balance::kSourceHash) {
         c.balancing.maglev = maglev(c, 0, c.upstreams.size());
@@ -507,9 +538,10 @@ net::UdpListenerSettings parse_udp(Map& m, Common c) {
     return l;
 }
 
-void parse_listener(Config& cfg, const YAML::Node& node, const std::string& source, std::size_t i) {
+void parse_listener(Config& cfg, const YAML::Node& node, const std::string& source, std::size_t i,
+                    Resolver& resolver) {
     Map m(node, source, "listeners[" + std::to_string(i) + "]");
-    Common c = parse_common(m, node, source);
+    Common c = parse_common(m, node, source, resolver);
     for (const auto& prev : cfg.worker.listeners)
         if (prev.name == c.name)
             fail(source, node["name"].Mark(), "listener name '" + c.name + "' is used twice");
@@ -585,7 +617,9 @@ std::optional<std::uint64_t> parse_size(std::string_view t) {
     return v << shift;
 }
 
-Config parse_config(const std::string& text, const std::string& source) {
+Config parse_config(const std::string& text, const std::string& source, Resolver* resolver) {
+    Resolver once;  // (no resolver given: nothing to keep from an earlier resolve)
+    Resolver& r = resolver ? *resolver : once;
     YAML::Node root;
     try {
         root = YAML::Load(text);
@@ -633,16 +667,17 @@ Config parse_config(const std::string& text, const std::string& source) {
             fail(source, ls.Mark(),
                  "listeners: at most " + std::to_string(kMaxListeners) + " are supported");
         for (std::size_t i = 0; i < ls.size(); ++i)
-            parse_listener(c, ls[i], source, i);
+            parse_listener(c, ls[i], source, i, r);
         m.finish();
     } catch (const YAML::Exception& e) {
         fail(source, e.mark, translate(e.msg));
     }
+    c.notes = r.take_notes();
     return c;
 }
 
 // Reads at most kMaxConfigBytes: `-c /dev/zero` or a stray 10 MB file is refused, not parsed.
-Config load_config(const std::string& path) {
+Config load_config(const std::string& path, Resolver* resolver) {
     auto error = [&](const std::string& why) { return ConfigError(path + ":1:1: " + why); };
     int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0)
@@ -666,7 +701,7 @@ Config load_config(const std::string& path) {
     if (text.size() > kMaxConfigBytes)
         throw error("the configuration file is larger than " +
                     std::to_string(kMaxConfigBytes >> 20) + " MiB");
-    return parse_config(text, path);
+    return parse_config(text, path, resolver);
 }
 
 // A YAML double-quoted scalar: what --check prints loads back as the same value (names with '#'

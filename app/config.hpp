@@ -8,7 +8,9 @@
 #include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
 
+#include "app/resolver.hpp"
 #include "net/address.hpp"
 #include "net/settings.hpp"
 
@@ -36,10 +38,14 @@ struct Config {
     std::optional<AccessLogSettings> access_log;
     net::WorkerSettings worker;
     std::pair<int, int> arena_mark{-1, -1};  // where memory.arena was set (line, column; 0-based)
+    std::vector<std::string> notes;  // what parsing noticed (a name that kept its old addresses)
 };
 
-Config load_config(const std::string& path);                              // throws ConfigError
-Config parse_config(const std::string& text, const std::string& source);  // throws ConfigError
+// Throw ConfigError. Upstream DNS names go through `resolver` (null: a fresh one, which keeps
+// nothing from an earlier resolve: a name that does not resolve is an error).
+Config load_config(const std::string& path, Resolver* resolver = nullptr);
+Config parse_config(const std::string& text, const std::string& source,
+                    Resolver* resolver = nullptr);
 std::string describe(const Config& config);  // the resolved config, as YAML, for --check
 // Throws ConfigError when the workers' memory exceeds what the process can have (RAM, cgroup).
 void check_memory(const Config& config);

@@ -114,12 +114,14 @@ std::string status(const fp::app::Config& c) {
 // SIGHUP or POST /reload: the file again, with the command line's overrides. Logged either way;
 // a file that does not parse leaves everything running as it was.
 fp::app::Proxy::ReloadResult reload(fp::app::Proxy& proxy, const std::string& path,
-                                    unsigned workers) {
+                                    unsigned workers, fp::app::Resolver& resolver) {
     fp::app::Proxy::ReloadResult r;
     fp::app::Config next;
     fp::app::systemd::reloading();
     try {
-        next = fp::app::load_config(path);
+        next = fp::app::load_config(path, &resolver);
+        for (const std::string& note : next.notes)
+            std::cerr << "fragproxy: reload: " << note << "\n";
         if (workers) next.workers = workers;
         fp::app::check_memory(next);
         r = proxy.reload(std::move(next));
@@ -173,8 +175,9 @@ static int run(int argc, char** argv) {
         }
     }
     fp::app::Config config;
+    fp::app::Resolver resolver;  // upstream names: what they resolved to last, kept by reloads
     try {
-        config = fp::app::load_config(config_path);
+        config = fp::app::load_config(config_path, &resolver);
         if (workers) config.workers = workers;
         fp::app::check_memory(config);
     } catch (const fp::app::ConfigError& e) {
@@ -206,7 +209,7 @@ static int run(int argc, char** argv) {
         proxy.start();
         if (config.admin) {
             admin.emplace(*config.admin, proxy, [&] {
-                auto r = reload(proxy, config_path, workers);
+                auto r = reload(proxy, config_path, workers, resolver);
                 return std::pair{r.ok, r.message};
             });
             std::cerr << "fragproxy: admin endpoint on http://" << config.admin->str() << "/\n";
@@ -229,7 +232,7 @@ static int run(int argc, char** argv) {
             write_stats(proxy, stats_path, false);
             if (access_log) access_log->reopen();
         } else if (sig == SIGHUP)
-            reload(proxy, config_path, workers);
+            reload(proxy, config_path, workers, resolver);
         else
             break;
     }

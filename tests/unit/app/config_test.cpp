@@ -406,3 +406,73 @@ TEST_CASE("routes: each a run of the listener's upstreams; parsed, described, er
           "f.yaml:6:7: listeners[0].routes: TCP listeners only (a route is picked by the TLS "
           "ClientHello)");
 }
+
+namespace {
+// A name table standing in for the system's: "backend.test" -> two addresses while `up`.
+struct Names {
+    bool up = true;
+    std::vector<fp::net::SockAddr> lookup(const std::string& host, std::uint16_t port,
+                                          std::string& error) const {
+        const std::string p = ":" + std::to_string(port);
+        if (host == "backend.test" && up)
+            return {*fp::net::parse_address("127.0.0.5" + p), *fp::net::parse_address("[::1]" + p)};
+        error = "Host not found";
+        return {};
+    }
+};
+}  // namespace
+
+TEST_CASE(
+    "upstream DNS names: every address, the entry's weight; an error at start, kept at reload") {
+    Names names;
+    fp::app::Resolver resolver([&](const std::string& h, std::uint16_t p, std::string& e) {
+        return names.lookup(h, p, e);
+    });
+    const std::string head = "listeners:\n  - name: a\n    listen: 127.0.0.1:1\n";
+    const std::string text =
+        head + "    upstreams: [127.0.0.1:2, {address: Backend.TEST:80, weight: 3}]\n";
+    const auto c = parse_config(text, "f.yaml", &resolver);
+    const auto& l = c.worker.listeners[0];
+    REQUIRE(l.upstreams.size() == 3);
+    CHECK(l.upstreams[1].str() == "127.0.0.5:80");
+    CHECK(l.upstreams[2].str() == "[::1]:80");
+    CHECK(l.balancing.weights == std::vector<std::uint32_t>{1, 3, 3});
+    CHECK(c.notes.empty());
+    // The name stops resolving: a reload keeps what it resolved to, and says so.
+    names.up = false;
+    const auto again = parse_config(text, "f.yaml", &resolver);
+    CHECK(again.worker.listeners[0].upstreams.size() == 3);
+    REQUIRE(again.notes.size() == 1);
+    CHECK(again.notes[0] ==
+          "upstream backend.test:80 does not resolve (Host not found): keeps 127.0.0.5:80, "
+          "[::1]:80");
+    // A resolver that never resolved it (a start): an error at the entry.
+    fp::app::Resolver fresh([&](const std::string& h, std::uint16_t p, std::string& e) {
+        return names.lookup(h, p, e);
+    });
+    try {
+        parse_config(text, "f.yaml", &fresh);
+        FAIL("a name that does not resolve at start must be an error");
+    } catch (const fp::app::ConfigError& e) {
+        CHECK(std::string(e.what()) ==
+              "f.yaml:4:40: listeners[0].upstreams 'Backend.TEST:80' does not resolve: Host not "
+              "found");
+    }
+    // Not a name either: the numeric address's own error.
+    CHECK(error_of(head + "    upstreams: [300.1.1.1:80]\n").find("'300.1.1.1:80': ") !=
+          std::string::npos);
+    CHECK(error_of(head + "    upstreams: [\"bad name:80\"]\n").find("or a DNS name and a port") !=
+          std::string::npos);
+    CHECK(error_of(head + "    upstreams: [backend.test]\n").find("or a DNS name and a port") !=
+          std::string::npos);
+}
+
+TEST_CASE("the system's resolver: localhost from /etc/hosts") {
+    std::string error;
+    const auto addrs = fp::app::Resolver::dns_lookup("localhost", 8080, error);
+    REQUIRE_MESSAGE(!addrs.empty(), error);
+    bool v4 = false;
+    for (const auto& a : addrs)
+        v4 |= a.str() == "127.0.0.1:8080";
+    CHECK(v4);
+}
