@@ -12,11 +12,10 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Proxy, free_port, get, wait_for  # noqa: E402
+from harness import Proxy, Server, free_port, get, wait_for  # noqa: E402
 
 BINARY = sys.argv[1]
 HOSTS = os.environ.get("FP_HOSTS", "")
@@ -31,26 +30,14 @@ def set_hosts(text):
         f.write("127.0.0.1 localhost\n" + text)
 
 
-class TaggedEcho:
-    """A TCP server on addr:port that answers every connection with its tag, then echoes."""
-
-    def __init__(self, addr, port, tag):
-        self.tag = tag
-        self.sock = socket.create_server((addr, port))
-        self.accepted = 0
-        threading.Thread(target=self.serve, daemon=True).start()
-
-    def serve(self):
-        while True:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                return
-            self.accepted += 1
-            with c:
-                c.sendall(self.tag)
-                while data := c.recv(65536):
-                    c.sendall(data)
+def tagged_echo(addr, port, tag):
+    """A server on addr:port that answers every connection with its tag, then echoes."""
+    def handle(c):
+        with c:
+            c.sendall(tag)
+            while data := c.recv(65536):
+                c.sendall(data)
+    return Server(handle, (addr, port))
 
 
 def who(port):
@@ -61,8 +48,8 @@ def who(port):
 
 def case_follows_the_name_and_keeps_it():
     up_port = free_port()
-    first = TaggedEcho("127.0.0.1", up_port, b"first")
-    second = TaggedEcho("127.0.0.2", up_port, b"second")
+    first = tagged_echo("127.0.0.1", up_port, b"first")
+    second = tagged_echo("127.0.0.2", up_port, b"second")
     set_hosts("127.0.0.1 backend.test\n")
     port, admin = free_port(), free_port()
     listeners = [{"name": "named", "listen": ("127.0.0.1", port),
@@ -85,8 +72,8 @@ def case_follows_the_name_and_keeps_it():
     assert f"keeps 127.0.0.2:{up_port}" in p.output(), p.output()
     assert who(port) == b"second"
     p.finish()
-    first.sock.close()
-    second.sock.close()
+    first.stop()
+    second.stop()
 
 
 def case_unresolved_at_start_is_an_error():

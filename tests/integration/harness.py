@@ -377,11 +377,12 @@ class UdpEcho:
 
 class Server:
     """A TCP upstream on 127.0.0.1 whose accept loop runs on its own thread and hands each
-    connection to handle(conn) (on that thread: a handler that blocks holds the next accept)."""
+    connection to handle(conn) (on that thread: a handler that blocks holds the next accept).
+    address: where it listens (default 127.0.0.1, a port of its own)."""
 
-    def __init__(self, handle):
+    def __init__(self, handle, address=("127.0.0.1", 0)):
         self.handle = handle
-        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.sock = socket.create_server(address)
         self.port = self.sock.getsockname()[1]
         threading.Thread(target=self.serve, daemon=True).start()
 
