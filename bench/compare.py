@@ -7,7 +7,10 @@ loopback, peers in alternation (A B C A B C ...) round after round. Writes
 
 Scenarios: tcp (iperf3 1 and 8 streams), cpu (proxy CPU s per GB over iperf3 -n), latency
 (sockperf TCP ping-pong 64 B), connrate (wrk, Connection: close, to a local nginx), memory (PSS
-with idle connections, then after each sent 100 B), udp (iperf3 -u -b 0, 64 and 1400 B)."""
+with idle connections, then after each sent 100 B), udp (iperf3 -u -b 0, 64 and 1400 B).
+Traffic policy's cost: fragproxy-policy (routes by server name on every TCP listener, PROXY v2 to
+the origin) in tcp, cpu, latency and connrate; fragproxy-4rr and fragproxy-4lc (the origin's four
+ports, round robin and least_conn) in connrate."""
 import argparse
 import datetime
 import os
@@ -66,12 +69,12 @@ def upstreams(procs, workdir):
     os.makedirs(os.path.join(workdir, "www"))
     with open(os.path.join(workdir, "www", "small.txt"), "w") as f:
         f.write("x" * 1024)
-    up = {s: P.free_port() for s in P.SERVICES}
+    up = {s: P.free_port() for s in (*P.SERVICES, *P.ORIGIN_PORTS)}
     procs.spawn("iperf3-server", ["iperf3", "-s", "-p", str(up["iperf"]), "-B", "127.0.0.1"])
     srv = procs.spawn("sockperf-server", ["sockperf", "server", "--tcp", "-i", "127.0.0.1", "-p",
                                           str(up["sockperf"])])
     P.fill("nginx-origin.conf", os.path.join(workdir, "origin.conf"),
-           {"dir": workdir, "up_http": up["http"]})
+           {"dir": workdir, **{"up_" + k: up[k] for k in ("http", *P.ORIGIN_PORTS)}})
     origin = procs.spawn("nginx-origin", ["nginx", "-c", os.path.join(workdir, "origin.conf"),
                                           "-p", workdir, "-e", os.path.join(workdir, "origin.err")])
     P.wait_tcp(up["http"], origin)
@@ -97,12 +100,12 @@ def main():
     try:
         up = upstreams(procs, workdir)
         everyone = [peer for peer in P.all_peers(os.path.abspath(a.baseline) if a.baseline else "")
-                    if any(SCENARIOS[s][1](peer) for s in a.only)]
+                    if any(SCENARIOS[s][1](peer) and peer.takes(s) for s in a.only)]
         for peer in everyone:
             peer.start(procs, up, workdir, os.path.abspath(a.fragproxy))
         for name in a.only:
             fn, applies, reference, better = SCENARIOS[name]
-            group = [peer for peer in everyone if applies(peer)]
+            group = [peer for peer in everyone if applies(peer) and peer.takes(name)]
             rounds = {peer.name: [] for peer in group}
             for rnd in range(1, a.rounds + 1):
                 for peer in group:

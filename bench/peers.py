@@ -17,6 +17,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 TEMPLATES = os.path.join(HERE, "peers")
 TICK = os.sysconf("SC_CLK_TCK")
 SERVICES = ("iperf", "sockperf", "http", "hold")  # what every peer forwards, each its own port
+ORIGIN_PORTS = ("http2", "http3", "http4", "http_pp")  # the origin's other ports (policy peers)
+# Peers measured only in some scenarios (the others: every scenario that applies).
+POLICY_SCENARIOS = {"fragproxy-policy": {"tcp", "cpu", "latency", "connrate"},
+                    "fragproxy-4rr": {"connrate"}, "fragproxy-4lc": {"connrate"}}
 
 
 def free_port():
@@ -145,6 +149,9 @@ class Peer:
         self.name, self.udp, self.proxy, self.binary = name, udp, proxy, binary
         self.ports, self.procs = {}, []
 
+    def takes(self, scenario):
+        return scenario in POLICY_SCENARIOS.get(self.name, {scenario})
+
     def start(self, procs, upstream, workdir, fragproxy):
         self.upstream, self.args = upstream, (procs, workdir, fragproxy)
         if not self.proxy:
@@ -165,7 +172,14 @@ class Peer:
         values = dict(self.ports, dir=workdir, splice="")
         values.update({"up_" + s: p for s, p in upstream.items()})
         conf = os.path.join(workdir, self.name)
-        if self.name.startswith("fragproxy"):
+        if self.name in ("fragproxy-4rr", "fragproxy-4lc"):
+            values["balance"] = "round_robin" if self.name == "fragproxy-4rr" else "least_conn"
+            fill("fragproxy-4.yaml", conf + ".yaml", values)
+            self.procs = [procs.spawn(self.name, [fragproxy, "-c", conf + ".yaml"])]
+        elif self.name == "fragproxy-policy":
+            fill("fragproxy-policy.yaml", conf + ".yaml", values)
+            self.procs = [procs.spawn(self.name, [fragproxy, "-c", conf + ".yaml"])]
+        elif self.name.startswith("fragproxy"):
             fill("fragproxy.yaml", conf + ".yaml", values)
             if self.name == "fragproxy-fragments":  # the receive path of kernels before 6.12
                 with open(conf + ".yaml", "a") as f:
@@ -222,5 +236,7 @@ class Scraper(threading.Thread):
 def all_peers(baseline=""):
     base = [Peer("fragproxy-base", binary=baseline)] if baseline else []
     return [Peer("fragproxy"), *base, Peer("fragproxy-fragments"), Peer("fragproxy-observed"),
+            Peer("fragproxy-policy"), Peer("fragproxy-4rr", udp=False),
+            Peer("fragproxy-4lc", udp=False),
             Peer("haproxy", udp=False), Peer("haproxy-splice", udp=False),
             Peer("nginx"), Peer("socat"), Peer("direct", proxy=False)]

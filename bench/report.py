@@ -17,8 +17,10 @@ HEADLINE = {
     "udp": ["64 B datagrams/s", "1400 B datagrams/s"],
 }
 COLORS = {"fragproxy": "tab:blue", "fragproxy-base": "tab:cyan", "fragproxy-fragments": "tab:olive",
-          "fragproxy-observed": "tab:pink", "haproxy": "tab:orange", "haproxy-splice": "tab:green", "nginx": "tab:red",
-          "socat": "tab:purple", "direct": "tab:brown"}
+          "fragproxy-observed": "tab:pink", "fragproxy-policy": "tab:gray",
+          "fragproxy-4rr": "darkblue", "fragproxy-4lc": "steelblue", "haproxy": "tab:orange",
+          "haproxy-splice": "tab:green", "nginx": "tab:red", "socat": "tab:purple",
+          "direct": "tab:brown"}
 NO_RATIO = {"socket errors", "64 B loss %", "1400 B loss %", "p50 RTT us", "p99 RTT us",
             "p99.9 RTT us", "base MiB", "idle MiB", "after 100 B MiB"}
 
