@@ -12,6 +12,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import run_cases  # noqa: E402
 from harness import Echo, Proxy, Server, UdpEcho, free_port, udp_free_port, wait_for  # noqa: E402
 
 BINARY = sys.argv[1]
@@ -156,10 +157,5 @@ def case_text_format_and_reopen():
     os.unlink(log + ".1")
 
 
-CASES = {n[5:]: f for n, f in globals().items() if n.startswith("case_")}
-
 if __name__ == "__main__":
-    for n in sys.argv[2:] or list(CASES):
-        t0 = time.monotonic()
-        CASES[n]()
-        print(f"ok {n} ({time.monotonic() - t0:.1f} s)", flush=True)
+    run_cases(globals())

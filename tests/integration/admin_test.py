@@ -11,6 +11,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import run_cases  # noqa: E402
 from harness import Echo, Proxy, free_port, get, metrics, total, wait_for  # noqa: E402
 
 BINARY = sys.argv[1]
@@ -154,10 +155,5 @@ def case_ready_turns_503_while_draining():
     p.finish()
 
 
-CASES = {n[5:]: f for n, f in globals().items() if n.startswith("case_")}
-
 if __name__ == "__main__":
-    for n in sys.argv[2:] or list(CASES):
-        t0 = time.monotonic()
-        CASES[n]()
-        print(f"ok {n} ({time.monotonic() - t0:.1f} s)", flush=True)
+    run_cases(globals())

@@ -8,9 +8,9 @@ import os
 import socket
 import sys
 import threading
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import run_cases  # noqa: E402
 from harness import Proxy, Server, free_port, get, metrics, total, wait_for  # noqa: E402
 
 BINARY = sys.argv[1]
@@ -158,10 +158,5 @@ def case_source_hash_sticks_and_moves_little():
         u.stop()
 
 
-CASES = {n[5:]: f for n, f in globals().items() if n.startswith("case_")}
-
 if __name__ == "__main__":
-    for n in sys.argv[2:] or list(CASES):
-        t0 = time.monotonic()
-        CASES[n]()
-        print(f"ok {n} ({time.monotonic() - t0:.1f} s)", flush=True)
+    run_cases(globals())

@@ -429,3 +429,13 @@ def iperf3_through(port, server_port, *args):
             srv.kill()
             srv.wait()
 
+
+
+def run_cases(scope):
+    """Runs the case_* functions of a test script's globals (or those named on its command line
+    after the binary), printing each one's time: the scripts' common main."""
+    cases = {n[5:]: f for n, f in scope.items() if n.startswith("case_")}
+    for n in sys.argv[2:] or list(cases):
+        t0 = time.monotonic()
+        cases[n]()
+        print(f"ok {n} ({time.monotonic() - t0:.1f} s)", flush=True)

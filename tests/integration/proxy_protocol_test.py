@@ -14,6 +14,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import run_cases  # noqa: E402
 from harness import Proxy, Server, free_port, metrics, require, total, wait_bound  # noqa: E402
 from harness import wait_for  # noqa: E402
 
@@ -245,10 +246,5 @@ def case_accept_rules():
     up.stop()
 
 
-CASES = {n[5:]: f for n, f in globals().items() if n.startswith("case_")}
-
 if __name__ == "__main__":
-    for n in sys.argv[2:] or list(CASES):
-        t0 = time.monotonic()
-        CASES[n]()
-        print(f"ok {n} ({time.monotonic() - t0:.1f} s)", flush=True)
+    run_cases(globals())

@@ -11,6 +11,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import run_cases  # noqa: E402
 from harness import Echo, Proxy, UdpEcho, free_port, get, metrics, total  # noqa: E402
 from harness import bound, udp_free_port, wait_for  # noqa: E402
 
@@ -215,10 +216,5 @@ def case_udp_listener_added_and_removed():
     tcp_up.stop()
 
 
-CASES = {n[5:]: f for n, f in globals().items() if n.startswith("case_")}
-
 if __name__ == "__main__":
-    for n in sys.argv[2:] or list(CASES):
-        t0 = time.monotonic()
-        CASES[n]()
-        print(f"ok {n} ({time.monotonic() - t0:.1f} s)", flush=True)
+    run_cases(globals())

@@ -13,6 +13,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import run_cases  # noqa: E402
 from harness import Echo, Proxy, free_port, skip  # noqa: E402
 
 BINARY = sys.argv[1]
@@ -83,10 +84,5 @@ def case_privilege_drop():
     up.stop()
 
 
-CASES = {n[5:]: f for n, f in globals().items() if n.startswith("case_")}
-
 if __name__ == "__main__":
-    for n in sys.argv[2:] or list(CASES):
-        t0 = time.monotonic()
-        CASES[n]()
-        print(f"ok {n} ({time.monotonic() - t0:.1f} s)", flush=True)
+    run_cases(globals())
