@@ -454,6 +454,74 @@ net::Keepalive parse_keepalive(Map& m) {
     return k;
 }
 
+// TLV types by the specification's names (net::pp2), for pass_tlvs and --check.
+constexpr std::pair<const char*, std::uint8_t> kTlvNames[] = {
+    {"alpn", net::pp2::kAlpn}, {"authority", net::pp2::kAuthority},
+    {"noop", net::pp2::kNoop}, {"unique_id", net::pp2::kUniqueId},
+    {"ssl", net::pp2::kSsl},   {"netns", net::pp2::kNetns}};
+
+// A TLV type: a name of kTlvNames, or a number 0..255 (decimal or 0x hex).
+std::optional<std::uint8_t> tlv_type(const std::string& s) {
+    for (const auto& [name, type] : kTlvNames)
+        if (s == name) return type;
+    const bool hex = s.size() > 2 && s[0] == '0' && (s[1] == 'x' || s[1] == 'X');
+    unsigned v = 0;
+    const char* end = s.data() + s.size();
+    const auto [p, ec] = std::from_chars(s.data() + (hex ? 2 : 0), end, v, hex ? 16 : 10);
+    if (s.empty() || ec != std::errc{} || p != end || v > 255) return std::nullopt;
+    return std::uint8_t(v);
+}
+
+// send_proxy: v1 | v2, or {version: v2, pass_tlvs: all | [type, ...], crc32c: true}: the TLVs
+// of the accepted PROXY header (accept_proxy) that go on to the upstream, and a checksum.
+void parse_send_proxy(net::TcpListenerSettings& l, const YAML::Node& sp, Map& m) {
+    const std::string& source = m.source();
+    const std::string key = m.name("send_proxy");
+    auto version = [&](const YAML::Node& v, const std::string& name) {
+        const std::string s = v.IsScalar() ? v.Scalar() : "";
+        if (s != "v1" && s != "v2") fail(source, v.Mark(), name + " must be v1 or v2");
+        l.send_proxy = s == "v1" ? 1 : 2;
+    };
+    if (!sp.IsMap()) return version(sp, key);
+    Map sm(sp, source, key);
+    YAML::Node v = sm.get("version");
+    if (!v) fail(source, sp.Mark(), key + ": version (v1 or v2) is required");
+    version(v, sm.name("version"));
+    if (YAML::Node crc = sm.get("crc32c")) {
+        l.proxy_crc32c = sm.flag("crc32c", false);
+        if (l.proxy_crc32c && l.send_proxy != 2)
+            fail(source, crc.Mark(), sm.name("crc32c") + ": a v2 TLV (version: v2)");
+    }
+    if (YAML::Node p = sm.get("pass_tlvs")) {
+        const std::string name = sm.name("pass_tlvs");
+        if (l.send_proxy != 2) fail(source, p.Mark(), name + ": v2 TLVs (version: v2)");
+        if (!l.accept_proxy.enabled || !l.accept_proxy.v2)
+            fail(source, p.Mark(), name + ": TLVs come from accept_proxy (with v2)");
+        if (p.IsScalar() && p.Scalar() == "all") {
+            l.pass_tlvs.set();
+        } else if (p.IsSequence()) {
+            for (const auto& e : p) {
+                const std::string s = e.IsScalar() ? e.Scalar() : "";
+                const auto t = tlv_type(s);
+                if (!t)
+                    fail(source, e.Mark(),
+                         name + ": '" + s +
+                             "' is not a TLV type (alpn, authority, noop, unique_id, ssl, "
+                             "netns, or 0..255)");
+                if (*t == net::pp2::kCrc32c)
+                    fail(source, e.Mark(),
+                         name +
+                             ": a CRC32C is of its own header, never passed on (crc32c: true "
+                             "adds one)");
+                l.pass_tlvs.set(*t);
+            }
+        } else {
+            fail(source, p.Mark(), name + " must be all or a list of TLV types");
+        }
+    }
+    sm.finish();
+}
+
 net::TcpListenerSettings parse_tcp(Map& m, Common c, const Config& cfg) {
     const std::string& source = m.source();
     net::TcpListenerSettings l;
@@ -511,12 +579,7 @@ net::TcpListenerSettings parse_tcp(Map& m, Common c, const Config& cfg) {
         l.accept_proxy.timeout = duration(am, "timeout", l.accept_proxy.timeout);
         am.finish();
     }
-    if (YAML::Node sp = m.get("send_proxy")) {
-        const std::string v = sp.IsScalar() ? sp.Scalar() : "";
-        if (v != "v1" && v != "v2")
-            fail(source, sp.Mark(), m.name("send_proxy") + " must be v1 or v2");
-        l.send_proxy = v == "v1" ? 1 : 2;
-    }
+    if (YAML::Node sp = m.get("send_proxy")) parse_send_proxy(l, sp, m);
     return l;
 }
 
@@ -785,6 +848,35 @@ void describe_common(std::ostream& o, const Listener& l, const char* protocol) {
     if (l.share_port) o << "    share_port: true\n";
 }
 
+void describe_send_proxy(std::ostream& o, const net::TcpListenerSettings& l) {
+    o << "    send_proxy: ";
+    if (l.pass_tlvs.none() && !l.proxy_crc32c) {
+        o << "v" << int(l.send_proxy) << "\n";
+        return;
+    }
+    o << "{version: v" << int(l.send_proxy);
+    if (l.pass_tlvs.all()) {
+        o << ", pass_tlvs: all";
+    } else if (l.pass_tlvs.any()) {
+        o << ", pass_tlvs: [";
+        const char* sep = "";
+        for (unsigned t = 0; t < 256; ++t) {
+            if (!l.pass_tlvs.test(t)) continue;
+            o << sep;
+            sep = ", ";
+            const auto* named = std::find_if(std::begin(kTlvNames), std::end(kTlvNames),
+                                             [&](const auto& e) { return e.second == t; });
+            if (named != std::end(kTlvNames))
+                o << named->first;
+            else
+                o << t;
+        }
+        o << "]";
+    }
+    if (l.proxy_crc32c) o << ", crc32c: true";
+    o << "}\n";
+}
+
 void describe_acl(std::ostream& o, const net::CidrList* acl) {
     if (!acl) return;
     for (bool allow : {true, false}) {
@@ -822,7 +914,7 @@ std::string describe(const Config& c) {
         if (const auto& r = l.policy.rate; r.count)
             o << "    new_connections_per_source: {rate: " << r.count
               << (r.period_ms == 1000 ? "/s" : "/m") << ", burst: " << r.burst << "}\n";
-        if (l.send_proxy) o << "    send_proxy: v" << int(l.send_proxy) << "\n";
+        if (l.send_proxy) describe_send_proxy(o, l);
         if (const auto& ap = l.accept_proxy; ap.enabled) {
             o << "    accept_proxy: {versions: [" << (ap.v1 ? "v1" : "")
               << (ap.v1 && ap.v2 ? ", " : "") << (ap.v2 ? "v2" : "") << "]";

@@ -108,7 +108,10 @@ def main():
             group = [peer for peer in everyone if applies(peer) and peer.takes(name)]
             rounds = {peer.name: [] for peer in group}
             for rnd in range(1, a.rounds + 1):
-                for peer in group:
+                # Each round starts one peer further: no peer always runs right after another
+                # (connrate leaves TIME_WAIT sockets behind, the machine warms up).
+                turn = (rnd - 1) % len(group)
+                for peer in group[turn:] + group[:turn]:
                     progress(name, peer.name, rnd, a.rounds)
                     rounds[peer.name].append(fn(peer, durations))
             if name == "latency":

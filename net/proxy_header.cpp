@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 
+#include <array>
 #include <cstdio>
 #include <cstring>
 
@@ -25,38 +26,80 @@ std::size_t v1(char* out, const AccessAddr& src, const AccessAddr& dst) {
     return n > 0 ? std::size_t(n) : 0;
 }
 
-std::size_t v2(std::uint8_t* out, const AccessAddr& src, const AccessAddr& dst) {
+std::size_t v2(std::uint8_t* out, const AccessAddr& src, const AccessAddr& dst,
+               std::span<const std::byte> tlvs, bool crc) {
     std::memcpy(out, kSignature, sizeof kSignature);
+    std::uint8_t* p = out + 16;
     if (src.family == 0 || src.family != dst.family) {
         out[12] = 0x20;  // version 2, LOCAL
         out[13] = 0x00;  // UNSPEC
-        out[14] = out[15] = 0;
-        return 16;
+    } else {
+        const bool v4 = src.family == AF_INET;
+        const std::size_t alen = v4 ? 4 : 16;
+        out[12] = 0x21;              // version 2, PROXY
+        out[13] = v4 ? 0x11 : 0x21;  // TCP over IPv4 / IPv6
+        std::memcpy(p, src.addr, alen);
+        std::memcpy(p + alen, dst.addr, alen);
+        p += 2 * alen;
+        p[0] = std::uint8_t(src.port >> 8);
+        p[1] = std::uint8_t(src.port);
+        p[2] = std::uint8_t(dst.port >> 8);
+        p[3] = std::uint8_t(dst.port);
+        p += 4;
     }
-    const bool v4 = src.family == AF_INET;
-    const std::size_t alen = v4 ? 4 : 16;
-    const std::uint16_t len = std::uint16_t(2 * alen + 4);
-    out[12] = 0x21;              // version 2, PROXY
-    out[13] = v4 ? 0x11 : 0x21;  // TCP over IPv4 / IPv6
-    out[14] = std::uint8_t(len >> 8);
-    out[15] = std::uint8_t(len);
-    std::uint8_t* p = out + 16;
-    std::memcpy(p, src.addr, alen);
-    std::memcpy(p + alen, dst.addr, alen);
-    p += 2 * alen;
-    p[0] = std::uint8_t(src.port >> 8);
-    p[1] = std::uint8_t(src.port);
-    p[2] = std::uint8_t(dst.port >> 8);
-    p[3] = std::uint8_t(dst.port);
-    return 16 + len;
+    if (!tlvs.empty()) std::memcpy(p, tlvs.data(), tlvs.size());
+    p += tlvs.size();
+    std::uint8_t* checksum = nullptr;
+    if (crc) {
+        p[0] = pp2::kCrc32c;
+        p[1] = 0;
+        p[2] = 4;
+        checksum = p + 3;
+        std::memset(checksum, 0, 4);  // zero while it is computed
+        p += kCrcTlv;
+    }
+    const std::size_t total = std::size_t(p - out);
+    out[14] = std::uint8_t((total - 16) >> 8);
+    out[15] = std::uint8_t(total - 16);
+    if (checksum) {
+        const std::uint32_t c = crc32c(out, total);
+        checksum[0] = std::uint8_t(c >> 24);  // network order
+        checksum[1] = std::uint8_t(c >> 16);
+        checksum[2] = std::uint8_t(c >> 8);
+        checksum[3] = std::uint8_t(c);
+    }
+    return total;
+}
+
+// The reflected CRC-32C table, made at compile time.
+constexpr auto kCrcTable = [] {
+    std::array<std::uint32_t, 256> t{};
+    for (std::uint32_t i = 0; i < 256; ++i) {
+        std::uint32_t c = i;
+        for (int k = 0; k < 8; ++k)
+            c = c & 1 ? (c >> 1) ^ 0x82F63B78u : c >> 1;
+        t[i] = c;
+    }
+    return t;
+}();
+
+std::uint32_t crc_update(std::uint32_t crc, const std::uint8_t* data, std::size_t n) {
+    for (std::size_t i = 0; i < n; ++i)
+        crc = kCrcTable[(crc ^ data[i]) & 0xff] ^ (crc >> 8);
+    return crc;
 }
 
 }  // namespace
 
+std::uint32_t crc32c(const std::uint8_t* data, std::size_t n) noexcept {
+    return ~crc_update(~0u, data, n);
+}
+
 std::size_t write_proxy_header(std::byte* out, int version, const AccessAddr& src,
-                               const AccessAddr& dst) noexcept {
+                               const AccessAddr& dst, std::span<const std::byte> tlvs,
+                               bool crc) noexcept {
     return version == 1 ? v1(reinterpret_cast<char*>(out), src, dst)
-                        : v2(reinterpret_cast<std::uint8_t*>(out), src, dst);
+                        : v2(reinterpret_cast<std::uint8_t*>(out), src, dst, tlvs, crc);
 }
 
 namespace {
@@ -141,6 +184,51 @@ ProxyHeader parse_v1(const std::uint8_t* data, std::size_t n) {
     return h;
 }
 
+// TLVs (type, 16-bit length, value) within [from, to): each fits, and they fill it exactly.
+// Calls f(offset, type, value length) for each; stops at f's first error. Null: all well.
+template <class F>
+const char* each_tlv(const std::uint8_t* data, std::size_t from, std::size_t to, F&& f) {
+    for (std::size_t off = from; off < to;) {
+        if (to - off < 3) return "v2: a truncated TLV";
+        const std::size_t vlen = std::size_t(data[off + 1]) << 8 | data[off + 2];
+        if (to - off - 3 < vlen) return "v2: a TLV longer than what holds it";
+        if (const char* why = f(off, data[off], vlen)) return why;
+        off += 3 + vlen;
+    }
+    return nullptr;
+}
+
+const char* check_tlvs(const std::uint8_t* data, ProxyHeader& h) {
+    std::size_t crc_at = 0;
+    const char* why = each_tlv(
+        data, h.tlv_offset, h.length, [&](std::size_t off, std::uint8_t type, std::size_t vlen) {
+            ++h.tlvs;
+            if (type == pp2::kCrc32c) {
+                if (vlen != 4) return "v2: a CRC32C TLV whose value is not 4 bytes";
+                if (crc_at) return "v2: two CRC32C TLVs";
+                crc_at = off + 3;
+            } else if (type == pp2::kUniqueId && vlen > 128) {
+                return "v2: a UNIQUE_ID longer than 128 bytes";
+            } else if (type == pp2::kSsl) {  // client flags (1), verify (4), then sub-TLVs
+                if (vlen < 5) return "v2: an SSL TLV shorter than its fixed fields";
+                return each_tlv(
+                    data, off + 8, off + 3 + vlen,
+                    [](std::size_t, std::uint8_t, std::size_t) -> const char* { return nullptr; });
+            }
+            return static_cast<const char*>(nullptr);
+        });
+    if (why || !crc_at) return why;
+    // The checksum of the whole header with its own 4 bytes taken as zeros.
+    static constexpr std::uint8_t kZeros[4] = {};
+    std::uint32_t c = crc_update(~0u, data, crc_at);
+    c = crc_update(c, kZeros, 4);
+    c = ~crc_update(c, data + crc_at + 4, h.length - crc_at - 4);
+    const std::uint32_t sent = std::uint32_t(data[crc_at]) << 24 |
+                               std::uint32_t(data[crc_at + 1]) << 16 |
+                               std::uint32_t(data[crc_at + 2]) << 8 | data[crc_at + 3];
+    return c == sent ? nullptr : "v2: its CRC32C does not match";
+}
+
 ProxyHeader parse_v2(const std::uint8_t* data, std::size_t n) {
     if (n < 16) return ProxyHeader{};
     const std::uint8_t ver = data[12] >> 4, cmd = data[12] & 0x0f;
@@ -168,13 +256,8 @@ ProxyHeader parse_v2(const std::uint8_t* data, std::size_t n) {
         h.src.port = std::uint16_t(a[2 * ip] << 8 | a[2 * ip + 1]);
         h.dst.port = std::uint16_t(a[2 * ip + 2] << 8 | a[2 * ip + 3]);
     }
-    for (std::size_t off = 16 + alen; off < h.length;) {  // TLVs fill the rest exactly
-        if (h.length - off < 3) return invalid("v2: a truncated TLV");
-        const std::size_t vlen = std::size_t(data[off + 1]) << 8 | data[off + 2];
-        if (h.length - off - 3 < vlen) return invalid("v2: a TLV longer than the header");
-        off += 3 + vlen;
-        ++h.tlvs;
-    }
+    h.tlv_offset = std::uint16_t(16 + alen);
+    if (const char* why = check_tlvs(data, h)) return invalid(why);
     h.status = ProxyHeader::Status::kDone;
     return h;
 }
@@ -187,6 +270,20 @@ ProxyHeader parse_proxy_header(const std::uint8_t* data, std::size_t n) noexcept
         return n < sizeof kSignature ? ProxyHeader{} : parse_v2(data, n);
     if (is_prefix(data, n, "PROXY ", 6)) return n < 6 ? ProxyHeader{} : parse_v1(data, n);
     return invalid("not a PROXY protocol header");
+}
+
+std::size_t copy_tlvs(const std::uint8_t* data, const ProxyHeader& h, const TlvTypes& pass,
+                      std::byte* out) noexcept {
+    std::size_t n = 0;
+    if (h.version != 2) return 0;
+    each_tlv(data, h.tlv_offset, h.length,
+             [&](std::size_t off, std::uint8_t type, std::size_t vlen) -> const char* {
+                 if (type == pp2::kCrc32c || !pass.test(type)) return nullptr;
+                 if (out) std::memcpy(out + n, data + off, 3 + vlen);
+                 n += 3 + vlen;
+                 return nullptr;
+             });
+    return n;
 }
 
 }  // namespace fp::net

@@ -12,6 +12,7 @@
 #include "alloc/page_pool.hpp"
 #include "net/address.hpp"
 #include "net/balance.hpp"
+#include "net/proxy_header.hpp"
 #include "net/route.hpp"
 #include "net/source_policy.hpp"
 
@@ -128,6 +129,8 @@ struct TcpListenerSettings {
     SourcePolicy policy;
     Keepalive keepalive;
     std::uint8_t send_proxy = 0;  // the PROXY protocol header to the upstream: 0 none, 1 v1, 2 v2
+    TlvTypes pass_tlvs;           // v2: the accepted header's TLVs of these types go on with it
+    bool proxy_crc32c = false;    // v2: a CRC32C TLV on the header sent
     HealthCheck health;
     AcceptProxy accept_proxy;
     Routing routing;  // routes: by the ClientHello's server name (net/route.hpp)

@@ -168,7 +168,11 @@ void TcpRelay::open_conn(unsigned listener, int client_fd) noexcept {
         ::getpeername(client_fd, sa, &len) == 0)
         client = AccessAddr::of(sa);
     len = sizeof ss;
-    if (cfg.send_proxy && ::getsockname(client_fd, sa, &len) == 0) local = AccessAddr::of(sa);
+    // The address it connected to is the listener's, unless that is a wildcard.
+    if (cfg.send_proxy && !cfg.listen.unspecified())
+        local = AccessAddr::of(cfg.listen);
+    else if (cfg.send_proxy && ::getsockname(client_fd, sa, &len) == 0)
+        local = AccessAddr::of(sa);
     if (proxied && cfg.accept_proxy.trusted && !cfg.accept_proxy.trusted->allowed(client))
         return reject(l, client, client_fd, lc.untrusted);
     Counter* refused = proxied ? nullptr : refusal(cfg, client);
@@ -194,7 +198,13 @@ void TcpRelay::open_conn(unsigned listener, int client_fd) noexcept {
     c.upstream = up;
     lc.accepted.add();
     stats_.accepted.add();  // TCP_NODELAY: inherited from the listener
-    if (!proxied && !routed) return connect_upstream(slot);
+    if (!proxied && !routed) {
+        // send_proxy: the client is read while the upstream connects, so that its first bytes
+        // leave with the header in one send (one segment and one wakeup of the upstream).
+        if (cfg.send_proxy) arm_recv(c, slot, 0);
+        if (c.state == State::kClosing) return;
+        return connect_upstream(slot);
+    }
     // Its PROXY header or ClientHello first (tick: their timeouts).
     c.state = proxied ? State::kProxyHeader : State::kClientHello;
     arm_recv(c, slot, 0);

@@ -64,7 +64,22 @@ void TcpRelay::read_proxy_header(Conn& c, std::uint32_t slot) noexcept {
         c.client = h.src;
         c.local = h.dst;
     }
+    if (c.cfg->send_proxy == 2 && c.cfg->pass_tlvs.any() && !keep_tlvs(c, buf, h))
+        return close_conn(c, slot, true);  // (out of memory)
     admit_proxied(c, slot);
+}
+
+// The TLVs that send_proxy passes on, kept until the upstream's header is written: in a
+// fragment of the compact cache (freed then, or at the close). False: no memory for them.
+bool TcpRelay::keep_tlvs(Conn& c, const std::uint8_t* header, const ProxyHeader& h) noexcept {
+    const std::size_t n = copy_tlvs(header, h, c.cfg->pass_tlvs, nullptr);
+    if (n == 0) return true;
+    // (the header they go on must fit one fragment too)
+    if (n + kProxyHeaderMax + kCrcTlv > compact_->max_alloc()) return false;
+    c.tlvs = static_cast<std::byte*>(compact_->alloc(n));
+    if (!c.tlvs) return false;
+    c.tlv_len = std::uint16_t(copy_tlvs(header, h, c.cfg->pass_tlvs, c.tlvs));
+    return true;
 }
 
 // The client the PROXY header named goes through the listener's policy as a direct client does

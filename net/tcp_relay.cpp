@@ -268,15 +268,17 @@ void TcpRelay::on_connect(Conn& c, std::uint32_t slot, int res) noexcept {
 // compact cache, sent and freed like the bytes that follow it (none are queued yet: the client's
 // receive is armed after this).
 bool TcpRelay::queue_proxy_header(Conn& c) noexcept {
-    std::byte header[kProxyHeaderMax];
-    const std::size_t n = write_proxy_header(header, c.cfg->send_proxy, c.client, c.local);
-    auto* frag = static_cast<std::byte*>(compact_->alloc(n));
+    const TcpListenerSettings& cfg = *c.cfg;
+    const std::size_t room = kProxyHeaderMax + c.tlv_len + (cfg.proxy_crc32c ? kCrcTlv : 0);
+    auto* frag = static_cast<std::byte*>(compact_->alloc(room));
     FragNode* node = frag ? nodes_->get() : nullptr;
     if (!node) {
         if (frag) compact_->free(frag);
         return false;
     }
-    std::memcpy(frag, header, n);
+    const std::size_t n = write_proxy_header(frag, cfg.send_proxy, c.client, c.local,
+                                             {c.tlvs, c.tlv_len}, cfg.proxy_crc32c);
+    if (c.tlvs) compact_->free(std::exchange(c.tlvs, nullptr));
     queue_fragment(c.side[1], frag, std::uint32_t(n), node, true);  // ahead of the client's
     return true;
 }
@@ -285,6 +287,7 @@ bool TcpRelay::queue_proxy_header(Conn& c) noexcept {
 // makes the kernel send RST, so send FIN first and read (and drop) what the client still sends
 // until its FIN, kLingerMs (tick), or an error; then close.
 void TcpRelay::linger_close(Conn& c, std::uint32_t slot) noexcept {
+    drain_queue(c.side[1].out);  // read while connecting (send_proxy, a PROXY header, routes)
     c.state = State::kLingering;
     c.last_active = reactor_.now_ms();
     shutdown_side(c, slot, 0);
@@ -345,6 +348,7 @@ void TcpRelay::maybe_finish(Conn& c, std::uint32_t slot) noexcept {
         if (side.fd >= 0) close_fd(side.fd);
         side.fd = -1;
     }
+    if (c.tlvs) compact_->free(std::exchange(c.tlvs, nullptr));  // never connected
     c.cfg->shared->connections.fetch_sub(1, std::memory_order_relaxed);
     count_upstream(c, -1);
     if (c.source_counted) c.cfg->shared->sources->release(c.client);

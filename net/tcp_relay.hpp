@@ -53,6 +53,7 @@
 #include <deque>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "alloc/counter.hpp"
@@ -170,6 +171,8 @@ class TcpRelay {
         std::uint64_t bytes[2] = {};  // received from the client (0) and the upstream (1)
         AccessAddr client;            // with a policy, source_hash, the access log or send_proxy
         AccessAddr local;             // the address the client connected to (send_proxy only)
+        std::byte* tlvs = nullptr;    // accepted TLVs to pass on (send_proxy), a compact fragment
+        std::uint16_t tlv_len = 0;
         Side side[2];
     };
     // A listen socket and what it accepts with. Slots are never reused (a CQE of a removed
@@ -224,6 +227,7 @@ class TcpRelay {
     // What comes before the upstream is chosen (tcp_preface.cpp): the PROXY header, the
     // ClientHello, the route.
     void read_proxy_header(Conn& c, std::uint32_t slot) noexcept;
+    bool keep_tlvs(Conn& c, const std::uint8_t* header, const ProxyHeader& h) noexcept;
     void admit_proxied(Conn& c, std::uint32_t slot) noexcept;
     void read_client_hello(Conn& c, std::uint32_t slot) noexcept;
     void hello_timed_out(Conn& c, std::uint32_t slot) noexcept;

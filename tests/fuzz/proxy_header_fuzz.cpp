@@ -1,6 +1,8 @@
 // libFuzzer target: parse_proxy_header on any bytes. Beyond the sanitizers' checks: a header read
 // as done is no longer than the input and reads the same from exactly its own bytes; every prefix
-// of a done header asks for more; what asks for more is shorter than the longest header.
+// of a done header asks for more; what asks for more is shorter than the longest header. A v2
+// header's TLVs, passed on (all types) onto a header of its addresses with a checksum, read back
+// done with the same TLV bytes.
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -27,6 +29,23 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         !same(again.src, h.src) || !same(again.dst, h.dst))
         std::abort();
     if (fp::net::parse_proxy_header(data, h.length - 1).status != ProxyHeader::Status::kIncomplete)
+        std::abort();
+    if (h.version != 2) return 0;
+    static std::byte tlvs[fp::net::kProxyV2Max];
+    static std::byte out[fp::net::kProxyHeaderMax + fp::net::kProxyV2Max + fp::net::kCrcTlv];
+    fp::net::TlvTypes all;
+    all.set();
+    const std::size_t n = fp::net::copy_tlvs(data, h, all, tlvs);
+    if (n > h.length - h.tlv_offset) std::abort();
+    const AccessAddr none;
+    const std::size_t m = fp::net::write_proxy_header(out, 2, h.local ? none : h.src,
+                                                      h.local ? none : h.dst, {tlvs, n}, true);
+    if (m > fp::net::kProxyV2Max) return 0;  // (grown past what a reader accepts)
+    const auto* w = reinterpret_cast<const std::uint8_t*>(out);
+    const ProxyHeader onward = fp::net::parse_proxy_header(w, m);
+    if (onward.status != ProxyHeader::Status::kDone || onward.length != m ||
+        onward.tlv_offset + n + fp::net::kCrcTlv != m ||
+        std::memcmp(w + onward.tlv_offset, tlvs, n) != 0)
         std::abort();
     return 0;
 }

@@ -246,5 +246,116 @@ def case_accept_rules():
     up.stop()
 
 
+def crc32c(data):
+    """CRC-32C (Castagnoli), bit by bit: the CRC32C TLV's checksum."""
+    c = 0xFFFFFFFF
+    for b in data:
+        c ^= b
+        for _ in range(8):
+            c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
+    return c ^ 0xFFFFFFFF
+
+
+def with_crc(header):
+    """A v2 header with a CRC32C TLV appended (its length and checksum filled in)."""
+    h = header[:14] + (int.from_bytes(header[14:16], "big") + 7).to_bytes(2, "big") + \
+        header[16:] + b"\x03\x00\x04\x00\x00\x00\x00"
+    return h[:-4] + crc32c(h).to_bytes(4, "big")
+
+
+def tlvs_of(data):
+    """The TLVs of the v2 header at the start of data, as (type, value); and its length."""
+    assert data[:12] == V2_SIG, data[:20]
+    end = 16 + int.from_bytes(data[14:16], "big")
+    off, out = 16 + (12 if data[13] >> 4 == 1 else 36), []
+    while off < end:
+        n = int.from_bytes(data[off + 1:off + 3], "big")
+        out.append((data[off], data[off + 3:off + 3 + n]))
+        off += 3 + n
+    return out, end
+
+
+def case_tlvs_passed():
+    """accept_proxy and send_proxy v2 with pass_tlvs and crc32c: the TLVs asked for go on in
+    their order, the others stay, the header sent carries its own valid checksum; a header whose
+    checksum does not match is refused."""
+    up = teller()
+    port, admin = free_port(), free_port()
+    p = Proxy(BINARY, [{"name": "tlv", "listen": (LOCAL, port), "upstreams": [(LOCAL, up.port)],
+                        "extra": ["accept_proxy: {versions: [v2], trusted: [127.0.0.1]}",
+                                  "send_proxy: {version: v2, pass_tlvs: [authority, 0xE0], "
+                                  "crc32c: true}"]}],
+              extra=[f'admin: {{listen: "{LOCAL}:{admin}"}}']).start()
+    authority = b"\x02\x00\x0bexample.com"
+    tlvs = b"\x01\x00\x02h2" + authority + b"\x04\x00\x00" + b"\xe0\x00\x03abc" + \
+        b"\xe1\x00\x02zz"
+    header = with_crc(v2_header("203.0.113.5", 4444, "192.0.2.9", 443, tlv=tlvs))
+    payload = os.urandom(100_000)
+    got = through(port, [header[:30], header[30:] + payload], pause=0.05)
+    sent, end = tlvs_of(got)
+    assert [t for t, _ in sent] == [0x02, 0xE0, 0x03], sent
+    assert sent[0][1] == b"example.com" and sent[1][1] == b"abc", sent
+    head = got[:end]
+    assert crc32c(head[:-4] + b"\0\0\0\0").to_bytes(4, "big") == sent[2][1], "its checksum"
+    assert head[16:28] == socket.inet_aton("203.0.113.5") + socket.inet_aton("192.0.2.9") + \
+        (4444).to_bytes(2, "big") + (443).to_bytes(2, "big"), head
+    assert got[end:] == payload, (len(got), end)
+    print(f"  passed on: {[(hex(t), v) for t, v in sent[:2]]} and a checksum")
+    bad = bytearray(header)
+    bad[-1] ^= 1
+    assert through(port, [bytes(bad) + b"x"]) == b""
+    wait_for(lambda: total(metrics(admin), "fragproxy_connections_rejected_total",
+                           reason="proxy_invalid") == 1, 5, "the bad checksum counted")
+    p.finish()
+    up.stop()
+
+
+def case_tlvs_between_haproxies():
+    """HAProxy (http, unique-id-format; send-proxy-v2 with unique-id and crc32c) -> fragproxy
+    (accept_proxy; send_proxy v2 passing unique_id, with crc32c) -> HAProxy (accept-proxy, which
+    checks the checksum) answering with the client and the unique id it was told."""
+    require("haproxy")
+    origin, fp_port, front = free_port(), free_port(), free_port()
+    cfg = tempfile.NamedTemporaryFile("w", suffix=".cfg", delete=False)
+    cfg.write(f"""global
+    maxconn 100
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 10s
+    timeout server 10s
+frontend front
+    bind {LOCAL}:{front}
+    unique-id-format "uid-%ci-%cp"
+    default_backend fp
+backend fp
+    server fp {LOCAL}:{fp_port} send-proxy-v2 proxy-v2-options unique-id,crc32c
+frontend told
+    bind {LOCAL}:{origin} accept-proxy
+    http-request return status 200 content-type text/plain lf-string "%ci:%cp %[fc_pp_unique_id]"
+""")
+    cfg.close()
+    proc = subprocess.Popen(["haproxy", "-db", "-f", cfg.name], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        wait_bound(front, "tcp", proc)
+        wait_bound(origin, "tcp", proc)
+        p = Proxy(BINARY, [{"name": "mid", "listen": (LOCAL, fp_port),
+                            "upstreams": [(LOCAL, origin)],
+                            "extra": ["accept_proxy: {versions: [v2], trusted: [127.0.0.1]}",
+                                      "send_proxy: {version: v2, pass_tlvs: [unique_id], "
+                                      "crc32c: true}"]}]).start()
+        for _ in range(3):
+            told, me = ask(front)
+            addr, uid = told.split(" ")
+            assert addr == me and uid == "uid-" + me.replace(":", "-"), (told, me)
+        print(f"  HAProxy -> fragproxy -> HAProxy: told {told}")
+        p.finish()
+    finally:
+        proc.kill()
+        proc.wait()
+        os.unlink(cfg.name)
+
+
 if __name__ == "__main__":
     run_cases(globals())

@@ -350,6 +350,57 @@ TEST_CASE("traffic policy keys: parsed, described, and their errors at file:line
           "f.yaml:5:27: listeners[0].tcp_keepalive.idle must be whole seconds, >= 1s");
 }
 
+TEST_CASE("send_proxy: a version, or TLVs passed on and a checksum; errors placed") {
+    const std::string base =
+        "listeners:\n  - name: a\n    listen: 127.0.0.1:1\n    upstreams: [127.0.0.1:2]\n";
+    const std::string ap = "    accept_proxy: {versions: [v2]}\n";
+    auto parse = [](const std::string& y) { return fp::app::parse_config(y, "f.yaml"); };
+    auto c = parse(base + ap +
+                   "    send_proxy: {version: v2, pass_tlvs: [authority, unique_id, 0xE0, 225], "
+                   "crc32c: true}\n");
+    const auto& l = c.worker.listeners[0];
+    CHECK(l.send_proxy == 2);
+    CHECK(l.proxy_crc32c);
+    CHECK(l.pass_tlvs.count() == 4);
+    CHECK(l.pass_tlvs.test(0x02));
+    CHECK(l.pass_tlvs.test(0x05));
+    CHECK(l.pass_tlvs.test(0xE0));
+    CHECK(l.pass_tlvs.test(0xE1));
+    const std::string d = fp::app::describe(c);
+    CHECK_MESSAGE(d.find("send_proxy: {version: v2, pass_tlvs: [authority, unique_id, 224, "
+                         "225], crc32c: true}") != std::string::npos,
+                  d);
+    CHECK(fp::app::describe(parse(d)) == d);
+    auto all = parse(base + ap + "    send_proxy: {version: v2, pass_tlvs: all}\n");
+    CHECK(all.worker.listeners[0].pass_tlvs.all());
+    const std::string da = fp::app::describe(all);
+    CHECK(da.find("send_proxy: {version: v2, pass_tlvs: all}") != std::string::npos);
+    CHECK(fp::app::describe(parse(da)) == da);
+    CHECK(parse(base + "    send_proxy: {version: v1}\n").worker.listeners[0].send_proxy == 1);
+    CHECK(fp::app::describe(parse(base + "    send_proxy: v2\n")).find("send_proxy: v2\n") !=
+          std::string::npos);
+
+    CHECK(error_of(base + "    send_proxy: v3\n") ==
+          "f.yaml:5:17: listeners[0].send_proxy must be v1 or v2");
+    CHECK(error_of(base + "    send_proxy: {pass_tlvs: all}\n") ==
+          "f.yaml:5:17: listeners[0].send_proxy: version (v1 or v2) is required");
+    CHECK(error_of(base + ap + "    send_proxy: {version: v1, crc32c: true}\n") ==
+          "f.yaml:6:39: listeners[0].send_proxy.crc32c: a v2 TLV (version: v2)");
+    CHECK(error_of(base + "    send_proxy: {version: v2, pass_tlvs: all}\n") ==
+          "f.yaml:5:42: listeners[0].send_proxy.pass_tlvs: TLVs come from accept_proxy (with v2)");
+    CHECK(error_of(base + ap + "    send_proxy: {version: v2, pass_tlvs: [sni]}\n") ==
+          "f.yaml:6:43: listeners[0].send_proxy.pass_tlvs: 'sni' is not a TLV type (alpn, "
+          "authority, noop, unique_id, ssl, netns, or 0..255)");
+    CHECK(error_of(base + ap + "    send_proxy: {version: v2, pass_tlvs: [0x100]}\n") ==
+          "f.yaml:6:43: listeners[0].send_proxy.pass_tlvs: '0x100' is not a TLV type (alpn, "
+          "authority, noop, unique_id, ssl, netns, or 0..255)");
+    CHECK(error_of(base + ap + "    send_proxy: {version: v2, pass_tlvs: [3]}\n") ==
+          "f.yaml:6:43: listeners[0].send_proxy.pass_tlvs: a CRC32C is of its own header, never "
+          "passed on (crc32c: true adds one)");
+    CHECK(error_of(base + ap + "    send_proxy: {version: v2, tlvs: all}\n") ==
+          "f.yaml:6:31: unknown key listeners[0].send_proxy.tlvs");
+}
+
 TEST_CASE("routes: each a run of the listener's upstreams; parsed, described, errors placed") {
     const std::string head = "listeners:\n  - name: a\n    listen: 127.0.0.1:1\n";
     fp::app::Config c = fp::app::parse_config(

@@ -132,3 +132,90 @@ TEST_CASE("reading v2: what was written, TLVs, LOCAL, and what is refused") {
     CHECK(parse(kSig + bytes({0x21, 0x11, 0xff, 0xff})).status ==
           ProxyHeader::Status::kInvalid);  // longer than accepted
 }
+
+TEST_CASE("v2 TLVs: the CRC32C, the rules per type, and passing them on") {
+    const std::string check = "123456789";  // the CRC-32C check value (RFC 3720, B.4)
+    CHECK(crc32c(reinterpret_cast<const std::uint8_t*>(check.data()), check.size()) == 0xE3069283u);
+    const AccessAddr s = addr("203.0.113.5", 4444), d = addr("192.0.2.9", 443);
+    auto write = [&](const std::string& tlvs, bool crc) {
+        std::byte out[kProxyHeaderMax + 64 + kCrcTlv];
+        REQUIRE(tlvs.size() <= 64);
+        const std::size_t n = write_proxy_header(
+            out, 2, s, d, {reinterpret_cast<const std::byte*>(tlvs.data()), tlvs.size()}, crc);
+        return std::string(reinterpret_cast<const char*>(out), n);
+    };
+    const std::string alpn = bytes({0x01, 0, 2, 'h', '2'});
+    const std::string authority = bytes({0x02, 0, 11}) + "example.com";
+    const std::string custom = bytes({0xE0, 0, 3, 'a', 'b', 'c'});
+
+    // Written with a checksum: read back whole, and refused once any byte changes.
+    const std::string h = write(alpn + authority + custom, true);
+    CHECK(h.size() == 16 + 12 + alpn.size() + authority.size() + custom.size() + kCrcTlv);
+    auto r = parse(h);
+    REQUIRE(r.status == ProxyHeader::Status::kDone);
+    CHECK(r.tlvs == 4);
+    CHECK(r.tlv_offset == 28);
+    CHECK(r.length == h.size());
+    for (std::size_t i : {std::size_t(4), std::size_t(20), std::size_t(30), h.size() - 1}) {
+        std::string bad = h;
+        bad[i] = char(bad[i] ^ 0x10);
+        const auto b = parse(bad);
+        CHECK(b.status == ProxyHeader::Status::kInvalid);
+    }
+    std::string wrong = h;
+    wrong[h.size() - 1] = char(wrong[h.size() - 1] ^ 1);  // the checksum itself
+    CHECK(std::string(parse(wrong).error) == "v2: its CRC32C does not match");
+
+    // Passing on: the types asked for, in their order, never the CRC32C.
+    TlvTypes pass;
+    pass.set(pp2::kAuthority).set(0xE0).set(pp2::kCrc32c);
+    const auto* raw = reinterpret_cast<const std::uint8_t*>(h.data());
+    const std::size_t n = copy_tlvs(raw, r, pass, nullptr);
+    CHECK(n == authority.size() + custom.size());
+    std::string copied(n, '\0');
+    CHECK(copy_tlvs(raw, r, pass, reinterpret_cast<std::byte*>(copied.data())) == n);
+    CHECK(copied == authority + custom);
+    CHECK(copy_tlvs(raw, r, TlvTypes{}, nullptr) == 0);
+    // ... and on the header they go on, a checksum of that header.
+    const std::string onward = write(copied, true);
+    auto o = parse(onward);
+    REQUIRE(o.status == ProxyHeader::Status::kDone);
+    CHECK(o.tlvs == 3);
+    CHECK(onward.substr(o.tlv_offset, n) == copied);
+    // LOCAL carries TLVs too.
+    std::byte local[kProxyHeaderMax + 16];
+    const std::size_t ln =
+        write_proxy_header(local, 2, AccessAddr{}, d,
+                           {reinterpret_cast<const std::byte*>(custom.data()), custom.size()});
+    auto l = parse(std::string(reinterpret_cast<const char*>(local), ln));
+    REQUIRE(l.status == ProxyHeader::Status::kDone);
+    CHECK(l.local);
+    CHECK(l.tlvs == 1);
+
+    // The rules per type.
+    auto with = [&](const std::string& tlvs) { return parse(write(tlvs, false)); };
+    CHECK(with(bytes({0x05, 0, 0})).status == ProxyHeader::Status::kDone);
+    CHECK(with(bytes({0x05, 0, 60}) + std::string(60, 'u')).status == ProxyHeader::Status::kDone);
+    CHECK(with(bytes({0x03, 0, 3, 1, 2, 3})).status == ProxyHeader::Status::kInvalid);
+    CHECK(parse(write(bytes({0x03, 0, 4, 0, 0, 0, 0}), true)).status ==  // two checksums
+          ProxyHeader::Status::kInvalid);
+    const std::string ssl = bytes({0x20, 0, 11, 0x01, 0, 0, 0, 0, 0x21, 0, 3}) + "1.3";
+    CHECK(with(ssl).status == ProxyHeader::Status::kDone);
+    CHECK(with(bytes({0x20, 0, 4, 1, 0, 0, 0})).status == ProxyHeader::Status::kInvalid);
+    std::string ssl_cut = ssl;
+    ssl_cut[2] = 10;  // its sub-TLV no longer fits inside it
+    ssl_cut.pop_back();
+    CHECK(with(ssl_cut).status == ProxyHeader::Status::kInvalid);
+}
+
+TEST_CASE("v2 TLVs: a UNIQUE_ID of at most 128 bytes") {
+    std::string h = kSig + bytes({0x21, 0x11, 0, 0}) + std::string(12, '\0');
+    auto unique = [&](std::size_t len) {
+        std::string t = h + bytes({0x05, 0, std::uint8_t(len)}) + std::string(len, 'u');
+        t[14] = char((t.size() - 16) >> 8);
+        t[15] = char(t.size() - 16);
+        return parse(t).status;
+    };
+    CHECK(unique(128) == ProxyHeader::Status::kDone);
+    CHECK(unique(129) == ProxyHeader::Status::kInvalid);
+}
