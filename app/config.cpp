@@ -310,13 +310,14 @@ void parse_routes(Map& m, const YAML::Node& routes, Common& c, Resolver& resolve
              m.name("routes") +
                  " must be a non-empty list of {sni: [names], upstreams: [...]} and "
                  "{default: true, upstreams: [...]}");
-    std::set<std::string> seen;
+    std::set<std::string> seen, names;
     for (std::size_t i = 0; i < routes.size(); ++i) {
         const YAML::Node& node = routes[i];
         const std::string what = m.name("routes") + "[" + std::to_string(i) + "]";
         if (!node.IsMap()) fail(source, node.Mark(), what + " must be a mapping");
         Map rm(node, source, what);
         net::Route r;
+        r.name = rm.text("name", "");
         r.fallback = rm.flag("default", false);
         if (r.fallback && c.routing.fallback() >= 0)
             fail(source, rm.get("default").Mark(), what + ": a second default route");
@@ -343,6 +344,15 @@ void parse_routes(Map& m, const YAML::Node& routes, Common& c, Resolver& resolve
         } else if (!r.fallback) {
             fail(source, node.Mark(), what + " needs sni: [names] or default: true");
         }
+        const bool named = !r.name.empty();
+        if (!named)
+            r.name = !r.names.empty()      ? r.names[0]
+                     : !r.suffixes.empty() ? "*" + r.suffixes[0]
+                                           : "default";
+        if (!names.insert(r.name).second)
+            fail(source, named ? rm.get("name").Mark() : node.Mark(),
+                 what + ": route name '" + r.name + "' is used twice" +
+                     (named ? "" : " (name: tells them apart)"));
         r.first = std::uint16_t(c.upstreams.size());
         parse_upstream_list(rm, c, resolver);
         r.count = std::uint16_t(c.upstreams.size() - r.first);
@@ -812,7 +822,7 @@ void describe_routes(std::ostream&, const net::UdpListenerSettings&) {}
 void describe_routes(std::ostream& o, const net::TcpListenerSettings& l) {
     o << "    client_hello_timeout: " << l.routing.timeout.count() << "ms\n    routes:";
     for (const net::Route& r : l.routing.routes) {
-        o << "\n      - {";
+        o << "\n      - {name: " << quote(r.name) << ", ";
         if (!r.names.empty() || !r.suffixes.empty()) {
             o << "sni: [";
             const char* sep = "";

@@ -123,6 +123,15 @@ std::string render_metrics(const Proxy& proxy) {
                    {"reason=\"no_route\"", &net::ListenerCounters::no_route},
                    {"reason=\"client_hello_invalid\"", &net::ListenerCounters::hello_invalid},
                    {"reason=\"client_hello_timeout\"", &net::ListenerCounters::hello_timeout}});
+    w.head("fragproxy_route_connections_total", "counter",
+           "TCP connections sent down a route (routes: by the ClientHello's server name).");
+    proxy.for_each_route(
+        [&](const std::string& listener, const std::string& route, const net::RouteShared& r) {
+            for (std::size_t i = 0; i < proxy.workers().size(); ++i)
+                w.line("fragproxy_route_connections_total{listener=" + Writer::quoted(listener) +
+                       ",route=" + Writer::quoted(route) + ",worker=\"" + std::to_string(i) +
+                       "\"} " + std::to_string(r.per_worker[i].connections.get()));
+        });
     auto by_upstream = [&](const char* name, const char* help,
                            Counter net::UpstreamCounters::*field) {
         w.head(name, "counter", help);

@@ -80,6 +80,14 @@ void Proxy::share_listeners(Config& config) {
         if (l.policy.limits() && !e.shared->sources)
             e.shared->sources = std::make_unique<net::SourceTable>();
         l.shared = e.shared.get();
+        for (net::Route& r : l.routing.routes) {
+            RouteEntry& re =
+                routes_[l.listen.str() + (l.share_port ? " shared" : "") + "\n" + r.name];
+            if (!re.shared) re.shared = std::make_unique<net::RouteShared>(config.workers);
+            re.listener = l.name;
+            re.route = r.name;
+            r.shared = re.shared.get();
+        }
         share_upstreams(l, config.workers);
     }
     for (auto& l : config.worker.udp_listeners)
@@ -125,6 +133,13 @@ void Proxy::for_each_listener(
     std::lock_guard lock(config_mu_);
     for (const auto& [addr, e] : listeners_)
         fn(e.name, *e.shared);
+}
+
+void Proxy::for_each_route(const std::function<void(const std::string&, const std::string&,
+                                                    const net::RouteShared&)>& fn) const {
+    std::lock_guard lock(config_mu_);
+    for (const auto& [key, r] : routes_)
+        fn(r.listener, r.route, *r.shared);
 }
 
 void Proxy::for_each_upstream(

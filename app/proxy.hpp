@@ -51,6 +51,9 @@ class Proxy {
         const std::function<void(const std::string&, const net::ListenerShared&)>& fn) const;
     void for_each_upstream(
         const std::function<void(const std::string&, const net::UpstreamShared&)>& fn) const;
+    // (listener, route, counters) of every route a configuration has had.
+    void for_each_route(const std::function<void(const std::string&, const std::string&,
+                                                 const net::RouteShared&)>& fn) const;
     void stop();
     // Totals over the workers, and what they still held at exit (pages, fds: both 0 = no leak).
     void report(std::ostream& out) const;
@@ -78,6 +81,11 @@ class Proxy {
         std::unique_ptr<net::ListenerShared> shared;
     };
     std::map<std::string, ListenerEntry> listeners_;
+    struct RouteEntry {
+        std::string listener, route;  // their latest names
+        std::unique_ptr<net::RouteShared> shared;
+    };
+    std::map<std::string, RouteEntry> routes_;  // by listener address and route name
     std::map<std::string, std::unique_ptr<net::UpstreamShared>> upstreams_;
     std::unique_ptr<HealthChecker> health_;  // once a listener checks (goes before upstreams_)
     std::vector<std::unique_ptr<net::Worker>> workers_;

@@ -13,16 +13,30 @@
 #include <string_view>
 #include <vector>
 
+#include "alloc/counter.hpp"
 #include "net/balance.hpp"
 
 namespace fp::net {
 
+// A route's counters, per worker (each writes its own line), kept across reloads by its
+// listener's address and its name. App-owned, like the listeners' and upstreams'.
+struct alignas(64) RouteCounters {
+    Counter connections;  // clients sent down this route
+};
+struct RouteShared {
+    explicit RouteShared(unsigned workers)
+        : per_worker(std::make_unique<RouteCounters[]>(workers)) {}
+    std::unique_ptr<RouteCounters[]> per_worker;
+};
+
 struct Route {
-    std::vector<std::string> names;             // exact, lower case
-    std::vector<std::string> suffixes;          // "*.example.com" kept as ".example.com"
-    bool fallback = false;                      // default: true
+    std::string name;                   // name:, else its first server name, or "default" (metrics)
+    std::vector<std::string> names;     // exact, lower case
+    std::vector<std::string> suffixes;  // "*.example.com" kept as ".example.com"
+    bool fallback = false;              // default: true
     std::uint16_t first = 0, count = 0;         // its upstreams in the listener's list
     std::shared_ptr<const MaglevTable> maglev;  // balance: source_hash, over its upstreams
+    RouteShared* shared = nullptr;              // set by the app layer
 };
 
 struct Routing {

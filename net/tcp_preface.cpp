@@ -137,6 +137,9 @@ void TcpRelay::route_to(Conn& c, std::uint32_t slot, int route) noexcept {
         return refuse(c, slot, c.cfg->shared->per_worker[index_].no_upstream);
     c.route = std::int16_t(route);
     c.upstream = up;
+    if (route >= 0)
+        if (RouteShared* r = c.cfg->routing.routes[std::size_t(route)].shared)
+            r->per_worker[index_].connections.add();
     connect_upstream(slot);
 }
 

@@ -202,6 +202,10 @@ def case_routes_by_name():
     assert refused(port, data=client_hello("api.example.com", too_long)[0])
     assert rejected(admin, "tls", "client_hello_invalid") == 1
     assert rejected(admin, "tls", "no_route") == 0
+    m = metrics(admin)
+    routes = {r: total(m, "fragproxy_route_connections_total", listener="tls", route=r)
+              for r in ("api.example.com", "*.svc.example.com", "default")}
+    assert routes == {"api.example.com": 4, "*.svc.example.com": 5, "default": 3}, routes
     p.finish()
 
 

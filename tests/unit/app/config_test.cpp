@@ -411,10 +411,13 @@ TEST_CASE("routes: each a run of the listener's upstreams; parsed, described, er
             "      - {sni: [API.example.com, \"*.svc.example.com\"], upstreams: [127.0.0.1:2]}\n"
             "      - {sni: [b.example.com], upstreams: [127.0.0.1:3, {address: 127.0.0.1:4, "
             "weight: 2}]}\n"
-            "      - {default: true, upstreams: [127.0.0.1:5]}\n",
+            "      - {name: rest, default: true, upstreams: [127.0.0.1:5]}\n",
         "f.yaml");
     const auto& l = c.worker.listeners[0];
     REQUIRE(l.routing.routes.size() == 3);
+    CHECK(l.routing.routes[0].name == "api.example.com");  // its first server name
+    CHECK(l.routing.routes[1].name == "b.example.com");
+    CHECK(l.routing.routes[2].name == "rest");
     CHECK(l.routing.timeout == std::chrono::milliseconds(2000));
     CHECK(l.upstreams.size() == 4);
     CHECK(l.balancing.weights == std::vector<std::uint32_t>{1, 1, 2, 1});
@@ -426,9 +429,11 @@ TEST_CASE("routes: each a run of the listener's upstreams; parsed, described, er
     CHECK(l.routing.match("x.y.svc.example.com") == 0);
     CHECK(l.routing.match("nowhere.example.com") == 2);
     const std::string d = fp::app::describe(c);
-    CHECK_MESSAGE(d.find("      - {sni: [\"b.example.com\"], upstreams: [\"127.0.0.1:3\", "
-                         "{address: \"127.0.0.1:4\", weight: 2}]}") != std::string::npos,
+    CHECK_MESSAGE(d.find("      - {name: \"b.example.com\", sni: [\"b.example.com\"], "
+                         "upstreams: [\"127.0.0.1:3\", {address: \"127.0.0.1:4\", weight: 2}]}") !=
+                      std::string::npos,
                   d);
+    CHECK(d.find("      - {name: \"rest\", default: true, ") != std::string::npos);
     CHECK(fp::app::describe(fp::app::parse_config(d, "g.yaml")) == d);
 
     const std::string up = "    routes:\n      - {default: true, upstreams: [127.0.0.1:5]}\n";
@@ -445,6 +450,13 @@ TEST_CASE("routes: each a run of the listener's upstreams; parsed, described, er
     CHECK(error_of(head +
                    "    routes:\n      - {sni: [a.com, \"A.com\"], upstreams: [127.0.0.1:5]}\n") ==
           "f.yaml:5:23: listeners[0].routes[0].sni: 'a.com' is in two routes");
+    CHECK(error_of(head + up + "      - {sni: [\"*.default\"], upstreams: [127.0.0.1:6]}\n" +
+                   "      - {name: \"*.default\", sni: [a.com], upstreams: [127.0.0.1:6]}\n") ==
+          "f.yaml:7:16: listeners[0].routes[2]: route name '*.default' is used twice");
+    CHECK(error_of(head + "    routes:\n      - {name: default, sni: [a.com], upstreams: "
+                          "[127.0.0.1:5]}\n      - {default: true, upstreams: [127.0.0.1:6]}\n") ==
+          "f.yaml:6:9: listeners[0].routes[1]: route name 'default' is used twice (name: tells "
+          "them apart)");
     for (const char* bad : {"\"a..b\"", "\"a.*.b\"", "\"b.\"", "\"*\"", "\"a b\""})
         CHECK(
             error_of(head + "    routes:\n      - {sni: [" + bad + "], upstreams: [127.0.0.1:5]}\n")
