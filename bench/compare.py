@@ -38,6 +38,8 @@ def parse():
     p.add_argument("--quick", action="store_true", help="one round, short runs")
     p.add_argument("--only", default="", help="comma-separated scenarios: " + ",".join(SCENARIOS))
     p.add_argument("--rounds", type=int, default=None, help="default 3 (1 with --quick)")
+    p.add_argument("--peers", default="",
+                   help="comma-separated peers to run (default: every peer a scenario takes)")
     p.add_argument("--out", default=os.path.join(P.HERE, "results"))
     a = p.parse_args()
     a.only = [s for s in a.only.split(",") if s] or list(SCENARIOS)
@@ -100,7 +102,8 @@ def main():
     try:
         up = upstreams(procs, workdir)
         everyone = [peer for peer in P.all_peers(os.path.abspath(a.baseline) if a.baseline else "")
-                    if any(SCENARIOS[s][1](peer) and peer.takes(s) for s in a.only)]
+                    if any(SCENARIOS[s][1](peer) and peer.takes(s) for s in a.only)
+                    and (not a.peers or peer.name in a.peers.split(","))]
         for peer in everyone:
             peer.start(procs, up, workdir, os.path.abspath(a.fragproxy))
         for name in a.only:

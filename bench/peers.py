@@ -20,7 +20,8 @@ SERVICES = ("iperf", "sockperf", "http", "hold")  # what every peer forwards, ea
 ORIGIN_PORTS = ("http2", "http3", "http4", "http_pp")  # the origin's other ports (policy peers)
 # Peers measured only in some scenarios (the others: every scenario that applies).
 POLICY_SCENARIOS = {"fragproxy-policy": {"tcp", "cpu", "latency", "connrate"},
-                    "fragproxy-4rr": {"connrate"}, "fragproxy-4lc": {"connrate"}}
+                    "fragproxy-4rr": {"connrate"}, "fragproxy-4lc": {"connrate"},
+                    "fragproxy-pp2": {"connrate"}, "fragproxy-sni": {"connrate"}}
 
 
 def free_port():
@@ -176,6 +177,19 @@ class Peer:
             values["balance"] = "round_robin" if self.name == "fragproxy-4rr" else "least_conn"
             fill("fragproxy-4.yaml", conf + ".yaml", values)
             self.procs = [procs.spawn(self.name, [fragproxy, "-c", conf + ".yaml"])]
+        elif self.name in ("fragproxy-pp2", "fragproxy-sni"):  # one policy each, HTTP only
+            text = fill("fragproxy.yaml", None, values)
+            http, http_pp = upstream["http"], upstream["http_pp"]
+            plain = f'upstreams: ["127.0.0.1:{http}"]'
+            assert text.count(plain) == 1, text
+            if self.name == "fragproxy-pp2":  # PROXY v2 to the origin's proxy_protocol port
+                policy = f'upstreams: ["127.0.0.1:{http_pp}"], send_proxy: v2'
+            else:  # the first bytes read for a ClientHello (not TLS: the default route)
+                policy = (f"routes: [{{sni: [bench.example], {plain}}}, "
+                          f"{{default: true, {plain}}}]")
+            with open(conf + ".yaml", "w") as f:
+                f.write(text.replace(plain, policy))
+            self.procs = [procs.spawn(self.name, [fragproxy, "-c", conf + ".yaml"])]
         elif self.name == "fragproxy-policy":
             fill("fragproxy-policy.yaml", conf + ".yaml", values)
             self.procs = [procs.spawn(self.name, [fragproxy, "-c", conf + ".yaml"])]
@@ -237,6 +251,7 @@ def all_peers(baseline=""):
     base = [Peer("fragproxy-base", binary=baseline)] if baseline else []
     return [Peer("fragproxy"), *base, Peer("fragproxy-fragments"), Peer("fragproxy-observed"),
             Peer("fragproxy-policy"), Peer("fragproxy-4rr", udp=False),
-            Peer("fragproxy-4lc", udp=False),
+            Peer("fragproxy-4lc", udp=False), Peer("fragproxy-pp2", udp=False),
+            Peer("fragproxy-sni", udp=False),
             Peer("haproxy", udp=False), Peer("haproxy-splice", udp=False),
             Peer("nginx"), Peer("socat"), Peer("direct", proxy=False)]

@@ -55,6 +55,7 @@ def latency(peer, d):
 
 
 def connrate(peer, d):
+    before = peer.cpu_seconds()
     r = subprocess.run(["wrk", "-t", "2", "-c", "32", "-d", f"{d.secs}s", "-H",
                         "Connection: close", f"http://127.0.0.1:{peer.ports['http']}/small.txt"],
                        capture_output=True, text=True, timeout=120)
@@ -65,9 +66,13 @@ def connrate(peer, d):
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", r.stdout)
     if non2xx:
         raise RuntimeError(f"wrk: {non2xx.group(1)} failed responses through {peer.name}")
-    return {"connections/s": float(m.group(1)),
-            "socket errors": sum(int(x) for x in re.findall(r"\d+", errors.group(1)))
-            if errors else 0}
+    out = {"connections/s": float(m.group(1)),
+           "socket errors": sum(int(x) for x in re.findall(r"\d+", errors.group(1)))
+           if errors else 0}
+    done = re.search(r"(\d+) requests in", r.stdout)
+    if peer.procs and done and int(done.group(1)):  # the proxy's own cost, which the rate hides
+        out["CPU us per connection"] = (peer.cpu_seconds() - before) * 1e6 / int(done.group(1))
+    return out
 
 
 def memory(peer, d):
