@@ -708,6 +708,22 @@ Config parse_config(const std::string& text, const std::string& source, Resolver
         c.drain_timeout = duration(m, "drain_timeout", c.drain_timeout, true);
         if (YAML::Node mem = m.get("memory")) parse_memory(c, Map(mem, source, "memory"));
         if (YAML::Node io = m.get("io_uring")) parse_io_uring(c, Map(io, source, "io_uring"));
+        if (YAML::Node b = m.get("backend")) {
+            const std::string v = b.IsScalar() ? b.Scalar() : "";
+            if (v == "auto")
+                c.worker.backend = net::Backend::kAuto;
+            else if (v == "io_uring")
+                c.worker.backend = net::Backend::kIoUring;
+            else if (v == "epoll")
+                c.worker.backend = net::Backend::kEpoll;
+            else
+                fail(source, b.Mark(), "backend must be auto, io_uring or epoll");
+            if (c.worker.backend == net::Backend::kEpoll &&
+                c.worker.recv_path == net::RecvPath::kIncremental)
+                fail(source, b.Mark(),
+                     "backend: epoll receives into fragments (io_uring.receive: incremental is "
+                     "the kernel's)");
+        }
         if (YAML::Node a = m.get("admin")) {
             Map am(a, source, "admin");
             YAML::Node listen = am.get("listen");
@@ -910,6 +926,7 @@ std::string describe(const Config& c) {
     o << "memory: {arena: " << (w.memory.arena_bytes >> 20) << "MiB, page_order: " << w.memory.order
       << ", recv_pages: " << w.buf_ring_pages << ", recv_fragment: " << (w.recv_fragment >> 10)
       << "KiB, hugetlb: " << (w.memory.hugetlb ? "true" : "false") << "}\n"
+      << "backend: " << net::backend_name(w.backend) << "\n"
       << "io_uring: {receive: " << net::recv_path_name(w.recv_path) << "}\nlisteners:\n";
     for (const auto& l : w.listeners) {
         describe_common(o, l, "tcp");

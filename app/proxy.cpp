@@ -166,6 +166,7 @@ std::string Proxy::keep_restart_only(Config& next) const {
     };
     if (next.worker.recv_path == net::RecvPath::kAuto)  // as resolved at start
         next.worker.recv_path = config_.worker.recv_path;
+    if (next.worker.backend == net::Backend::kAuto) next.worker.backend = config_.worker.backend;
     const bool changed = stripped(next) != stripped(config_);
     next.workers = config_.workers;
     next.admin = config_.admin;
@@ -176,9 +177,10 @@ std::string Proxy::keep_restart_only(Config& next) const {
     next.worker = config_.worker;
     next.worker.listeners = std::move(listeners);
     next.worker.udp_listeners = std::move(udp_listeners);
-    return changed ? "workers, memory, io_uring, admin, user or access_log changed: they take "
-                     "effect at the next start; running as before"
-                   : "";
+    return changed
+               ? "workers, memory, io_uring, backend, admin, user or access_log changed: they take "
+                 "effect at the next start; running as before"
+               : "";
 }
 
 Proxy::ReloadResult Proxy::reload(Config next) {
@@ -234,21 +236,38 @@ Proxy::~Proxy() {
     stop();
 }
 
-// The receive path the configuration asks for, resolved against what this kernel has (probed
-// once, before any worker): one line says which runs and why; one that cannot run is an error.
+// The backend and receive path the configuration asks for, resolved against what this kernel
+// has (probed once, before any worker): one line says which runs and why; one that cannot run is
+// an error. auto: io_uring where it is allowed and has a receive path, else epoll on Asio.
 void Proxy::choose_receive_path() {
     const net::KernelFeatures f = net::probe_kernel();
-    const net::RecvPath want = config_.worker.recv_path;
+    net::WorkerSettings& w = config_.worker;
+    const net::RecvPath want = w.recv_path;
     const net::RecvPath got = f.resolve(want);
-    if (got == net::RecvPath::kAuto)
-        throw std::runtime_error(std::string("io_uring.receive: ") + net::recv_path_name(want) +
-                                 " cannot run here: " + f.why_not(want));
-    config_.worker.recv_path = got;
+    const net::Backend asked = w.backend;
+    if (asked == net::Backend::kIoUring && got == net::RecvPath::kAuto)
+        throw std::runtime_error(std::string("backend: io_uring cannot run here: ") +
+                                 f.why_not(want));
+    if (asked == net::Backend::kEpoll ||
+        (asked == net::Backend::kAuto && (got == net::RecvPath::kAuto || !f.io_uring()))) {
+        if (want == net::RecvPath::kIncremental && asked == net::Backend::kAuto)
+            throw std::runtime_error("io_uring.receive: incremental cannot run here: " +
+                                     f.why_not(want));
+        w.backend = net::Backend::kEpoll;
+        w.recv_path = net::RecvPath::kFragments;
+        const std::string why =
+            asked == net::Backend::kEpoll ? "backend: epoll (configured)" : f.why_not(want);
+        std::fprintf(stderr, "fragproxy: %s; running on epoll (Asio), receive: fragments\n",
+                     why.c_str());
+        return;
+    }
+    w.backend = net::Backend::kIoUring;
+    w.recv_path = got;
     std::string why = want == net::RecvPath::kAuto ? "auto" : "configured";
     if (want == net::RecvPath::kAuto && got == net::RecvPath::kFragments)
         why += ": " + f.why_not(net::RecvPath::kIncremental);
-    std::fprintf(stderr, "fragproxy: receive path: %s (%s)\n", net::recv_path_name(got),
-                 why.c_str());
+    std::fprintf(stderr, "fragproxy: backend: io_uring; receive path: %s (%s)\n",
+                 net::recv_path_name(got), why.c_str());
 }
 
 void Proxy::start() {

@@ -86,6 +86,24 @@ const char* recv_path_name(RecvPath p) noexcept {
     }
 }
 
+const char* backend_name(Backend b) noexcept {
+    switch (b) {
+        case Backend::kIoUring:
+            return "io_uring";
+        case Backend::kEpoll:
+            return "epoll";
+        default:
+            return "auto";
+    }
+}
+
+std::string KernelFeatures::refusal() const {
+    if (io_uring()) return "";
+    const char* name = ::strerrorname_np(setup_error);
+    return std::string("io_uring_setup: ") + (name ? name : std::strerror(setup_error)) + " (" +
+           refused + ")";
+}
+
 KernelFeatures probe_kernel() {
     KernelFeatures f;
     try {
@@ -127,8 +145,7 @@ RecvPath KernelFeatures::resolve(RecvPath want) const noexcept {
 }
 
 std::string KernelFeatures::why_not(RecvPath want) const {
-    if (!io_uring())
-        return std::string("io_uring_setup: ") + std::strerror(setup_error) + " (" + refused + ")";
+    if (!io_uring()) return refusal();
     if (!pbuf_ring) return "this kernel has no provided-buffer rings (Linux 5.19)";
     if (!recv_multishot) return "this kernel has no multishot recv (Linux 6.0)";
     if (want == RecvPath::kIncremental && !pbuf_inc)
@@ -141,8 +158,8 @@ std::string KernelFeatures::describe() const {
     auto yes = [](bool b) { return b ? "yes" : "no"; };
     std::string s;
     if (!io_uring()) {
-        s += "io_uring: refused: " + std::string(std::strerror(setup_error)) + " (" + refused +
-             ")\n";
+        s += "io_uring: refused: " + refusal() + "\n";
+        s += "backend: auto picks epoll (Asio), receive: fragments\n";
         return s;
     }
     RingFeatures rf;
@@ -158,6 +175,9 @@ std::string KernelFeatures::describe() const {
     const RecvPath pick = resolve(RecvPath::kAuto);
     s += std::string("receive: auto picks ") +
          (pick == RecvPath::kAuto ? "nothing: " + why_not(pick) : recv_path_name(pick)) + "\n";
+    s += pick == RecvPath::kAuto
+             ? "backend: auto picks epoll (Asio), receive: fragments\n"
+             : "backend: auto picks io_uring (epoll, on Asio, where io_uring is refused)\n";
     return s;
 }
 

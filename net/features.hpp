@@ -13,6 +13,7 @@
 namespace fp::net {
 
 const char* recv_path_name(RecvPath p) noexcept;
+const char* backend_name(Backend b) noexcept;
 
 struct KernelFeatures {
     int setup_error = 0;          // errno of io_uring_setup, 0 when io_uring is there
@@ -31,6 +32,8 @@ struct KernelFeatures {
     // kAuto when this kernel can run neither (the reason is then why_not()).
     RecvPath resolve(RecvPath want) const noexcept;
     std::string why_not(RecvPath want) const;
+    // Why io_uring cannot run: "io_uring_setup: EPERM (the cause)"; "" when it can.
+    std::string refusal() const;
     std::string describe() const;  // several lines, one per feature
 };
 

@@ -48,7 +48,7 @@ RecvPages::RecvPages(Ring& ring, PagePool& pool, unsigned pages, std::uint16_t g
     reg.ring_entries = entries_;
     reg.bgid = group;
     reg.pad = mode == RecvMode::kIncremental ? uapi::kPbufRingInc : 0;
-    int rc = io_uring_register_buf_ring(ring_.get(), &reg, 0);
+    int rc = ring_.register_buf_ring(reg);
     if (rc < 0) {
         ::munmap(br_, br_bytes_);
         throw std::system_error(-rc, std::generic_category(), needs(mode));
@@ -58,7 +58,7 @@ RecvPages::RecvPages(Ring& ring, PagePool& pool, unsigned pages, std::uint16_t g
 
 RecvPages::~RecvPages() {
     drain();
-    io_uring_unregister_buf_ring(ring_.get(), group_);
+    ring_.unregister_buf_ring(group_);
     ::munmap(br_, br_bytes_);
 }
 

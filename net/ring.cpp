@@ -101,8 +101,26 @@ Ring Ring::best(unsigned entries) {
     throw ring_error(-last, entries);
 }
 
-Ring::Ring(Ring&& o) noexcept : ring_(o.ring_), live_(o.live_), features_(o.features_) {
+Ring Ring::epoll(unsigned entries) {
+    Ring r;
+    r.emu_ = std::make_unique<EmulatedRing>(entries);
+    // What the emulation carries out (emulated_ring.hpp): sockets made, setsockopt and shutdown
+    // done at submission; no zero-copy sends, no bundles.
+    r.features_.socket_op = r.features_.shutdown_op = r.features_.uring_cmd = true;
+    return r;
+}
+
+Ring::Ring(Ring&& o) noexcept
+    : ring_(o.ring_), live_(o.live_), features_(o.features_), emu_(std::move(o.emu_)) {
     o.live_ = false;
+}
+
+int Ring::submit_and_wait(const __kernel_timespec* timeout) noexcept {
+    if (emu_) return emu_->submit_and_wait(timeout);
+    if (!timeout) return io_uring_submit_and_wait(&ring_, 1);
+    io_uring_cqe* first = nullptr;
+    auto ts = *timeout;
+    return io_uring_submit_and_wait_timeout(&ring_, &first, 1, &ts, nullptr);
 }
 
 Ring::~Ring() {
@@ -121,6 +139,11 @@ void Ring::probe() {
 }
 
 io_uring_sqe* Ring::sqe() noexcept {
+    if (emu_) {
+        if (io_uring_sqe* s = emu_->sqe()) return s;
+        emu_->submit();
+        return emu_->sqe();
+    }
     io_uring_sqe* s = io_uring_get_sqe(&ring_);
     if (s) return s;
     io_uring_submit(&ring_);

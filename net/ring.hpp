@@ -9,7 +9,11 @@
 // Opcode support is probed once (io_uring_get_probe_ring). Setup failures throw (startup path).
 #include <liburing.h>
 
+#include <memory>
+#include <span>
 #include <string>
+
+#include "net/epoll/emulated_ring.hpp"
 
 namespace fp::net {
 
@@ -28,23 +32,64 @@ struct RingFeatures {
 // (ENOMEM), kernel.io_uring_disabled or a seccomp filter (EPERM, ENOSYS); "" when nothing is known.
 std::string ring_error_cause(int err, unsigned entries);
 
+// The two backends behind one submission and completion interface: the kernel's io_uring, or
+// the epoll backend (net/epoll/emulated_ring.hpp), which carries out the same SQEs in userspace
+// on Asio. Everything above the Ring (reactor, relays, worker) is the same code on both.
 class Ring {
   public:
     explicit Ring(unsigned entries, unsigned flags = 0);  // exactly these flags
     static Ring best(unsigned entries);                   // best flags the kernel accepts
+    static Ring epoll(unsigned entries);                  // the epoll backend
     ~Ring();
     Ring(Ring&& other) noexcept;
     Ring(const Ring&) = delete;
     Ring& operator=(const Ring&) = delete;
     Ring& operator=(Ring&&) = delete;
 
-    io_uring* get() noexcept { return &ring_; }
+    bool emulated() const noexcept { return emu_ != nullptr; }
+    io_uring* get() noexcept { return &ring_; }  // the kernel's ring (not emulated())
     const RingFeatures& features() const noexcept { return features_; }
     // An SQE, submitting what is queued first when the SQ is full. Null only if that fails.
     io_uring_sqe* sqe() noexcept;
     // Makes room for n SQEs that must be prepared together (a linked pair), submitting if needed.
     void reserve(unsigned n) noexcept {
-        if (io_uring_sq_space_left(&ring_) < n) io_uring_submit(&ring_);
+        if (emu_) {
+            if (emu_->space_left() < n) emu_->submit();
+        } else if (io_uring_sq_space_left(&ring_) < n) {
+            io_uring_submit(&ring_);
+        }
+    }
+    int submit() noexcept { return emu_ ? emu_->submit() : io_uring_submit(&ring_); }
+    // Submits and waits for at least one CQE, or `timeout` (null: none; -ETIME when it passed).
+    int submit_and_wait(const __kernel_timespec* timeout) noexcept;
+    // Calls f(cqe) for each CQE ready, then marks them seen; returns how many.
+    template <class F>
+    unsigned for_each_cqe(F&& f) noexcept {
+        unsigned seen = 0;
+        if (emu_) {
+            for (io_uring_cqe& c : emu_->take_cqes()) {
+                f(&c);
+                ++seen;
+            }
+            return seen;
+        }
+        unsigned head = 0;
+        io_uring_cqe* cqe = nullptr;
+        io_uring_for_each_cqe(&ring_, head, cqe) {
+            f(cqe);
+            ++seen;
+        }
+        io_uring_cq_advance(&ring_, seen);
+        return seen;
+    }
+    int register_buf_ring(io_uring_buf_reg& reg) noexcept {
+        return emu_ ? emu_->register_buf_ring(reg) : io_uring_register_buf_ring(&ring_, &reg, 0);
+    }
+    void unregister_buf_ring(std::uint16_t group) noexcept {
+        if (emu_)
+            emu_->unregister_buf_ring(group);
+        else
+            io_uring_unregister_buf_ring(&ring_, group);
     }
 
   private:
@@ -54,6 +99,7 @@ class Ring {
     io_uring ring_{};
     bool live_ = false;
     RingFeatures features_;
+    std::unique_ptr<EmulatedRing> emu_;
 };
 
 }  // namespace fp::net

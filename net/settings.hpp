@@ -22,6 +22,9 @@ using Millis = std::chrono::milliseconds;
 
 // How TCP receives land in memory (net/features.hpp: what each needs, how auto picks).
 enum class RecvPath : std::uint8_t { kAuto, kIncremental, kFragments };
+// backend: io_uring (the kernel's ring), or epoll (net/epoll/: the same SQEs carried out in
+// userspace on Asio, where io_uring is refused); auto: io_uring where io_uring_setup works.
+enum class Backend : std::uint8_t { kAuto, kIoUring, kEpoll };
 
 // Counters of one listener or upstream for one worker: each worker writes only its own (a cache
 // line of its own: no sharing on the data path); the admin thread reads them.
@@ -167,6 +170,7 @@ struct WorkerSettings {
     std::vector<UdpListenerSettings> udp_listeners;
     unsigned buf_ring_pages = 16;             // pages offered to the kernel for receives at once
     RecvPath recv_path = RecvPath::kAuto;     // resolved before the workers start
+    Backend backend = Backend::kAuto;         // ... this too
     std::uint32_t recv_fragment = 16 * 1024;  // kFragments: bytes per receive buffer
     std::vector<TcpListenerSettings> listeners;
 };

@@ -82,7 +82,8 @@ void Worker::run(std::promise<void>* ready) noexcept {
 }
 
 void Worker::setup() {
-    ring_ = std::make_unique<Ring>(Ring::best(kRingEntries));
+    ring_ = std::make_unique<Ring>(current_->backend == Backend::kEpoll ? Ring::epoll(kRingEntries)
+                                                                        : Ring::best(kRingEntries));
     reactor_ = std::make_unique<Reactor>(*ring_);
     reactor_->update_clock();
     tcp_ = std::make_unique<TcpRelay>(*reactor_, *current_, index_, tcp_stats_, log_);
@@ -90,28 +91,22 @@ void Worker::setup() {
         udp_ = std::make_unique<UdpRelay>(*reactor_, *current_, index_, udp_stats_, log_);
     if (index_ == 0)
         std::fprintf(stderr, "fragproxy: worker ring: %s; receive: %s\n",
-                     ring_->features().describe().c_str(), tcp_->describe().c_str());
+                     ring_->emulated() ? "epoll (Asio)" : ring_->features().describe().c_str(),
+                     tcp_->describe().c_str());
     // Nothing is armed before every part is set up: a failed setup leaves nothing in flight.
     tcp_->start();
     if (udp_) udp_->start();
     arm_tick();
     arm_wake();
-    io_uring_submit(ring_->get());
+    ring_->submit();
 }
 
 // Returns whether it ended with nothing in flight (false: the ring failed).
 bool Worker::loop() noexcept {
-    io_uring* ring = ring_->get();
     while (!done()) {
-        int rc;
-        if (tcp_->starved() || (udp_ && udp_->starved())) {  // receives wait for pages
-            io_uring_cqe* first = nullptr;
-            __kernel_timespec ts = kStarvedWait;
-            rc = io_uring_submit_and_wait_timeout(ring, &first, 1, &ts, nullptr);
-            if (rc == -ETIME) rc = 0;
-        } else {
-            rc = io_uring_submit_and_wait(ring, 1);
-        }
+        const bool starved = tcp_->starved() || (udp_ && udp_->starved());
+        int rc = ring_->submit_and_wait(starved ? &kStarvedWait : nullptr);  // pages: look soon
+        if (rc == -ETIME) rc = 0;
         ring_stats_.enters.add();
         if (rc > 0) ring_stats_.sqes.add(unsigned(rc));
         if (rc < 0 && rc != -EINTR && rc != -EBUSY && rc != -EAGAIN) {
@@ -119,13 +114,7 @@ bool Worker::loop() noexcept {
             return false;
         }
         reactor_->update_clock();
-        unsigned head = 0, seen = 0;
-        io_uring_cqe* cqe = nullptr;
-        io_uring_for_each_cqe(ring, head, cqe) {
-            handle(cqe);
-            ++seen;
-        }
-        io_uring_cq_advance(ring, seen);
+        const unsigned seen = ring_->for_each_cqe([this](io_uring_cqe* cqe) { handle(cqe); });
         ring_stats_.cqes.add(seen);
         after_batch();
     }
@@ -237,12 +226,9 @@ void Worker::begin_stop() noexcept {
 // ring's exit cancels what is left).
 void Worker::teardown(bool drained) noexcept {
     if (ring_ && drained) {
-        io_uring_submit(ring_->get());
-        io_uring_cqe* cqe = nullptr;
-        while (reactor_->in_flight() > 0 && io_uring_wait_cqe(ring_->get(), &cqe) == 0) {
-            reactor_->complete(cqe);
-            io_uring_cqe_seen(ring_->get(), cqe);
-        }
+        ring_->submit();
+        while (reactor_->in_flight() > 0 && ring_->submit_and_wait(nullptr) >= 0)
+            ring_->for_each_cqe([this](io_uring_cqe* cqe) { reactor_->complete(cqe); });
     }
     if (tcp_) {
         leaked_pages_ += tcp_->leaked_pages();

@@ -119,6 +119,9 @@ def config_text(listeners, workers=2, memory="{arena: 16MiB, page_order: 4}", dr
     # them integration_tcp[fragments] etc.); unset: auto, the best this kernel has.
     if os.environ.get("FP_RECEIVE"):
         lines.append(f"io_uring: {{receive: {os.environ['FP_RECEIVE']}}}")
+    # FP_BACKEND=epoll runs it on the epoll backend (integration_tcp[epoll] etc.).
+    if os.environ.get("FP_BACKEND"):
+        lines.append(f"backend: {os.environ['FP_BACKEND']}")
     lines.append("listeners:")
     for i, l in enumerate(listeners):
         weights = l.get("weights", [1] * len(l["upstreams"]))
