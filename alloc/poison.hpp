@@ -26,6 +26,16 @@ inline void poison(const void* p, std::size_t n) noexcept {
 #endif
 }
 
+// Whether the byte at p is poisoned (false without ASan).
+inline bool poisoned(const void* p) noexcept {
+#ifdef FRAGPROXY_ASAN
+    return __asan_address_is_poisoned(p);
+#else
+    (void)p;
+    return false;
+#endif
+}
+
 inline void unpoison(const void* p, std::size_t n) noexcept {
 #ifdef FRAGPROXY_ASAN
     ASAN_UNPOISON_MEMORY_REGION(p, n);

@@ -10,6 +10,7 @@
 #include <cstring>
 #include <vector>
 
+#include "alloc/poison.hpp"
 #include "net/uapi.hpp"
 
 namespace fp::net {
@@ -231,11 +232,17 @@ struct EmulatedRing::Impl {
             std::size_t len = select ? b->len : s.len;
             if (select && s.len && s.len < len) len = s.len;
             if (total && total - o.taken < len) len = std::size_t(total - o.taken);
+            // A provided buffer may be poisoned while lent (the kernel's to write, unseen by
+            // ASan, which sees this write): it is left as it was; the relay's take unpoisons.
+            const bool lent = select && poisoned(at);
+            if (lent) unpoison(at, len);
             const ssize_t got = ::recv(s.fd, at, len, int(s.msg_flags) | MSG_DONTWAIT);
+            const int err = errno;
+            if (lent) poison(at, len);
             if (got < 0) {
-                if (errno == EAGAIN || errno == EWOULDBLOCK) return wait(i, false);
-                if (errno == EINTR) continue;
-                return finish(i, -errno);
+                if (err == EAGAIN || err == EWOULDBLOCK) return wait(i, false);
+                if (err == EINTR) continue;
+                return finish(i, -err);
             }
             if (got == 0) return finish(i, 0);  // EOF: no buffer used
             unsigned flags = 0;
@@ -279,18 +286,24 @@ struct EmulatedRing::Impl {
             m.msg_controllen = tmpl->msg_controllen;
             m.msg_iov = &iov;
             m.msg_iovlen = 1;
+            const bool lent = poisoned(base);  // (as in recv)
+            if (lent) unpoison(base, b->len);
             const ssize_t got = ::recvmsg(s.fd, &m, int(s.msg_flags) | MSG_DONTWAIT);
-            if (got < 0) {
-                if (errno == EAGAIN || errno == EWOULDBLOCK) return wait(i, false);
-                if (errno == EINTR) continue;
-                return finish(i, -errno);
+            const int err = errno;
+            if (got >= 0) {
+                io_uring_recvmsg_out out{};
+                out.namelen = m.msg_namelen;
+                out.controllen = std::uint32_t(m.msg_controllen);
+                out.payloadlen = std::uint32_t(got);
+                out.flags = std::uint32_t(m.msg_flags);
+                std::memcpy(base, &out, sizeof out);
             }
-            io_uring_recvmsg_out out{};
-            out.namelen = m.msg_namelen;
-            out.controllen = std::uint32_t(m.msg_controllen);
-            out.payloadlen = std::uint32_t(got);
-            out.flags = std::uint32_t(m.msg_flags);
-            std::memcpy(base, &out, sizeof out);
+            if (lent) poison(base, b->len);
+            if (got < 0) {
+                if (err == EAGAIN || err == EWOULDBLOCK) return wait(i, false);
+                if (err == EINTR) continue;
+                return finish(i, -err);
+            }
             const unsigned flags = IORING_CQE_F_BUFFER | unsigned(b->bid)
                                                              << IORING_CQE_BUFFER_SHIFT;
             ++groups[s.buf_group].head;
