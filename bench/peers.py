@@ -198,6 +198,9 @@ class Peer:
             if self.name == "fragproxy-fragments":  # the receive path of kernels before 6.12
                 with open(conf + ".yaml", "a") as f:
                     f.write("io_uring: {receive: fragments}\n")
+            if self.name == "fragproxy-epoll":  # the backend where io_uring is refused
+                with open(conf + ".yaml", "a") as f:
+                    f.write("backend: epoll\n")
             if self.name == "fragproxy-observed":  # as operated: admin endpoint, access log
                 admin = free_port()
                 with open(conf + ".yaml", "a") as f:
@@ -249,7 +252,8 @@ class Scraper(threading.Thread):
 
 def all_peers(baseline=""):
     base = [Peer("fragproxy-base", binary=baseline)] if baseline else []
-    return [Peer("fragproxy"), *base, Peer("fragproxy-fragments"), Peer("fragproxy-observed"),
+    return [Peer("fragproxy"), *base, Peer("fragproxy-fragments"), Peer("fragproxy-epoll"),
+            Peer("fragproxy-observed"),
             Peer("fragproxy-policy"), Peer("fragproxy-4rr", udp=False),
             Peer("fragproxy-4lc", udp=False), Peer("fragproxy-pp2", udp=False),
             Peer("fragproxy-sni", udp=False),

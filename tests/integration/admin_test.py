@@ -34,13 +34,16 @@ def case_endpoints():
     assert get(admin, "/ready") == (200, get(admin, "/ready")[1], "ready\n")
     status, _, body = get(admin, "/config")
     check = subprocess.run([BINARY, "-c", p.config, "--check"], capture_output=True, text=True)
-    # --check's output, with the receive path resolved against this kernel (auto: what runs).
+    # --check's output, with the backend and receive path resolved against this kernel (auto:
+    # what runs).
     assert status == 200, status
     served, checked = body.splitlines(), check.stdout.splitlines()[1:]
     assert len(served) == len(checked), (body, check.stdout)
     for a, b in zip(served, checked):
         if b == "io_uring: {receive: auto}":
             assert a in ("io_uring: {receive: incremental}", "io_uring: {receive: fragments}"), a
+        elif b == "backend: auto":
+            assert a in ("backend: io_uring", "backend: epoll"), a
         else:
             assert a == b, (a, b)
     assert get(admin, "/nope")[0] == 404
