@@ -436,15 +436,8 @@ struct EmulatedRing::Impl {
                 const std::uint32_t i = open_op(s);
                 return start_timer(i, reinterpret_cast<const __kernel_timespec*>(s.addr), -ETIME);
             }
-            case IORING_OP_ACCEPT:
-            case IORING_OP_RECV:
-            case IORING_OP_RECVMSG:
-            case IORING_OP_SENDMSG:
-            case IORING_OP_CONNECT:
-            case IORING_OP_READ:
-                break;
             default:
-                return post(s.user_data, -EINVAL);
+                if (!uses_fd(s.opcode)) return post(s.user_data, -EINVAL);  // (an fd's op: below)
         }
         const std::uint32_t i = open_op(s);
         std::int32_t t = -1;

@@ -36,24 +36,31 @@ def ask(port, source="127.0.0.7"):
     return body.decode().strip(), me
 
 
-def haproxy(port):
+def run_haproxy(mode, sections, *ports):
+    """HAProxy in `mode` with these sections; returns (process, config path) once every port is
+    bound."""
     cfg = tempfile.NamedTemporaryFile("w", suffix=".cfg", delete=False)
     cfg.write(f"""global
     maxconn 100
 defaults
-    mode http
+    mode {mode}
     timeout connect 5s
     timeout client 10s
     timeout server 10s
-frontend told
-    bind {LOCAL}:{port} accept-proxy
-    http-request return status 200 content-type text/plain lf-string "%ci:%cp"
-""")
+{sections}""")
     cfg.close()
     proc = subprocess.Popen(["haproxy", "-db", "-f", cfg.name], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
-    wait_bound(port, "tcp", proc)
+    for port in ports:
+        wait_bound(port, "tcp", proc)
     return proc, cfg.name
+
+
+def haproxy(port):
+    return run_haproxy("http", f"""frontend told
+    bind {LOCAL}:{port} accept-proxy
+    http-request return status 200 content-type text/plain lf-string "%ci:%cp"
+""", port)
 
 
 def nginx(port):
@@ -119,25 +126,12 @@ def case_to_nginx():
 def haproxy_in_front(port, to_port, send):
     """HAProxy in TCP mode on `port`, passing connections to `to_port` with `send` (send-proxy,
     send-proxy-v2)."""
-    cfg = tempfile.NamedTemporaryFile("w", suffix=".cfg", delete=False)
-    cfg.write(f"""global
-    maxconn 100
-defaults
-    mode tcp
-    timeout connect 5s
-    timeout client 10s
-    timeout server 10s
-frontend front
+    return run_haproxy("tcp", f"""frontend front
     bind {LOCAL}:{port}
     default_backend fp
 backend fp
     server fp {LOCAL}:{to_port} {send}
-""")
-    cfg.close()
-    proc = subprocess.Popen(["haproxy", "-db", "-f", cfg.name], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    wait_bound(port, "tcp", proc)
-    return proc, cfg.name
+""", port)
 
 
 def case_accept_behind_haproxy():
@@ -316,15 +310,7 @@ def case_tlvs_between_haproxies():
     checks the checksum) answering with the client and the unique id it was told."""
     require("haproxy")
     origin, fp_port, front = free_port(), free_port(), free_port()
-    cfg = tempfile.NamedTemporaryFile("w", suffix=".cfg", delete=False)
-    cfg.write(f"""global
-    maxconn 100
-defaults
-    mode http
-    timeout connect 5s
-    timeout client 10s
-    timeout server 10s
-frontend front
+    proc, cfg = run_haproxy("http", f"""frontend front
     bind {LOCAL}:{front}
     unique-id-format "uid-%ci-%cp"
     default_backend fp
@@ -333,13 +319,8 @@ backend fp
 frontend told
     bind {LOCAL}:{origin} accept-proxy
     http-request return status 200 content-type text/plain lf-string "%ci:%cp %[fc_pp_unique_id]"
-""")
-    cfg.close()
-    proc = subprocess.Popen(["haproxy", "-db", "-f", cfg.name], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+""", front, origin)
     try:
-        wait_bound(front, "tcp", proc)
-        wait_bound(origin, "tcp", proc)
         p = Proxy(BINARY, [{"name": "mid", "listen": (LOCAL, fp_port),
                             "upstreams": [(LOCAL, origin)],
                             "extra": ["accept_proxy: {versions: [v2], trusted: [127.0.0.1]}",
@@ -354,7 +335,7 @@ frontend told
     finally:
         proc.kill()
         proc.wait()
-        os.unlink(cfg.name)
+        os.unlink(cfg)
 
 
 if __name__ == "__main__":
