@@ -265,8 +265,9 @@ void TcpRelay::on_connect(Conn& c, std::uint32_t slot, int res) noexcept {
 }
 
 // send_proxy: the PROXY header goes first on the upstream side, in a fragment of the worker's
-// compact cache, sent and freed like the bytes that follow it (none are queued yet: the client's
-// receive is armed after this).
+// compact cache, sent and freed like the bytes that follow it: ahead of what the client sent
+// while the upstream connected (its receive is armed at the accept on such listeners), with the
+// accepted header's TLVs that pass_tlvs keeps (freed here) and a CRC32C if asked.
 bool TcpRelay::queue_proxy_header(Conn& c) noexcept {
     const TcpListenerSettings& cfg = *c.cfg;
     const std::size_t room = kProxyHeaderMax + c.tlv_len + (cfg.proxy_crc32c ? kCrcTlv : 0);
