@@ -13,12 +13,14 @@ HEADLINE = {
     "cpu": ["CPU s per GB"],
     "latency": ["p50 added us", "p99 added us", "p99.9 added us"],
     "connrate": ["connections/s"],
+    "rps": ["requests/s", "CPU us per request"],
     "memory": ["idle bytes/conn", "after 100 B, bytes/conn"],
     "udp": ["64 B datagrams/s", "1400 B datagrams/s"],
 }
 COLORS = {"fragproxy": "tab:blue", "fragproxy-base": "tab:cyan", "fragproxy-fragments": "tab:olive",
           "fragproxy-observed": "tab:pink", "fragproxy-policy": "tab:gray",
-          "fragproxy-4rr": "darkblue", "fragproxy-4lc": "steelblue", "haproxy": "tab:orange",
+          "fragproxy-4rr": "darkblue", "fragproxy-4lc": "steelblue", "fragproxy-epoll": "olive",
+          "fragproxy-pp2": "dimgray", "fragproxy-sni": "silver", "haproxy": "tab:orange",
           "haproxy-splice": "tab:green", "nginx": "tab:red", "socat": "tab:purple",
           "direct": "tab:brown"}
 NO_RATIO = {"socket errors", "64 B loss %", "1400 B loss %", "p50 RTT us", "p99 RTT us",

@@ -75,6 +75,37 @@ def connrate(peer, d):
     return out
 
 
+def wrk_latency_us(text, pct):
+    """A percentile of wrk's --latency distribution, in microseconds."""
+    m = re.search(rf"^\s+{pct}%\s+([\d.]+)(us|ms|s)\s*$", text, re.M)
+    if not m:
+        raise RuntimeError(f"wrk: no {pct}% latency in its output:\n" + text)
+    return float(m.group(1)) * {"us": 1, "ms": 1e3, "s": 1e6}[m.group(2)]
+
+
+def rps(peer, d):
+    """1,000 concurrent keep-alive connections exchanging small requests and responses through
+    the peer to the nginx origin (wrk -c 1000): requests/s, the proxy's CPU per request, and
+    latency percentiles from wrk's own distribution."""
+    resource.setrlimit(resource.RLIMIT_NOFILE, (resource.getrlimit(resource.RLIMIT_NOFILE)[1],) * 2)
+    before = peer.cpu_seconds()
+    r = subprocess.run(["wrk", "-t", "2", "-c", "1000", "-d", f"{d.secs}s", "--latency",
+                        f"http://127.0.0.1:{peer.ports['http']}/small.txt"],
+                       capture_output=True, text=True, timeout=120)
+    m = re.search(r"Requests/sec:\s+([\d.]+)", r.stdout)
+    done = re.search(r"(\d+) requests in", r.stdout)
+    if not m or not done:
+        raise RuntimeError("wrk: no rate in its output:\n" + r.stdout + r.stderr)
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", r.stdout)
+    if non2xx:
+        raise RuntimeError(f"wrk: {non2xx.group(1)} failed responses through {peer.name}")
+    out = {"requests/s": float(m.group(1)), "p50 us": wrk_latency_us(r.stdout, 50),
+           "p99 us": wrk_latency_us(r.stdout, 99)}
+    if peer.procs and int(done.group(1)):
+        out["CPU us per request"] = (peer.cpu_seconds() - before) * 1e6 / int(done.group(1))
+    return out
+
+
 def memory(peer, d):
     """PSS of a freshly started proxy, with d.idle idle connections, then after each sent 100
     bytes."""
@@ -139,6 +170,8 @@ SCENARIOS = {
     "cpu": (cpu, lambda p: p.proxy, "haproxy", "lower"),
     "latency": (latency, lambda p: True, "haproxy", "lower"),
     "connrate": (connrate, lambda p: True, "haproxy", "higher"),
+    # (socat forks a process per connection: not at 1,000 at once)
+    "rps": (rps, lambda p: p.name != "socat", "haproxy", "higher"),
     "memory": (memory, lambda p: p.proxy, "haproxy", "lower"),
     "udp": (udp, lambda p: p.udp, "nginx", "higher"),
 }
