@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "alloc/poison.hpp"
+#include "net/epoll/handler_pool.hpp"
 #include "net/uapi.hpp"
 
 namespace fp::net {
@@ -52,6 +53,9 @@ struct EmulatedRing::Impl {
 
     explicit Impl(unsigned entries) : sq(entries) {}
 
+    // First: destroyed last, after every descriptor, timer and the io_context have destroyed
+    // the handlers they still held.
+    HandlerPool handlers;
     asio::io_context io{ASIO_CONCURRENCY_HINT_UNSAFE_IO};
     asio::executor_work_guard<asio::io_context::executor_type> guard{io.get_executor()};
     std::vector<io_uring_sqe> sq;
@@ -62,6 +66,11 @@ struct EmulatedRing::Impl {
     std::vector<FdState> fds;
     std::vector<BufRing> groups;
 
+    // h with its memory from the handler pool: no heap allocation per wait, timer or turn.
+    template <class Handler>
+    auto pooled(Handler h) {
+        return asio::bind_allocator(PoolAllocator<void>(&handlers), std::move(h));
+    }
     void post(std::uint64_t user_data, int res, unsigned flags = 0) {
         cq.push_back(io_uring_cqe{user_data, res, flags});
     }
@@ -156,20 +165,20 @@ struct EmulatedRing::Impl {
         const std::uint32_t gen = ops[i]->gen;
         f.desc->async_wait(write ? asio::posix::descriptor_base::wait_write
                                  : asio::posix::descriptor_base::wait_read,
-                           [this, i, gen](const asio::error_code& ec) {
+                           pooled([this, i, gen](const asio::error_code& ec) {
                                Op& o = *ops[i];
                                if (!o.live || o.gen != gen) return;  // cancelled meanwhile
                                if (ec == asio::error::operation_aborted)
                                    return finish(i, -ECANCELED);  // its fd closed under it
                                run(i);
-                           });
+                           }));
     }
     // A turn later (a burst's rest: the fd is still ready, but others come first).
     void later(std::uint32_t i) {
         const std::uint32_t gen = ops[i]->gen;
-        asio::post(io, [this, i, gen] {
-            if (ops[i]->live && ops[i]->gen == gen) run(i);
-        });
+        asio::post(io, pooled([this, i, gen] {
+                       if (ops[i]->live && ops[i]->gen == gen) run(i);
+                   }));
     }
 
     void run(std::uint32_t i) {
@@ -355,7 +364,7 @@ struct EmulatedRing::Impl {
         if (!o.timer) o.timer = std::make_unique<asio::steady_timer>(io);
         o.timer->expires_after(duration_of(ts));
         const std::uint32_t gen = o.gen;
-        o.timer->async_wait([this, i, gen, fired](const asio::error_code& ec) {
+        o.timer->async_wait(pooled([this, i, gen, fired](const asio::error_code& ec) {
             Op& t = *ops[i];
             if (ec || !t.live || t.gen != gen) return;
             if (t.owner >= 0) {  // a link timeout: its op is cancelled first
@@ -365,7 +374,7 @@ struct EmulatedRing::Impl {
                 finish(owner, -ECANCELED);
             }
             finish(i, fired);
-        });
+        }));
     }
 
     // ASYNC_CANCEL: by user_data, by fd, or any; one or all. Each op cancelled completes with
