@@ -156,11 +156,11 @@ void parse_memory(Config& c, Map m) {
                      std::to_string(page >> 10) + "KiB)");
         c.worker.recv_fragment = std::uint32_t(*bytes);
     } else {
-        // 16 KiB: four buffers per page of the ring, so a small receive pins a quarter of what a
-        // whole page would. Whole pages cost less CPU per GB in bulk (README, receive paths) but
-        // 2,000 hostile clients pinning a page each for a few KiB starve the ring (the memory
-        // budget counts bytes received, not the buffers they pin).
-        c.worker.recv_fragment = std::uint32_t(std::min<std::size_t>(16 * 1024, page));
+        // A page: a receive brings as much as on the incremental path. 16 KiB fragments cost
+        // four completions and sends per loopback segment (half the throughput, 1.9x the CPU
+        // per GB, README); what they saved, a stuck connection pinning less for a small
+        // receive, the memory budget and collapse already bound (hostile_test.py).
+        c.worker.recv_fragment = std::uint32_t(page);
     }
     m.finish();
     auto pages = c.worker.memory.arena_bytes >> (12 + c.worker.memory.order);

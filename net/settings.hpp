@@ -171,7 +171,7 @@ struct WorkerSettings {
     unsigned buf_ring_pages = 16;             // pages offered to the kernel for receives at once
     RecvPath recv_path = RecvPath::kAuto;     // resolved before the workers start
     Backend backend = Backend::kAuto;         // ... this too
-    std::uint32_t recv_fragment = 16 * 1024;  // kFragments: bytes per receive buffer
+    std::uint32_t recv_fragment = 64 * 1024;  // kFragments: bytes per receive buffer (a page)
     std::vector<TcpListenerSettings> listeners;
 };
 

@@ -118,9 +118,9 @@ TEST_CASE("the receive path and its fragment size") {
           "f.yaml:1:21: io_uring.receive must be auto, incremental or fragments");
     CHECK(error_of("io_uring: {bundles: true}\n" + base) ==
           "f.yaml:1:12: unknown key io_uring.bundles");
-    CHECK(parse_config(base, "f.yaml").worker.recv_fragment == 16 * 1024);
+    CHECK(parse_config(base, "f.yaml").worker.recv_fragment == 64 * 1024);  // the page
     CHECK(parse_config("memory: {page_order: 1}\n" + base, "f.yaml").worker.recv_fragment ==
-          8 * 1024);  // never more than the page
+          8 * 1024);
     CHECK(parse_config("memory: {recv_fragment: 32KiB}\n" + base, "f.yaml").worker.recv_fragment ==
           32 * 1024);
     CHECK(error_of("memory: {recv_fragment: 12KiB}\n" + base) ==
