@@ -24,8 +24,6 @@ using namespace fp;
 
 namespace {
 
-constexpr std::uint32_t kFrag = 16 * 1024;
-
 struct Taken {
     std::uint32_t len;
     Page* page;
@@ -35,6 +33,7 @@ struct Taken {
 struct FragsModel {
     PagePool& pool;
     LentFrags& lent;
+    std::uint32_t frag;  // bytes per fragment
     std::mt19937_64 rng;
     std::map<std::byte*, Taken> taken;
 
@@ -61,7 +60,7 @@ struct FragsModel {
         if (slots.empty()) return;
         std::uint16_t bid = slots[rng() % slots.size()];
         std::byte* expect = lent.lent_at(bid);
-        auto len = std::uint32_t(1 + rng() % kFrag);
+        auto len = std::uint32_t(1 + rng() % frag);
         std::byte* p = lent.take(bid, len);
         REQUIRE(p == expect);
         auto fill = static_cast<unsigned char>(rng());
@@ -107,7 +106,7 @@ struct FragsModel {
             std::byte* f = lent.lent_at(std::uint16_t(i));
             if (!f) continue;
             REQUIRE(lent_frags.insert(f).second);
-            REQUIRE(reinterpret_cast<std::uintptr_t>(f) % kFrag == 0);
+            REQUIRE(reinterpret_cast<std::uintptr_t>(f) % frag == 0);
             pages.insert(pool.page_of(f));
         }
         lent.cache().for_each_held([&](const Page& page, std::uint32_t) { pages.insert(&page); });
@@ -121,37 +120,47 @@ struct FragsModel {
 
 TEST_CASE("simulated fragment receives keep refs == live + bias; trim gives idle pages back") {
     constexpr std::size_t kMiB = std::size_t{1} << 20;
-    for (std::uint64_t seed : {1, 2, 3}) {
-        CAPTURE(seed);
-        PagePool pool(PoolConfig{8 * kMiB, 4, 0, false});  // 128 pages of 64 KiB
-        LentFrags lent(pool, 16, kFrag);
-        FragsModel m{pool, lent, std::mt19937_64(seed), {}};
-        while (lent.refill()) {
-        }
-        CHECK(lent.lent() == 16);
-        for (int step = 0; step < 6000; ++step) {
-            unsigned op = m.rng() % 100;
-            if (m.taken.size() > 200 || (op < 40 && !m.taken.empty()))
+    // 16 KiB: four fragments per page; 64 KiB (the default): a page each, the cache's page
+    // used up by every carve.
+    for (std::uint32_t frag : {16u * 1024, 64u * 1024})
+        for (std::uint64_t seed : {1, 2, 3}) {
+            CAPTURE(frag);
+            CAPTURE(seed);
+            PagePool pool(PoolConfig{8 * kMiB, 4, 0, false});  // 128 pages of 64 KiB
+            LentFrags lent(pool, 16, frag);
+            FragsModel m{pool, lent, frag, std::mt19937_64(seed), {}};
+            while (lent.refill()) {
+            }
+            CHECK(lent.lent() == 16);
+            for (int step = 0; step < 6000; ++step) {
+                unsigned op = m.rng() % 100;
+                if (m.taken.size() > 200 || (op < 40 && !m.taken.empty()))
+                    m.step_free();
+                else if (op < 45 && !m.taken.empty())
+                    m.step_free_run();
+                else if (op < 47)
+                    lent.trim();
+                else if (op < 49)  // the relay's replenish: slots left empty when memory ran out
+                    while (lent.refill()) {
+                    }
+                else
+                    m.step_complete();
+                m.check_invariant();
+            }
+            while (!m.taken.empty())
                 m.step_free();
-            else if (op < 45 && !m.taken.empty())
-                m.step_free_run();
-            else if (op < 47)
-                lent.trim();
-            else
-                m.step_complete();
+            while (lent.refill()) {  // (64 KiB: 200 taken pin more pages than the pool has)
+            }
+            CHECK(lent.lent() == 16);
+            lent.trim();  // only the pages of lent fragments (and the current one) are left
             m.check_invariant();
+            std::set<const Page*> needed;
+            for (unsigned i = 0; i < lent.entries(); ++i)
+                needed.insert(pool.page_of(lent.lent_at(std::uint16_t(i))));
+            if (lent.cache().page()) needed.insert(lent.cache().page());
+            CHECK(pool.pages_in_use() == needed.size());
+            lent.drain();
+            CHECK(lent.lent() == 0);
+            CHECK(pool.pages_in_use() == 0);
         }
-        while (!m.taken.empty())
-            m.step_free();
-        lent.trim();  // only the pages of lent fragments (and the current one) are left
-        m.check_invariant();
-        std::set<const Page*> needed;
-        for (unsigned i = 0; i < lent.entries(); ++i)
-            needed.insert(pool.page_of(lent.lent_at(std::uint16_t(i))));
-        if (lent.cache().page()) needed.insert(lent.cache().page());
-        CHECK(pool.pages_in_use() == needed.size());
-        lent.drain();
-        CHECK(lent.lent() == 0);
-        CHECK(pool.pages_in_use() == 0);
-    }
 }
