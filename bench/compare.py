@@ -7,7 +7,7 @@ loopback, peers in alternation (A B C A B C ...) round after round. Writes
 
 Scenarios: tcp (iperf3 1 and 8 streams), cpu (proxy CPU s per GB over iperf3 -n), latency
 (sockperf TCP ping-pong 64 B), connrate (wrk, Connection: close, to a local nginx), rps (wrk,
-1,000 keep-alive connections, the same nginx: requests/s, CPU per request, p50/p99), memory (PSS
+1,000 then 6,000 keep-alive connections, the same nginx: requests/s, CPU per request, p50/p99), memory (PSS
 with idle connections, then after each sent 100 B), udp (iperf3 -u -b 0, 64 and 1400 B).
 Traffic policy's cost: fragproxy-policy (routes by server name on every TCP listener, PROXY v2 to
 the origin) in tcp, cpu, latency and connrate; fragproxy-4rr and fragproxy-4lc (the origin's four

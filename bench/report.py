@@ -13,7 +13,7 @@ HEADLINE = {
     "cpu": ["CPU s per GB"],
     "latency": ["p50 added us", "p99 added us", "p99.9 added us"],
     "connrate": ["connections/s"],
-    "rps": ["requests/s", "CPU us per request"],
+    "rps": ["requests/s", "CPU us per request", "6,000: requests/s", "6,000: CPU us per request"],
     "memory": ["idle bytes/conn", "after 100 B, bytes/conn"],
     "udp": ["64 B datagrams/s", "1400 B datagrams/s"],
 }
@@ -23,7 +23,7 @@ COLORS = {"fragproxy": "tab:blue", "fragproxy-base": "tab:cyan", "fragproxy-frag
           "fragproxy-pp2": "dimgray", "fragproxy-sni": "silver", "haproxy": "tab:orange",
           "haproxy-splice": "tab:green", "nginx": "tab:red", "socat": "tab:purple",
           "direct": "tab:brown"}
-NO_RATIO = {"socket errors", "64 B loss %", "1400 B loss %", "p50 RTT us", "p99 RTT us",
+NO_RATIO = {"socket errors", "6,000: socket errors", "64 B loss %", "1400 B loss %", "p50 RTT us", "p99 RTT us",
             "p99.9 RTT us", "base MiB", "idle MiB", "after 100 B MiB"}
 
 
