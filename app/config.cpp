@@ -170,7 +170,8 @@ void parse_memory(Config& c, Map m) {
                  " pages");
 }
 
-// io_uring: {receive: auto | incremental | fragments}: resolved against the kernel at start.
+// io_uring: {receive: auto | incremental | fragments, taskrun: auto | defer | coop | none}:
+// receive resolved against the kernel at start; a taskrun other than auto is taken or refused.
 void parse_io_uring(Config& c, Map m) {
     YAML::Node r = m.get("receive");
     const std::string v = m.text("receive", "auto");
@@ -182,6 +183,13 @@ void parse_io_uring(Config& c, Map m) {
         c.worker.recv_path = net::RecvPath::kFragments;
     else
         fail(m.source(), r.Mark(), "io_uring.receive must be auto, incremental or fragments");
+    const std::string t = m.text("taskrun", "auto");
+    for (auto tr :
+         {net::TaskRun::kAuto, net::TaskRun::kDefer, net::TaskRun::kCoop, net::TaskRun::kNone})
+        if (t == net::taskrun_name(tr)) c.worker.taskrun = tr;
+    if (t != net::taskrun_name(c.worker.taskrun))
+        fail(m.source(), m.get("taskrun").Mark(),
+             "io_uring.taskrun must be auto, defer, coop or none");
     m.finish();
 }
 
@@ -724,6 +732,7 @@ Config parse_config(const std::string& text, const std::string& source, Resolver
                      "backend: epoll receives into fragments (io_uring.receive: incremental is "
                      "the kernel's)");
         }
+        c.worker.udp_gso = m.flag("udp_gso", true);
         if (YAML::Node a = m.get("admin")) {
             Map am(a, source, "admin");
             YAML::Node listen = am.get("listen");
@@ -927,7 +936,9 @@ std::string describe(const Config& c) {
       << ", recv_pages: " << w.buf_ring_pages << ", recv_fragment: " << (w.recv_fragment >> 10)
       << "KiB, hugetlb: " << (w.memory.hugetlb ? "true" : "false") << "}\n"
       << "backend: " << net::backend_name(w.backend) << "\n"
-      << "io_uring: {receive: " << net::recv_path_name(w.recv_path) << "}\nlisteners:\n";
+      << "io_uring: {receive: " << net::recv_path_name(w.recv_path)
+      << ", taskrun: " << net::taskrun_name(w.taskrun) << "}\n"
+      << "udp_gso: " << (w.udp_gso ? "true" : "false") << "\nlisteners:\n";
     for (const auto& l : w.listeners) {
         describe_common(o, l, "tcp");
         o << "    timeouts: {connect: " << l.connect_timeout.count()

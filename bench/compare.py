@@ -40,7 +40,8 @@ def parse():
     p.add_argument("--only", default="", help="comma-separated scenarios: " + ",".join(SCENARIOS))
     p.add_argument("--rounds", type=int, default=None, help="default 3 (1 with --quick)")
     p.add_argument("--peers", default="",
-                   help="comma-separated peers to run (default: every peer a scenario takes)")
+                   help="comma-separated peers to run (default: every peer a scenario takes, "
+                        "but the ablation ones, fragproxy-coop, -plain and -nogso)")
     p.add_argument("--out", default=os.path.join(P.HERE, "results"))
     a = p.parse_args()
     a.only = [s for s in a.only.split(",") if s] or list(SCENARIOS)
@@ -104,7 +105,8 @@ def main():
         up = upstreams(procs, workdir)
         everyone = [peer for peer in P.all_peers(os.path.abspath(a.baseline) if a.baseline else "")
                     if any(SCENARIOS[s][1](peer) and peer.takes(s) for s in a.only)
-                    and (not a.peers or peer.name in a.peers.split(","))]
+                    and (peer.name in a.peers.split(",") if a.peers
+                         else peer.name not in P.ON_REQUEST)]
         for peer in everyone:
             peer.start(procs, up, workdir, os.path.abspath(a.fragproxy))
         for name in a.only:

@@ -195,9 +195,9 @@ class Peer:
             self.procs = [procs.spawn(self.name, [fragproxy, "-c", conf + ".yaml"])]
         elif self.name.startswith("fragproxy"):
             fill("fragproxy.yaml", conf + ".yaml", values)
-            if self.name == "fragproxy-fragments":  # the receive path of kernels before 6.12
+            if self.name in ABLATIONS:  # fragproxy with one optimisation off
                 with open(conf + ".yaml", "a") as f:
-                    f.write("io_uring: {receive: fragments}\n")
+                    f.write(ABLATIONS[self.name] + "\n")
             if self.name == "fragproxy-epoll":  # the backend where io_uring is refused
                 with open(conf + ".yaml", "a") as f:
                     f.write("backend: epoll\n")
@@ -250,6 +250,19 @@ class Scraper(threading.Thread):
             time.sleep(1)
 
 
+# fragproxy with one optimisation turned off by its config (the ablation table): the receive path
+# of kernels before 6.12 (page-sized fragments, no incremental consumption), io_uring's task work
+# run cooperatively or by interruption instead of deferred to the worker's wait, UDP without GSO.
+ABLATIONS = {
+    "fragproxy-fragments": "io_uring: {receive: fragments}",
+    "fragproxy-coop": "io_uring: {taskrun: coop}",
+    "fragproxy-plain": "io_uring: {taskrun: none}",
+    "fragproxy-nogso": "udp_gso: false",
+}
+# Peers only run when named (--peers): each measures one optimisation.
+ON_REQUEST = {"fragproxy-coop", "fragproxy-plain", "fragproxy-nogso"}
+
+
 def all_peers(baseline=""):
     base = [Peer("fragproxy-base", binary=baseline)] if baseline else []
     return [Peer("fragproxy"), *base, Peer("fragproxy-fragments"), Peer("fragproxy-epoll"),
@@ -258,4 +271,5 @@ def all_peers(baseline=""):
             Peer("fragproxy-4lc", udp=False), Peer("fragproxy-pp2", udp=False),
             Peer("fragproxy-sni", udp=False),
             Peer("haproxy", udp=False), Peer("haproxy-splice", udp=False),
-            Peer("nginx"), Peer("socat"), Peer("direct", proxy=False)]
+            Peer("nginx"), Peer("socat"), Peer("direct", proxy=False),
+            *(Peer(name) for name in sorted(ON_REQUEST))]

@@ -97,6 +97,19 @@ const char* backend_name(Backend b) noexcept {
     }
 }
 
+const char* taskrun_name(TaskRun t) noexcept {
+    switch (t) {
+        case TaskRun::kDefer:
+            return "defer";
+        case TaskRun::kCoop:
+            return "coop";
+        case TaskRun::kNone:
+            return "none";
+        default:
+            return "auto";
+    }
+}
+
 std::string KernelFeatures::refusal() const {
     if (io_uring()) return "";
     const char* name = ::strerrorname_np(setup_error);

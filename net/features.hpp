@@ -14,6 +14,7 @@ namespace fp::net {
 
 const char* recv_path_name(RecvPath p) noexcept;
 const char* backend_name(Backend b) noexcept;
+const char* taskrun_name(TaskRun t) noexcept;
 
 struct KernelFeatures {
     int setup_error = 0;          // errno of io_uring_setup, 0 when io_uring is there

@@ -82,14 +82,17 @@ Ring::Ring(unsigned entries, unsigned flags) {
     probe();
 }
 
-Ring Ring::best(unsigned entries) {
+Ring Ring::best(unsigned entries, TaskRun taskrun) {
     constexpr unsigned kTries[] = {
         IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_SUBMIT_ALL,
         IORING_SETUP_COOP_TASKRUN | IORING_SETUP_SUBMIT_ALL,
         0,
     };
+    const std::size_t first = taskrun == TaskRun::kAuto ? 0 : std::size_t(taskrun) - 1;
+    const std::size_t end = taskrun == TaskRun::kAuto ? std::size(kTries) : first + 1;
     int last = 0;
-    for (unsigned flags : kTries) {
+    for (std::size_t k = first; k < end; ++k) {
+        const unsigned flags = kTries[k];
         Ring r;
         last = io_uring_queue_init(entries, &r.ring_, flags);
         if (last < 0) continue;

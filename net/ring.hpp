@@ -14,6 +14,7 @@
 #include <string>
 
 #include "net/epoll/emulated_ring.hpp"
+#include "net/settings.hpp"
 
 namespace fp::net {
 
@@ -38,8 +39,10 @@ std::string ring_error_cause(int err, unsigned entries);
 class Ring {
   public:
     explicit Ring(unsigned entries, unsigned flags = 0);  // exactly these flags
-    static Ring best(unsigned entries);                   // best flags the kernel accepts
-    static Ring epoll(unsigned entries);                  // the epoll backend
+    // The best setup flags the kernel accepts, from `taskrun` down (kAuto: from DEFER_TASKRUN);
+    // any other choice than kAuto is taken as it is or refused (throws).
+    static Ring best(unsigned entries, TaskRun taskrun = TaskRun::kAuto);
+    static Ring epoll(unsigned entries);  // the epoll backend
     ~Ring();
     Ring(Ring&& other) noexcept;
     Ring(const Ring&) = delete;

@@ -25,6 +25,11 @@ enum class RecvPath : std::uint8_t { kAuto, kIncremental, kFragments };
 // backend: io_uring (the kernel's ring), or epoll (net/epoll/: the same SQEs carried out in
 // userspace on Asio, where io_uring is refused); auto: io_uring where io_uring_setup works.
 enum class Backend : std::uint8_t { kAuto, kIoUring, kEpoll };
+// io_uring's task work (the completions' deferred part): run only when the worker waits
+// (DEFER_TASKRUN, 6.1, with SINGLE_ISSUER), cooperatively at its next syscall (COOP_TASKRUN,
+// 5.19), or by interrupting it (none). auto: the first of these the kernel accepts. The others
+// are there to measure what each is worth (bench peers fragproxy-coop, fragproxy-plain).
+enum class TaskRun : std::uint8_t { kAuto, kDefer, kCoop, kNone };
 
 // Counters of one listener or upstream for one worker: each worker writes only its own (a cache
 // line of its own: no sharing on the data path); the admin thread reads them.
@@ -172,6 +177,8 @@ struct WorkerSettings {
     RecvPath recv_path = RecvPath::kAuto;     // resolved before the workers start
     Backend backend = Backend::kAuto;         // ... this too
     std::uint32_t recv_fragment = 64 * 1024;  // kFragments: bytes per receive buffer (a page)
+    TaskRun taskrun = TaskRun::kAuto;         // io_uring backend only
+    bool udp_gso = true;                      // UDP sends batched with UDP_SEGMENT (GSO)
     std::vector<TcpListenerSettings> listeners;
 };
 

@@ -80,7 +80,7 @@ UdpRelay::Key UdpRelay::key(unsigned listener, const SockAddr& a, bool with_port
 
 UdpRelay::UdpRelay(Reactor& reactor, const WorkerSettings& settings, unsigned worker_index,
                    UdpStats& stats, AccessQueue* log)
-    : reactor_(reactor), index_(worker_index), stats_(stats), log_(log) {
+    : reactor_(reactor), index_(worker_index), stats_(stats), log_(log), gso_(settings.udp_gso) {
     pool_ = std::make_unique<PagePool>(settings.udp_memory);
     recv_ = std::make_unique<RecvPages>(reactor_.ring(), *pool_, settings.udp_recv_buffers,
                                         kUdpGroup, RecvMode::kWholePages);
@@ -334,7 +334,7 @@ void UdpRelay::queue(std::uint32_t slot, unsigned dir, std::byte* frag, const st
     SendNode* n = s.open[dir];
     const std::uint32_t max_seg =
         dir == kToUpstream ? s.up_max_seg : gso::max_segment(s.client.family() == AF_INET6, 0);
-    const bool batchable = gso::batchable(len, max_seg) && !s.no_gso[dir];
+    const bool batchable = gso_ && gso::batchable(len, max_seg) && !s.no_gso[dir];
     if (n && !(batchable &&
                gso::joins(len, n->count, n->seg, std::uint32_t(n->iov[n->count - 1].iov_len)))) {
         flush(n);

@@ -190,6 +190,7 @@ class UdpRelay {
     long open_fds_ = 0;
     UdpStats& stats_;
     AccessQueue* log_;
+    bool gso_;  // udp_gso: datagrams batched into GSO sends
 };
 
 }  // namespace fp::net

@@ -82,8 +82,9 @@ void Worker::run(std::promise<void>* ready) noexcept {
 }
 
 void Worker::setup() {
-    ring_ = std::make_unique<Ring>(current_->backend == Backend::kEpoll ? Ring::epoll(kRingEntries)
-                                                                        : Ring::best(kRingEntries));
+    ring_ = std::make_unique<Ring>(current_->backend == Backend::kEpoll
+                                       ? Ring::epoll(kRingEntries)
+                                       : Ring::best(kRingEntries, current_->taskrun));
     reactor_ = std::make_unique<Reactor>(*ring_);
     reactor_->update_clock();
     tcp_ = std::make_unique<TcpRelay>(*reactor_, *current_, index_, tcp_stats_, log_);

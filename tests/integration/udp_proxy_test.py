@@ -18,10 +18,10 @@ BINARY = sys.argv[1]
 faulthandler.dump_traceback_later(240, exit=True)  # a hang prints where it hangs
 
 
-def proxy(listen_port, up_port, extra=(), workers=2, host="127.0.0.1"):
+def proxy(listen_port, up_port, extra=(), workers=2, host="127.0.0.1", top=()):
     return Proxy(BINARY, [{"protocol": "udp", "listen": (host, listen_port),
                            "upstreams": [(host, up_port)], "extra": list(extra)}],
-                 workers=workers).start()
+                 workers=workers, extra=top).start()
 
 
 def finish(p):
@@ -288,13 +288,13 @@ def settle(port, remote=False):
     raise AssertionError(f"port {port}: queue never settled")
 
 
-def burst(mtu_note=""):
+def burst(mtu_note="", top=()):
     """Bursts queued while the proxy (then the upstream) is stopped reach it in one CQE batch, so
     they leave in GSO batches: runs of one size, a shorter datagram ending a run, 0-byte and 65507
     byte datagrams in between. Every reply arrives unchanged and in order."""
     up = Echo()
     port = udp_free_port()
-    p = proxy(port, up.port, workers=1)
+    p = proxy(port, up.port, workers=1, top=top)
     c = client()
     c.sendto(b"hello", ("127.0.0.1", port))
     assert c.recvfrom(10)[0] == b"hello"
@@ -325,6 +325,12 @@ def burst(mtu_note=""):
 def case_gso_bursts():
     calls, refused, n = burst()
     assert calls < n and refused == 0, (calls, refused)
+
+
+def case_gso_off():
+    """udp_gso: false (the ablation switch): the same bursts, every datagram its own sendmsg."""
+    calls, refused, n = burst(" (udp_gso: false)", top=["udp_gso: false"])
+    assert calls == 2 * n and refused == 0, (calls, refused)
 
 
 def case_gso_refused_by_mtu():

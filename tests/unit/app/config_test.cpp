@@ -118,6 +118,17 @@ TEST_CASE("the receive path and its fragment size") {
           "f.yaml:1:21: io_uring.receive must be auto, incremental or fragments");
     CHECK(error_of("io_uring: {bundles: true}\n" + base) ==
           "f.yaml:1:12: unknown key io_uring.bundles");
+    // The ablation switches: io_uring's task work, UDP's GSO.
+    CHECK(parse_config(base, "f.yaml").worker.taskrun == fp::net::TaskRun::kAuto);
+    CHECK(parse_config("io_uring: {taskrun: coop}\n" + base, "f.yaml").worker.taskrun ==
+          fp::net::TaskRun::kCoop);
+    CHECK(parse_config("io_uring: {taskrun: none}\n" + base, "f.yaml").worker.taskrun ==
+          fp::net::TaskRun::kNone);
+    CHECK(error_of("io_uring: {taskrun: sometimes}\n" + base) ==
+          "f.yaml:1:21: io_uring.taskrun must be auto, defer, coop or none");
+    CHECK(parse_config(base, "f.yaml").worker.udp_gso);
+    CHECK(!parse_config("udp_gso: false\n" + base, "f.yaml").worker.udp_gso);
+    CHECK(error_of("udp_gso: 2\n" + base) == "f.yaml:1:10: config.udp_gso must be true or false");
     CHECK(parse_config(base, "f.yaml").worker.recv_fragment == 64 * 1024);  // the page
     CHECK(parse_config("memory: {page_order: 1}\n" + base, "f.yaml").worker.recv_fragment ==
           8 * 1024);
