@@ -84,6 +84,7 @@ Ring::Ring(unsigned entries, unsigned flags) {
 
 Ring Ring::best(unsigned entries, TaskRun taskrun) {
     constexpr unsigned kTries[] = {
+        // in TaskRun's order: defer, coop, none
         IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_SUBMIT_ALL,
         IORING_SETUP_COOP_TASKRUN | IORING_SETUP_SUBMIT_ALL,
         0,

@@ -177,8 +177,8 @@ struct WorkerSettings {
     RecvPath recv_path = RecvPath::kAuto;     // resolved before the workers start
     Backend backend = Backend::kAuto;         // ... this too
     std::uint32_t recv_fragment = 64 * 1024;  // kFragments: bytes per receive buffer (a page)
-    TaskRun taskrun = TaskRun::kAuto;         // io_uring backend only
-    bool udp_gso = true;                      // UDP sends batched with UDP_SEGMENT (GSO)
+    TaskRun taskrun = TaskRun::kAuto;         // io_uring backend only; at start (as backend)
+    bool udp_gso = true;                      // UDP sends batched with UDP_SEGMENT (GSO); at start
     std::vector<TcpListenerSettings> listeners;
 };
 

@@ -33,7 +33,6 @@ class HandlerPool {
         return p;
     }
     void put(void* p) noexcept { free_.push_back(p); }
-    std::size_t blocks() const noexcept { return blocks_.size(); }
 
   private:
     struct Block {
