@@ -4,8 +4,9 @@
 
 namespace fp {
 
-FragCache::FragCache(PagePool& pool)
+FragCache::FragCache(PagePool& pool, Depth depth)
     : pool_(pool),
+      depth_(depth),
       base_(pool.arena().base()),
       arena_bytes_(pool.arena().size()),
       block_shift_(PagePool::kBaseShift + pool.order()),
@@ -27,13 +28,41 @@ void* FragCache::alloc_slow(std::size_t size) noexcept {
 // retired page's still goes back to its bias, found through the Page; any other fragment takes
 // the atomic path.
 void FragCache::free_slow(std::byte* frag) noexcept {
-    Page* page = pool_.page_of(frag);
-    unsigned i = page && page->held ? page->held - 1u : kSlots;
-    if (i >= kSlots || slots_[i].page != page) return frag_free(pool_, frag);
+    const unsigned i = slot_holding(frag);
+    if (i >= kSlots) return frag_free(pool_, frag);
     poison(frag, frag_debug::untrack(frag));
     Held& h = slots_[i];
     h.give_back();
     if (h.full()) ready_ |= 1u << i;
+}
+
+// The ring slot holding p's page: the block table for whole-block pages, the Page's tag for
+// order-0 ones; kSlots when the cache does not hold it (the current page is cur_, not looked at).
+unsigned FragCache::slot_holding(const std::byte* p) noexcept {
+    const auto off = static_cast<std::size_t>(p - base_);
+    if (off < arena_bytes_) {
+        const unsigned i = slot_of_[off >> block_shift_] - 1u;
+        if (i < kSlots && slots_[i].contains(p)) return i;
+    }
+    Page* page = pool_.page_of(p);
+    const unsigned i = page && page->held ? page->held - 1u : kSlots;
+    return i < kSlots && slots_[i].page == page ? i : kSlots;
+}
+
+std::byte* FragCache::split(std::byte* frag, std::uint32_t len, std::uint32_t at) noexcept {
+    FP_CHECK(at > 0 && at < len, "split of a %u-byte fragment at %u", len, at);
+    frag_debug::untrack(frag);
+    frag_debug::track(frag, at);
+    frag_debug::track(frag + at, len - at);
+    if (cur_.va && cur_.contains(frag)) {
+        --cur_.bias;
+    } else if (const unsigned i = slot_holding(frag); i < kSlots) {
+        --slots_[i].bias;
+    } else {
+        pool_.page_of(frag)->refs.fetch_add(1, std::memory_order_relaxed);
+    }
+    stats_.fragments.add();
+    return frag + at;
 }
 
 std::span<std::byte> FragCache::probe(std::size_t min, std::size_t align) noexcept {
@@ -131,13 +160,13 @@ Page* FragCache::evict(unsigned slot, std::size_t size) noexcept {
 }
 
 // The kernel's refill order: the high order, then order 0; reserve pages only when the normal zone
-// has neither. Order 0 only when the request fits a base page.
+// has neither (and down to the cache's depth). Order 0 only when the request fits a base page.
 Page* FragCache::new_page(std::size_t size) noexcept {
     const bool small_ok = pool_.order() != 0 && size <= PagePool::kBasePage;
-    for (bool reserve : {false, true}) {
-        if (Page* p = pool_.alloc(pool_.order(), reserve)) return p;
+    for (Depth depth : {Depth::kNormal, depth_}) {
+        if (Page* p = pool_.alloc(pool_.order(), depth)) return p;
         if (!small_ok) continue;
-        if (Page* p = pool_.alloc(0, reserve)) {
+        if (Page* p = pool_.alloc(0, depth)) {
             stats_.fallbacks.add();
             return p;
         }

@@ -65,7 +65,9 @@ class FragCache {
   public:
     static constexpr unsigned kSlots = 32;  // current + retired pages: 2 MiB of 64 KiB pages
 
-    explicit FragCache(PagePool& pool);
+    // `depth`: how deep into the pool's reserve refills may dig (Depth::kMemalloc only for a
+    // cache whose fragments give memory back, such as compact copies of stuck queues).
+    explicit FragCache(PagePool& pool, Depth depth = Depth::kReserve);
     ~FragCache() { drain(); }
     FragCache(const FragCache&) = delete;
     FragCache& operator=(const FragCache&) = delete;
@@ -81,6 +83,11 @@ class FragCache {
     // Frees a fragment of this cache's pool. Owner thread only: no atomic op when the cache holds
     // its page, else frag_free() without the registry lookup.
     void free(void* frag) noexcept;
+    // The fragment [frag, frag + len) becomes two, [frag, frag + at) and the one returned,
+    // [frag + at, frag + len): one more reference on their page (the kernel's get_page() for a
+    // split fragment). Taken from the bias when the cache holds the page (no atomic op), else one
+    // atomic increment, safe as the fragment itself holds a reference. Owner thread only.
+    std::byte* split(std::byte* frag, std::uint32_t len, std::uint32_t at) noexcept;
     // Gives every bias back (page_frag_cache_drain, for the current and the retired pages).
     void drain() noexcept;
     // Gives back the retired pages nothing lives on any more (every reference back): memory the
@@ -118,6 +125,7 @@ class FragCache {
     void* alloc_slow(std::size_t size) noexcept;
     inline bool take_ready(std::size_t size) noexcept;
     void free_slow(std::byte* frag) noexcept;
+    unsigned slot_holding(const std::byte* p) noexcept;  // a retired slot, or kSlots
     bool refill(std::size_t size) noexcept;
     bool reuse_ready(std::size_t size) noexcept;
     Page* evict(unsigned slot, std::size_t size) noexcept;
@@ -131,6 +139,7 @@ class FragCache {
     inline void* carve(std::uint32_t off, std::size_t size) noexcept;
 
     PagePool& pool_;
+    Depth depth_;
     // The current page, copied out of its slot for the fast paths (its slot's bias is stale while
     // it is current). No current page: all empty (va null, size 0), so every request takes the
     // slow path.

@@ -7,7 +7,11 @@
 namespace fp {
 
 LentFrags::LentFrags(PagePool& pool, unsigned entries, std::uint32_t frag_bytes)
-    : pool_(pool), cache_(pool), frag_bytes_(frag_bytes), frag_(entries, nullptr) {
+    : pool_(pool),
+      cache_(pool),
+      frag_bytes_(frag_bytes),
+      frag_(entries, nullptr),
+      size_(entries, 0) {
     FP_CHECK(entries && entries <= 32768, "lent fragments: 1..32768 slots, not %u", entries);
     FP_CHECK(frag_bytes && !(frag_bytes & (frag_bytes - 1)) && frag_bytes <= pool.block_bytes(),
              "lent fragments of %u bytes: a power of two up to a page", frag_bytes);
@@ -23,13 +27,21 @@ std::optional<std::uint16_t> LentFrags::refill() noexcept {
     std::uint16_t bid = empty_.back();
     empty_.pop_back();
     frag_[bid] = frag;
+    size_[bid] = frag_bytes_;
     return bid;
 }
 
 std::byte* LentFrags::take(std::uint16_t bid, std::uint32_t len) noexcept {
     FP_CHECK(bid < frag_.size() && frag_[bid], "fragment reported in empty slot %u", bid);
-    FP_CHECK(len <= frag_bytes_, "slot %u overrun: %u bytes of %u", bid, len, frag_bytes_);
+    const std::uint32_t size = size_[bid];
+    FP_CHECK(len <= size, "slot %u overrun: %u bytes of %u", bid, len, size);
     std::byte* frag = frag_[bid];
+    const std::uint32_t at = (len + kTailAlign - 1) & ~(kTailAlign - 1);
+    if (len && at < size && size - at >= min_tail()) {
+        frag_[bid] = cache_.split(frag, size, at);  // the tail stays lent
+        size_[bid] = size - at;
+        return frag;
+    }
     frag_[bid] = nullptr;
     empty_.push_back(bid);
     return frag;

@@ -21,8 +21,8 @@ void LentPages::lend(std::uint16_t bid, Page* page) noexcept {
 
 std::optional<std::uint16_t> LentPages::refill() noexcept {
     if (empty_.empty()) return std::nullopt;
-    Page* page = pool_.alloc(pool_.order(), false);
-    if (!page) page = pool_.alloc(pool_.order(), true);
+    Page* page = pool_.alloc(pool_.order(), Depth::kNormal);
+    if (!page) page = pool_.alloc(pool_.order(), Depth::kReserve);
     if (!page) return std::nullopt;
     std::uint16_t bid = empty_.back();
     empty_.pop_back();

@@ -40,7 +40,8 @@ class LentPages {
     LentPages& operator=(const LentPages&) = delete;
 
     // Puts a pool page into one empty slot: its id, or nothing (no empty slot, or no memory).
-    // The normal zone first; when it is empty, the reserve (the kernel's pfmemalloc rule).
+    // The normal zone first; when it is empty, the reserve but for its last quarter (the
+    // kernel's pfmemalloc rule; the last quarter is for Depth::kMemalloc).
     std::optional<std::uint16_t> refill() noexcept;
     // The filler reports `len` bytes written at slot `bid`'s running offset: that fragment.
     std::byte* take(std::uint16_t bid, std::uint32_t len) noexcept;

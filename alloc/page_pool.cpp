@@ -67,6 +67,7 @@ PagePool::PagePool(const PoolConfig& c, Owner owner)
     normal_.end = soft_blocks_;
     reserve_.fresh = soft_blocks_;
     reserve_.end = nblocks_;
+    memalloc_units_ = (reserve_blocks() + 3) / 4 << order_;
     registry_add(this, arena_.base(), arena_.size());
 }
 
@@ -87,20 +88,26 @@ Page* PagePool::page_of(const void* p) noexcept {
     return &pages_[unit];
 }
 
-Page* PagePool::alloc(unsigned order, bool reserve) noexcept {
+Page* PagePool::alloc(unsigned order, Depth depth) noexcept {
     FP_CHECK(order == order_ || order == 0, "page order %u requested from an order-%u pool", order,
              order_);
     if (FP_UNLIKELY(inject_failures_ > 0)) {
         --inject_failures_;
         return nullptr;
     }
-    Zone& zone = reserve ? reserve_ : normal_;
+    const std::size_t units = std::size_t{1} << order;
+    if (depth == Depth::kReserve) {  // the reserve's last quarter stays for kMemalloc
+        reclaim();
+        const std::size_t free_units = (reserve_blocks() << order_) - reserve_used_units_;
+        if (free_units < memalloc_units_ + units) return nullptr;
+    }
+    Zone& zone = depth == Depth::kNormal ? normal_ : reserve_;
     Page* p = take(zone, order);
     if (!p && reclaim()) p = take(zone, order);
     if (!p) return nullptr;
     p->state = PageState::kInUse;
     ++in_use_;
-    if (!p->reserve) normal_used_units_ += std::size_t{1} << p->order;
+    (p->reserve ? reserve_used_units_ : normal_used_units_) += units;
     return p;
 }
 
@@ -154,7 +161,7 @@ void PagePool::free_page(Page* p) noexcept {
     FP_CHECK(p->state == PageState::kInUse, "page %p freed twice", static_cast<void*>(address(p)));
     p->state = PageState::kFree;
     --in_use_;
-    if (!p->reserve) normal_used_units_ -= std::size_t{1} << p->order;
+    (p->reserve ? reserve_used_units_ : normal_used_units_) -= std::size_t{1} << p->order;
     Zone& zone = zone_of(*p);
     if (p->order == order_) {
         zone.blocks.push(p);

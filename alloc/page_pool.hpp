@@ -5,6 +5,11 @@
 // - Two zones: the normal zone, and past the soft limit a reserve zone. A page from the reserve is
 //   flagged (the kernel's pfmemalloc): a FragCache returns it when its fragments are gone and never
 //   reuses it in place, so the reserve refills as soon as pressure drops.
+// - Three depths an allocation may dig to (the kernel's watermarks): kNormal, the normal zone;
+//   kReserve, the reserve too, except its last quarter (at least one block); kMemalloc, all of it.
+//   The last quarter is for the allocations that give memory back (the kernel's PF_MEMALLOC:
+//   the reclaimer itself): copying stuck fragments that pin whole pages into compact ones needs a
+//   page to copy into, and receives that took every page would otherwise leave it none.
 // - Order fallback: pages come in the configured order, or order 0 when asked; an order-0 request
 //   splits a free block into 2^order base pages, and the block merges back once all are free.
 //   FragCache asks for order 0 when the high order has run out, as the kernel's refill does.
@@ -28,6 +33,8 @@
 
 namespace fp {
 
+enum class Depth : std::uint8_t { kNormal, kReserve, kMemalloc };
+
 struct PoolConfig {
     std::size_t arena_bytes = std::size_t{64} << 20;
     unsigned order = 4;             // 4 → 64 KiB pages
@@ -48,9 +55,10 @@ class PagePool {
     PagePool(const PagePool&) = delete;
     PagePool& operator=(const PagePool&) = delete;
 
-    // A page of `order` (the pool's order or 0) from the normal zone, or from the reserve when
-    // `reserve` is set; null when that zone has none. Owner thread (or under the user's lock).
-    Page* alloc(unsigned order, bool reserve) noexcept;
+    // A page of `order` (the pool's order or 0) from the normal zone (kNormal), or from the
+    // reserve zone down to `depth`; null when that has none. Owner thread (or under the user's
+    // lock).
+    Page* alloc(unsigned order, Depth depth) noexcept;
     // Gives a page whose count reached zero back. Any thread.
     void release(Page* page) noexcept;
     // Takes back the pages other threads released; true if there were any. Owner only.
@@ -66,6 +74,8 @@ class PagePool {
     std::size_t block_bytes() const noexcept { return kBasePage << order_; }
     std::size_t blocks() const noexcept { return nblocks_; }
     std::size_t reserve_blocks() const noexcept { return nblocks_ - soft_blocks_; }
+    // Blocks of the reserve only kMemalloc allocations may take.
+    std::size_t memalloc_blocks() const noexcept { return memalloc_units_ >> order_; }
     const Arena& arena() const noexcept { return arena_; }
     // Pages handed out and not yet back (reclaims first, so owner only). Zero when all is free.
     std::size_t pages_in_use() noexcept;
@@ -119,7 +129,9 @@ class PagePool {
     Zone normal_;
     Zone reserve_;
     std::size_t in_use_ = 0;
-    std::size_t normal_used_units_ = 0;  // 4 KiB units of the normal zone handed out
+    std::size_t normal_used_units_ = 0;   // 4 KiB units of the normal zone handed out
+    std::size_t reserve_used_units_ = 0;  // ... and of the reserve
+    std::size_t memalloc_units_ = 0;      // units of the reserve kept for kMemalloc
     unsigned inject_failures_ = 0;
     std::thread::id owner_;
     std::atomic<Page*> remote_{nullptr};

@@ -36,6 +36,7 @@ constexpr Field<W> kTcpFields[] = {
     {"pressure_pauses", &W::pressure_pauses},
     {"collapses", &W::collapses},
     {"collapsed_bytes", &W::collapsed_bytes},
+    {"collapse_failures", &W::collapse_failures},
     {"buffer_clamps", &W::clamps},
     {"buffer_unclamps", &W::unclamps},
     {"fd_exhausted", &W::fd_exhausted},

@@ -23,7 +23,7 @@ class NaiveFragAlloc {
     void* alloc(std::size_t size) {
         if (!page_ || offset_ + size > fp::PagePool::page_bytes(*page_)) {
             if (page_ && fp::page_ref_sub_and_test(*page_, 1)) fp::page_release(pool_, *page_);
-            page_ = pool_.alloc(pool_.order(), false);
+            page_ = pool_.alloc(pool_.order(), fp::Depth::kNormal);
             if (!page_) return nullptr;
             page_->refs.store(1, std::memory_order_relaxed);
             offset_ = 0;

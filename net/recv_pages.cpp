@@ -81,9 +81,12 @@ unsigned RecvPages::replenish() noexcept {
 }
 
 std::byte* RecvPages::take(std::uint16_t bid, std::uint32_t len, bool more) noexcept {
-    if (frags_) {  // the slot is carved again at once, in completion context
+    if (frags_) {  // a short receive's tail is offered again, else the slot is carved again
         std::byte* frag = frags_->take(bid, len);
-        if (auto again = frags_->refill()) offer(*again);
+        if (frags_->lent_at(bid))
+            offer(bid);
+        else if (auto again = frags_->refill())
+            offer(*again);
         return frag;
     }
     std::byte* frag = pages_->take(bid, len);

@@ -4,9 +4,10 @@
 //                 (IOU_PBUF_RING_INC, 6.12): every connection's multishot recv draws from the
 //                 same few pages, the kernel filling each piece by piece. An idle connection holds
 //                 no buffer memory; memory follows the bytes in flight. Accounting: LentPages.
-//   kFragments    fixed-size fragments carved by a FragCache (kernels before 6.12): a completion
-//                 takes its buffer's fragment and the slot is carved again at once, in completion
-//                 context. Accounting: LentFrags.
+//   kFragments    fragments carved by a FragCache (kernels before 6.12): a completion takes
+//                 what arrived at its buffer's start; a short one's tail is offered again in the
+//                 same slot, else the slot is carved again at once, in completion context.
+//                 Accounting: LentFrags.
 //   kWholePages   whole pages, each consumed by one completion (a UDP datagram must never be
 //                 split). Accounting: LentPages.
 // This class registers the ring and hands the kernel each buffer the accounting charges; the

@@ -70,13 +70,13 @@ void TcpRelay::read_proxy_header(Conn& c, std::uint32_t slot) noexcept {
 }
 
 // The TLVs that send_proxy passes on, kept until the upstream's header is written: in a
-// fragment of the compact cache (freed then, or at the close). False: no memory for them.
+// fragment of the preface cache (freed then, or at the close). False: no memory for them.
 bool TcpRelay::keep_tlvs(Conn& c, const std::uint8_t* header, const ProxyHeader& h) noexcept {
     const std::size_t n = copy_tlvs(header, h, c.cfg->pass_tlvs, nullptr);
     if (n == 0) return true;
     // (the header they go on must fit one fragment too)
-    if (n + kProxyHeaderMax + kCrcTlv > compact_->max_alloc()) return false;
-    c.tlvs = static_cast<std::byte*>(compact_->alloc(n));
+    if (n + kProxyHeaderMax + kCrcTlv > preface_->max_alloc()) return false;
+    c.tlvs = static_cast<std::byte*>(preface_->alloc(n));
     if (!c.tlvs) return false;
     c.tlv_len = std::uint16_t(copy_tlvs(header, h, c.cfg->pass_tlvs, c.tlvs));
     return true;

@@ -95,7 +95,7 @@ void TcpRelay::tend() noexcept {
 // Queues whose send has waited on its peer for kStuckMs while memory is tight: their kernel
 // buffers are clamped (clamp_buffers), and under pressure the send is cancelled so on_send() can
 // collapse the queue (the kernel may read an in-flight send's iovecs, so never under it) and
-// send again.
+// send again. Not for kStuckMs after a collapse found no memory: a cancel then gains nothing.
 void TcpRelay::tend_stuck() noexcept {
     for (std::uint32_t slot = 0; slot < conns_.size(); ++slot) {
         Conn& c = conns_[slot];
@@ -105,7 +105,9 @@ void TcpRelay::tend_stuck() noexcept {
             const std::uint64_t waited = reactor_.since(side.progress_ms);
             if (side.send == Send::kIdle || side.send == Send::kShut || waited < kStuckMs) continue;
             clamp_buffers(c, s, waited >= kSurelyStuckMs);
-            if (level_ == Pressure::kBelow || side.send == Send::kCollapsing) continue;
+            if (level_ == Pressure::kBelow || side.send == Send::kCollapsing ||
+                reactor_.now_ms() < collapse_retry_ms_)
+                continue;
             bool sparse = false;
             for (FragNode* n = side.out.head; n && !sparse; n = n->next)
                 sparse = !n->compact;
@@ -202,7 +204,17 @@ void TcpRelay::collapse(Side& side) noexcept {
         while (end && !end->compact && total + (end->len - end->sent) <= compact_->max_alloc())
             total += end->len - end->sent, end = end->next;
         auto* to = static_cast<std::byte*>(compact_->alloc(total));
-        if (!to) return;  // no memory even for the copy: the queue stays as it is
+        if (!to) {  // the kernel's direct reclaim: the caches' idle pages go back, and again
+            recv_->trim();
+            compact_->trim();
+            to = static_cast<std::byte*>(compact_->alloc(total));
+        }
+        if (!to) {  // no memory even for the copy: the queue stays as it is, and no queue is
+            // cancelled for a collapse until sends have had the time to give pages back
+            stats_.collapse_failures.add();
+            collapse_retry_ms_ = reactor_.now_ms() + kStuckMs;
+            return;
+        }
         std::uint32_t off = 0;
         for (FragNode* m = n; m != end;) {
             FragNode* next = m->next;

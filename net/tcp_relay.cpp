@@ -47,7 +47,8 @@ TcpRelay::TcpRelay(Reactor& reactor, const WorkerSettings& settings, unsigned wo
     recv_ = std::make_unique<RecvPages>(reactor.ring(), *pool_, settings.buf_ring_pages, kTcpGroup,
                                         frags ? RecvMode::kFragments : RecvMode::kIncremental,
                                         settings.recv_fragment);
-    compact_ = std::make_unique<FragCache>(*pool_);
+    compact_ = std::make_unique<FragCache>(*pool_, Depth::kMemalloc);
+    preface_ = std::make_unique<FragCache>(*pool_);
     nodes_ = std::make_unique<NodePool>(kNodes);
     reserve(settings.listeners);
     for (const auto& l : settings.listeners)
@@ -87,6 +88,7 @@ std::string TcpRelay::describe() const {
 std::size_t TcpRelay::leaked_pages() noexcept {
     recv_->drain();
     compact_->drain();
+    preface_->drain();
     return pool_->pages_in_use();
 }
 
@@ -265,21 +267,21 @@ void TcpRelay::on_connect(Conn& c, std::uint32_t slot, int res) noexcept {
 }
 
 // send_proxy: the PROXY header goes first on the upstream side, in a fragment of the worker's
-// compact cache, sent and freed like the bytes that follow it: ahead of what the client sent
+// preface cache, sent and freed like the bytes that follow it: ahead of what the client sent
 // while the upstream connected (its receive is armed at the accept on such listeners), with the
 // accepted header's TLVs that pass_tlvs keeps (freed here) and a CRC32C if asked.
 bool TcpRelay::queue_proxy_header(Conn& c) noexcept {
     const TcpListenerSettings& cfg = *c.cfg;
     const std::size_t room = kProxyHeaderMax + c.tlv_len + (cfg.proxy_crc32c ? kCrcTlv : 0);
-    auto* frag = static_cast<std::byte*>(compact_->alloc(room));
+    auto* frag = static_cast<std::byte*>(preface_->alloc(room));
     FragNode* node = frag ? nodes_->get() : nullptr;
     if (!node) {
-        if (frag) compact_->free(frag);
+        if (frag) preface_->free(frag);
         return false;
     }
     const std::size_t n = write_proxy_header(frag, cfg.send_proxy, c.client, c.local,
                                              {c.tlvs, c.tlv_len}, cfg.proxy_crc32c);
-    if (c.tlvs) compact_->free(std::exchange(c.tlvs, nullptr));
+    if (c.tlvs) preface_->free(std::exchange(c.tlvs, nullptr));
     queue_fragment(c.side[1], frag, std::uint32_t(n), node, true);  // ahead of the client's
     return true;
 }
@@ -349,7 +351,7 @@ void TcpRelay::maybe_finish(Conn& c, std::uint32_t slot) noexcept {
         if (side.fd >= 0) close_fd(side.fd);
         side.fd = -1;
     }
-    if (c.tlvs) compact_->free(std::exchange(c.tlvs, nullptr));  // never connected
+    if (c.tlvs) preface_->free(std::exchange(c.tlvs, nullptr));  // never connected
     c.cfg->shared->connections.fetch_sub(1, std::memory_order_relaxed);
     count_upstream(c, -1);
     if (c.source_counted) c.cfg->shared->sources->release(c.client);
@@ -444,8 +446,13 @@ void TcpRelay::tick() noexcept {
         }
         close_conn(c, slot, false);
     }
-    if (queuing_ == 0) compact_->drain();  // nothing collapsed is queued: its pages go back
-    recv_->trim();
+    if (queuing_ == 0) {  // nothing collapsed (or a header) is queued: their pages go back
+        compact_->drain();
+        preface_->drain();
+    }
+    recv_->trim();  // the caches' idle pages go back once a second
+    compact_->trim();
+    preface_->trim();
     stats_.pages_in_use.set(pool_->pages_in_use());
     stats_.pages_reused.set(recv_->pages_reused());
     stats_.pages_new.set(recv_->pages_new());

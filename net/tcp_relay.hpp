@@ -79,6 +79,7 @@ struct TcpStats {
     Counter send_stalls;       // queues that made no progress for timeouts.send_stall: reset
     Counter pressure_pauses;   // receives paused by the memory budget below max_inflight
     Counter collapses, collapsed_bytes;  // stuck queues copied into compact fragments, and bytes
+    Counter collapse_failures;           // collapses that found no memory to copy into
     Counter clamps, unclamps;  // kernel buffers clamped behind a stuck peer, and given back
     Counter fd_exhausted;      // accepts or upstream sockets that failed with EMFILE/ENFILE
     Counter accept_pauses;     // times accepting paused for want of file descriptors
@@ -171,7 +172,7 @@ class TcpRelay {
         std::uint64_t bytes[2] = {};  // received from the client (0) and the upstream (1)
         AccessAddr client;            // with a policy, source_hash, the access log or send_proxy
         AccessAddr local;             // the address the client connected to (send_proxy only)
-        std::byte* tlvs = nullptr;    // accepted TLVs to pass on (send_proxy), a compact fragment
+        std::byte* tlvs = nullptr;    // accepted TLVs to pass on (send_proxy), a preface fragment
         std::uint16_t tlv_len = 0;
         Side side[2];
     };
@@ -278,7 +279,10 @@ class TcpRelay {
 
     std::unique_ptr<PagePool> pool_;
     std::unique_ptr<RecvPages> recv_;
-    std::unique_ptr<FragCache> compact_;  // collapsed queues' fragments
+    // Collapsed queues' fragments: may take the pool's last pages (Depth::kMemalloc), as a
+    // collapse gives back more than it takes.
+    std::unique_ptr<FragCache> compact_;
+    std::unique_ptr<FragCache> preface_;  // PROXY headers sent, and the TLVs they pass on
     std::unique_ptr<NodePool> nodes_;
     SlotTable<Conn> conns_;
     std::deque<Listener> listeners_;
@@ -292,8 +296,9 @@ class TcpRelay {
     std::uint32_t queue_peak_ = 0;  // TcpStats::queue_peak, kept here for the comparison
     Pressure level_ = Pressure::kBelow;
     std::uint64_t last_stuck_scan_ms_ = 0;
-    std::uint64_t fd_logged_ms_ = 0;  // out-of-fd log lines: one per kFdLogMs
-    bool capped_recv_ = true;         // the kernel takes multishot receive limits (off at -EINVAL)
+    std::uint64_t collapse_retry_ms_ = 0;  // a collapse found no memory: none before this
+    std::uint64_t fd_logged_ms_ = 0;       // out-of-fd log lines: one per kFdLogMs
+    bool capped_recv_ = true;  // the kernel takes multishot receive limits (off at -EINVAL)
     bool sockopt_cmd_ = true;  // setsockopt as a socket command; off after the kernel refused one
     bool started_ = false;
     bool stopping_ = false;

@@ -279,7 +279,8 @@ async def case_collapse_keeps_every_byte():
         for s in socks:
             s.close()
         st = proxy.finish()["tcp"]
-        print(f"  {st['collapses']} collapses, {st['collapsed_bytes'] >> 10} KiB copied", flush=True)
+        print(f"  {st['collapses']} collapses, {st['collapsed_bytes'] >> 10} KiB copied, "
+              f"{st['collapse_failures']} found no memory", flush=True)
         assert st["collapses"] > 0, st
     finally:
         if proxy.proc.poll() is None:

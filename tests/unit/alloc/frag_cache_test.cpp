@@ -24,10 +24,10 @@ struct OrderZeroOnly {
     PagePool& pool;
     Page* splitter;
     std::vector<Page*> hog;
-    explicit OrderZeroOnly(PagePool& p) : pool(p), splitter(p.alloc(0, false)) {
-        while (Page* q = pool.alloc(4, false))
+    explicit OrderZeroOnly(PagePool& p) : pool(p), splitter(p.alloc(0, Depth::kNormal)) {
+        while (Page* q = pool.alloc(4, Depth::kNormal))
             hog.push_back(q);
-        while (Page* q = pool.alloc(4, true))
+        while (Page* q = pool.alloc(4, Depth::kMemalloc))
             hog.push_back(q);
     }
     void give_back() {
@@ -188,7 +188,7 @@ TEST_CASE("drain(page, count) drops several references in one call") {
 TEST_CASE("reserve pages serve past the soft limit and are never reused in place") {
     PagePool pool(small_pool());
     std::vector<Page*> hog;
-    while (Page* p = pool.alloc(4, false))
+    while (Page* p = pool.alloc(4, Depth::kNormal))
         hog.push_back(p);  // the normal zone is gone
     FragCache cache(pool);
     void* a = cache.alloc(kPage / 2);
@@ -234,10 +234,17 @@ TEST_CASE("exhaustion returns null, counts it, and recovers when pages come back
     std::vector<void*> held;
     while (void* p = cache.alloc(kPage))
         held.push_back(p);
-    CHECK(held.size() == 32);  // every block, reserve included
+    CHECK(held.size() == 31);  // every block but the reserve's last quarter
     CHECK(cache.stats().failures.get() == 1);
+    FragCache reclaimer(pool, Depth::kMemalloc);  // a cache that gives memory back gets it
+    void* copy = reclaimer.alloc(kPage);
+    CHECK(copy != nullptr);
+    CHECK(reclaimer.alloc(kPage) == nullptr);
     frag_free(held.back());
     held.pop_back();
+    CHECK(cache.alloc(kPage) == nullptr);  // the page came back, the reclaimer still holds its own
+    frag_free(copy);
+    reclaimer.drain();
     void* again = cache.alloc(kPage);
     CHECK(again != nullptr);
     held.push_back(again);

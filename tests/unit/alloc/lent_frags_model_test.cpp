@@ -1,10 +1,11 @@
 // Randomized model test of LentFrags, the fragments receive path's side of the bias protocol,
 // driven as the kernel drives a provided-buffer ring without incremental consumption: simulated
-// completions take a lent slot's fragment (what arrived at its start), the slot is carved again
-// at once, fragments are freed by the owner (back to the page's bias) or remotely (frag_free),
-// one by one or a page's run at once; the cache is trimmed now and then (the once-a-second
-// tick). After every step:
-//   - every slot lends a distinct fragment of the configured size, aligned to it,
+// completions take what arrived at a lent slot's fragment's start (short ones, often: their tail
+// stays lent in the slot), else the slot is carved again at once, fragments are freed by the owner
+// (back to the page's bias) or remotely (frag_free), one by one or a page's run at once; the cache
+// is trimmed now and then (the once-a-second tick). After every step:
+//   - every slot lends a distinct fragment, within one fragment-sized and -aligned carve, no two
+//     lent or taken fragments overlapping,
 //   - for every page, refs == live fragments (taken or lent) + the cache's bias,
 //   - the pool's pages in use are exactly the pages with fragments or held by the cache,
 //   - every taken fragment still holds the bytes written into it.
@@ -36,6 +37,7 @@ struct FragsModel {
     std::uint32_t frag;  // bytes per fragment
     std::mt19937_64 rng;
     std::map<std::byte*, Taken> taken;
+    unsigned tails = 0;
 
     std::uint32_t live_on(const Page* p) const {
         std::uint32_t n = 0;
@@ -60,13 +62,23 @@ struct FragsModel {
         if (slots.empty()) return;
         std::uint16_t bid = slots[rng() % slots.size()];
         std::byte* expect = lent.lent_at(bid);
-        auto len = std::uint32_t(1 + rng() % frag);
+        const std::uint32_t size = std::uint32_t(lent.bytes(bid).size());
+        // Half the receives are short (a request, the end of a burst): their tails stay lent.
+        auto len = std::uint32_t(1 + rng() % (rng() % 2 ? size : std::min(size, 3000u)));
         std::byte* p = lent.take(bid, len);
         REQUIRE(p == expect);
+        const std::uint32_t at = (len + LentFrags::kTailAlign - 1) & ~(LentFrags::kTailAlign - 1);
+        if (at < size && size - at >= lent.min_tail()) {
+            REQUIRE(lent.lent_at(bid) == p + at);  // the tail, lent again
+            REQUIRE(lent.bytes(bid).size() == size - at);
+            ++tails;
+        } else {
+            REQUIRE(lent.lent_at(bid) == nullptr);
+            lent.refill();  // the slot is carved again at once, in completion context
+        }
         auto fill = static_cast<unsigned char>(rng());
         std::memset(p, fill, len);
         taken[p] = {len, pool.page_of(p), fill};
-        lent.refill();  // the slot is carved again at once, in completion context
     }
 
     void step_free() {
@@ -99,15 +111,24 @@ struct FragsModel {
 
     void check_invariant() {
         std::set<const Page*> pages;
-        std::set<std::byte*> lent_frags;
-        for (auto& [p, t] : taken)
+        std::map<std::byte*, std::size_t> spans;  // every live fragment, lent or taken
+        for (auto& [p, t] : taken) {
             pages.insert(t.page);
+            spans[p] = t.len;
+        }
         for (unsigned i = 0; i < lent.entries(); ++i) {
             std::byte* f = lent.lent_at(std::uint16_t(i));
             if (!f) continue;
-            REQUIRE(lent_frags.insert(f).second);
-            REQUIRE(reinterpret_cast<std::uintptr_t>(f) % frag == 0);
+            const auto span = lent.bytes(std::uint16_t(i));
+            REQUIRE(spans.emplace(f, span.size()).second);
+            const auto start = reinterpret_cast<std::uintptr_t>(f);
+            REQUIRE(start / frag == (start + span.size() - 1) / frag);  // within one carve
             pages.insert(pool.page_of(f));
+        }
+        std::byte* end = nullptr;
+        for (auto& [p, n] : spans) {  // no two overlap
+            REQUIRE(p >= end);
+            end = p + n;
         }
         lent.cache().for_each_held([&](const Page& page, std::uint32_t) { pages.insert(&page); });
         for (const Page* page : pages)
@@ -147,6 +168,7 @@ TEST_CASE("simulated fragment receives keep refs == live + bias; trim gives idle
                     m.step_complete();
                 m.check_invariant();
             }
+            CHECK(m.tails > 100);
             while (!m.taken.empty())
                 m.step_free();
             while (lent.refill()) {  // (64 KiB: 200 taken pin more pages than the pool has)

@@ -7,6 +7,7 @@
 
 #include "alloc/page_pool.hpp"
 
+using fp::Depth;
 using fp::Page;
 using fp::PagePool;
 using fp::PoolConfig;
@@ -39,7 +40,7 @@ TEST_CASE("bad pool configs are rejected with a reason") {
 
 TEST_CASE("page_of finds the head page from any address inside it") {
     PagePool pool(small_pool());
-    Page* p = pool.alloc(4, false);
+    Page* p = pool.alloc(4, Depth::kNormal);
     REQUIRE(p);
     std::byte* va = pool.address(p);
     CHECK(pool.page_of(va) == p);
@@ -54,18 +55,26 @@ TEST_CASE("page_of finds the head page from any address inside it") {
     CHECK(pool.pages_in_use() == 0);
 }
 
-TEST_CASE("the normal zone runs out, then the reserve, and everything comes back") {
+TEST_CASE("the normal zone runs out, then the reserve, its last quarter kept for kMemalloc") {
     PagePool pool(small_pool());
     std::vector<Page*> pages;
-    while (Page* p = pool.alloc(4, false)) {
+    while (Page* p = pool.alloc(4, Depth::kNormal)) {
         CHECK_FALSE(p->reserve);
         pages.push_back(p);
     }
     CHECK(pages.size() == 28);
-    while (Page* p = pool.alloc(4, true)) {
+    CHECK(pool.memalloc_blocks() == 1);
+    while (Page* p = pool.alloc(4, Depth::kReserve)) {
         CHECK(p->reserve);
         pages.push_back(p);
     }
+    CHECK(pages.size() == 31);  // receives stop one block short of the end...
+    CHECK(pool.alloc(0, Depth::kReserve) == nullptr);
+    Page* last = pool.alloc(4, Depth::kMemalloc);  // ... which the reclaimer may take
+    REQUIRE(last);
+    CHECK(last->reserve);
+    pages.push_back(last);
+    CHECK(pool.alloc(4, Depth::kMemalloc) == nullptr);
     CHECK(pages.size() == 32);
     CHECK(pool.pages_in_use() == 32);
     for (Page* p : pages)
@@ -77,7 +86,7 @@ TEST_CASE("order-0 requests split a block, and the block merges back when all ar
     PagePool pool(small_pool());
     std::vector<Page*> small;
     for (int i = 0; i < 16; ++i) {
-        Page* p = pool.alloc(0, false);
+        Page* p = pool.alloc(0, Depth::kNormal);
         REQUIRE(p);
         CHECK(p->order == 0);
         CHECK(PagePool::page_bytes(*p) == 4096);
@@ -86,13 +95,13 @@ TEST_CASE("order-0 requests split a block, and the block merges back when all ar
     }
     // 16 base pages = one split block: 27 whole blocks remain in the normal zone.
     std::vector<Page*> big;
-    while (Page* p = pool.alloc(4, false))
+    while (Page* p = pool.alloc(4, Depth::kNormal))
         big.push_back(p);
     CHECK(big.size() == 27);
-    CHECK(pool.alloc(0, false) == nullptr);  // no whole block left to split
+    CHECK(pool.alloc(0, Depth::kNormal) == nullptr);  // no whole block left to split
     pool.release(small.back());
     small.pop_back();
-    Page* last = pool.alloc(0, false);  // the freed base page is handed out again
+    Page* last = pool.alloc(0, Depth::kNormal);  // the freed base page is handed out again
     REQUIRE(last);
     CHECK(pool.page_of(pool.address(last)) == last);
     for (Page* p : big)
@@ -104,7 +113,7 @@ TEST_CASE("order-0 requests split a block, and the block merges back when all ar
     pool.release(last);
     CHECK(pool.pages_in_use() == 0);
     std::size_t whole = 0;
-    while (pool.alloc(4, false))
+    while (pool.alloc(4, Depth::kNormal))
         ++whole;
     CHECK(whole == 28);
 }
@@ -112,9 +121,9 @@ TEST_CASE("order-0 requests split a block, and the block merges back when all ar
 TEST_CASE("fault injection makes the next allocations fail") {
     PagePool pool(small_pool());
     pool.inject_failures(2);
-    CHECK(pool.alloc(4, false) == nullptr);
-    CHECK(pool.alloc(0, false) == nullptr);
-    Page* p = pool.alloc(4, false);
+    CHECK(pool.alloc(4, Depth::kNormal) == nullptr);
+    CHECK(pool.alloc(0, Depth::kNormal) == nullptr);
+    Page* p = pool.alloc(4, Depth::kNormal);
     CHECK(p != nullptr);
     pool.release(p);
 }
@@ -123,7 +132,7 @@ TEST_CASE("pages released on another thread wait on the remote list until reclai
     PagePool pool(small_pool());
     std::vector<Page*> pages;
     for (int i = 0; i < 8; ++i)
-        pages.push_back(pool.alloc(4, false));
+        pages.push_back(pool.alloc(4, Depth::kNormal));
     std::thread([&] {
         for (Page* p : pages)
             pool.release(p);
@@ -136,7 +145,7 @@ TEST_CASE("pages released on another thread wait on the remote list until reclai
 TEST_CASE("an order-0 pool never splits") {
     PagePool pool(PoolConfig{2 * kMiB, 0, 4096, false});
     CHECK(pool.blocks() == 512);
-    Page* p = pool.alloc(0, false);
+    Page* p = pool.alloc(0, Depth::kNormal);
     REQUIRE(p);
     CHECK(PagePool::page_bytes(*p) == 4096);
     pool.release(p);
