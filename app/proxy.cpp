@@ -47,6 +47,12 @@ constexpr Field<W> kTcpFields[] = {
     {"live_connections", &W::live},
     {"queue_peak_bytes", &W::queue_peak, true},
 };
+using R = net::RingStats;
+constexpr Field<R> kRingFields[] = {
+    {"sqes", &R::sqes},
+    {"cqes", &R::cqes},
+    {"enters", &R::enters},
+};
 constexpr Field<U> kUdpFields[] = {
     {"datagrams_in", &U::datagrams_in},
     {"datagrams_out", &U::datagrams_out},
@@ -354,9 +360,9 @@ void Proxy::report(std::ostream& out) const {
         << "); receives that waited for buffers " << udp(&UdpStats::buffer_waits) << "\n";
 }
 
-// {"tcp": {...}, "udp": {...}, "workers": N, "at_exit": {...}}: every counter summed over the
-// workers (gauges too: pages_in_use is the sum of the workers' pools), high-water marks the
-// largest of them. Read by tests and tools.
+// {"tcp": {...}, "udp": {...}, "ring": {...}, "workers": N, "at_exit": {...}}: every counter
+// summed over the workers (gauges too: pages_in_use is the sum of the workers' pools), high-water
+// marks the largest of them. Read by tests and tools.
 std::string Proxy::stats_json(bool at_exit) const {
     std::ostringstream o;
     auto section = [&](const char* title, const auto& fields, auto stats_of) {
@@ -377,6 +383,8 @@ std::string Proxy::stats_json(bool at_exit) const {
     section("tcp", kTcpFields, [](const net::Worker& w) -> const W& { return w.tcp_stats(); });
     o << ", ";
     section("udp", kUdpFields, [](const net::Worker& w) -> const U& { return w.udp_stats(); });
+    o << ", ";
+    section("ring", kRingFields, [](const net::Worker& w) -> const R& { return w.ring_stats(); });
     if (at_exit) {
         std::size_t pages = 0;
         long fds = 0;

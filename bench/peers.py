@@ -3,6 +3,7 @@ own process group, so stop() reaches the children socat forks too; not in its ow
 the scheduler's autogroups (kernel.sched_autogroup_enabled) a new session would be a scheduling
 group of its own, sharing the CPU per group instead of per thread, which skews every figure.
 Configs are the templates in bench/peers/, filled with this run's loopback ports."""
+import json
 import os
 import signal
 import socket
@@ -148,7 +149,7 @@ class Peer:
 
     def __init__(self, name, udp=True, proxy=True, binary=""):
         self.name, self.udp, self.proxy, self.binary = name, udp, proxy, binary
-        self.ports, self.procs = {}, []
+        self.ports, self.procs, self.stats_path = {}, [], None
 
     def takes(self, scenario):
         return scenario in POLICY_SCENARIOS.get(self.name, {scenario})
@@ -173,10 +174,12 @@ class Peer:
         values = dict(self.ports, dir=workdir, splice="")
         values.update({"up_" + s: p for s, p in upstream.items()})
         conf = os.path.join(workdir, self.name)
+        self.stats_path = conf + ".stats.json" if self.name.startswith("fragproxy") else None
+        stats = ["--stats-json", self.stats_path] if self.stats_path else []
         if self.name in ("fragproxy-4rr", "fragproxy-4lc"):
             values["balance"] = "round_robin" if self.name == "fragproxy-4rr" else "least_conn"
             fill("fragproxy-4.yaml", conf + ".yaml", values)
-            self.procs = [procs.spawn(self.name, [fragproxy, "-c", conf + ".yaml"])]
+            self.procs = [procs.spawn(self.name, [fragproxy, "-c", conf + ".yaml", *stats])]
         elif self.name in ("fragproxy-pp2", "fragproxy-sni"):  # one policy each, HTTP only
             text = fill("fragproxy.yaml", None, values)
             http, http_pp = upstream["http"], upstream["http_pp"]
@@ -189,10 +192,10 @@ class Peer:
                           f"{{default: true, {plain}}}]")
             with open(conf + ".yaml", "w") as f:
                 f.write(text.replace(plain, policy))
-            self.procs = [procs.spawn(self.name, [fragproxy, "-c", conf + ".yaml"])]
+            self.procs = [procs.spawn(self.name, [fragproxy, "-c", conf + ".yaml", *stats])]
         elif self.name == "fragproxy-policy":
             fill("fragproxy-policy.yaml", conf + ".yaml", values)
-            self.procs = [procs.spawn(self.name, [fragproxy, "-c", conf + ".yaml"])]
+            self.procs = [procs.spawn(self.name, [fragproxy, "-c", conf + ".yaml", *stats])]
         elif self.name.startswith("fragproxy"):
             fill("fragproxy.yaml", conf + ".yaml", values)
             if self.name in ABLATIONS:  # fragproxy with one optimisation off
@@ -206,7 +209,8 @@ class Peer:
                 with open(conf + ".yaml", "a") as f:
                     f.write(f'admin: {{listen: "127.0.0.1:{admin}"}}\n'
                             f"access_log: {{path: {conf}.access.log, format: json}}\n")
-            self.procs = [procs.spawn(self.name, [self.binary or fragproxy, "-c", conf + ".yaml"])]
+            self.procs = [procs.spawn(self.name, [self.binary or fragproxy, "-c", conf + ".yaml",
+                                                  *stats])]
             if self.name == "fragproxy-observed":
                 Scraper(admin, self.procs[0]).start()
         elif self.name.startswith("haproxy"):
@@ -228,6 +232,26 @@ class Peer:
 
     def cpu_seconds(self):
         return sum(cpu_seconds(p.pid) for p in self.procs)
+
+    def ring_counts(self):
+        """fragproxy's io_uring counters now ({sqes, cqes, enters} summed over its workers, from
+        the --stats-json file SIGUSR1 rewrites), or None for other peers."""
+        if not self.stats_path:
+            return None
+        def inode():
+            try:
+                return os.stat(self.stats_path).st_ino
+            except FileNotFoundError:
+                return None
+        old = inode()
+        self.procs[0].send_signal(signal.SIGUSR1)
+        deadline = time.monotonic() + 10
+        while inode() in (old, None):  # a new file is renamed into place once written
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{self.name}: SIGUSR1 did not rewrite {self.stats_path}")
+            time.sleep(0.01)
+        with open(self.stats_path) as f:
+            return json.load(f)["ring"]
 
     def pss_kib(self):
         return sum(pss_kib(p.pid) for p in self.procs)

@@ -25,7 +25,8 @@ COLORS = {"fragproxy": "tab:blue", "fragproxy-base": "tab:cyan", "fragproxy-frag
           "direct": "tab:brown", "fragproxy-coop": "khaki", "fragproxy-plain": "gold",
           "fragproxy-nogso": "salmon"}
 NO_RATIO = {"socket errors", "6,000: socket errors", "64 B loss %", "1400 B loss %", "p50 RTT us", "p99 RTT us",
-            "p99.9 RTT us", "base MiB", "idle MiB", "after 100 B MiB"}
+            "p99.9 RTT us", "base MiB", "idle MiB", "after 100 B MiB",
+            "CQEs per GB", "enters per GB"}  # (fragproxy's own: no reference has them)
 
 
 def machine():
@@ -89,7 +90,9 @@ def markdown(results, meta):
              "Each cell: median (min-max over rounds) and the ratio to the reference peer from "
              "the same round.", ""]
     for name, sc in results.items():
-        metrics = list(next(iter(sc["summary"].values())).keys()) if sc["summary"] else []
+        metrics = []  # every peer's, in order of first appearance
+        for ms in sc["summary"].values():
+            metrics += [m for m in ms if m not in metrics]
         lines += [f"## {name} (ratios: x {sc['reference']}, {sc['better']} is better)", "",
                   "| peer | " + " | ".join(metrics) + " |",
                   "|---|" + "---|" * len(metrics)]

@@ -38,9 +38,17 @@ def tcp(peer, d):
 
 
 def cpu(peer, d):
+    """CPU per GB; for fragproxy also its CQEs and io_uring_enter calls per GB (the wakeups and
+    passes a GB costs), read from its counters before and after, outside the CPU measurement."""
+    ring = peer.ring_counts()
     before = peer.cpu_seconds()
     got = iperf(peer.ports["iperf"], "-n", d.bytes)["sum_received"]["bytes"]
-    return {"CPU s per GB": (peer.cpu_seconds() - before) / (got / 1e9)}
+    out = {"CPU s per GB": (peer.cpu_seconds() - before) / (got / 1e9)}
+    if ring is not None:
+        after = peer.ring_counts()
+        out["CQEs per GB"] = (after["cqes"] - ring["cqes"]) / (got / 1e9)
+        out["enters per GB"] = (after["enters"] - ring["enters"]) / (got / 1e9)
+    return out
 
 
 def latency(peer, d):

@@ -98,6 +98,10 @@ def case_metrics_count_exactly():
     assert total(m, "fragproxy_connections_active", listener="l0") == 0, m
     assert total(m, "fragproxy_alloc_fragments_total", arena="tcp") >= len(sizes), m
     assert total(m, "fragproxy_ring_cqes_total") > 0 and total(m, "fragproxy_ring_submits_total") > 0
+    # --stats-json's ring section reads the same counters (scraped before it, so never fewer)
+    ring = p.stats()["ring"]
+    for name, key in (("cqes", "cqes"), ("submits", "sqes"), ("enters", "enters")):
+        assert ring[key] >= total(m, f"fragproxy_ring_{name}_total") > 0, (name, ring, m)
     assert total(m, "fragproxy_config_reloads_total") == 0, m
     workers = {dict(ls).get("worker") for (n, ls) in m if n == "fragproxy_connections_total"}
     assert workers == {'"0"', '"1"'}, workers
