@@ -184,7 +184,7 @@ void FragCache::charge(unsigned slot, bool refs_intact) noexcept {
 
 void FragCache::make_current(unsigned slot) noexcept {
     cur_slot_ = slot;
-    cur_ = slots_[slot];
+    copy_current(slots_[slot]);
     probe_off_ = kNoProbe;
 }
 

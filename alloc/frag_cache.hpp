@@ -36,8 +36,10 @@
 // be freed on any thread with frag_free() (frag.hpp). SharedFragCache is the locked variant.
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <span>
+#include <type_traits>
 
 #include "alloc/biased_page.hpp"
 #include "alloc/check.hpp"
@@ -62,6 +64,8 @@ struct FragStats {
 };
 
 class FragCache {
+    static_assert(std::is_trivially_copyable_v<BiasedPage> && sizeof(BiasedPage) == 32);
+
   public:
     static constexpr unsigned kSlots = 32;  // current + retired pages: 2 MiB of 64 KiB pages
 
@@ -137,13 +141,18 @@ class FragCache {
     Page* unhold(unsigned slot) noexcept;
     void leave_current() noexcept;
     inline void* carve(std::uint32_t off, std::size_t size) noexcept;
+    // cur_ = h as two aligned 16-byte moves. A plain assignment copies the 25 bytes of members
+    // (GCC: a 16-byte move at 0 and an overlapping one at 9), and the loads of va and bias that
+    // follow at once each span two stores: store-to-load forwarding fails, a stall per refill
+    // (perf annotate; a burst of 32 64 KiB fragments, one refill each, took 2.5x as long).
+    void copy_current(const Held& h) noexcept { std::memcpy(&cur_, &h, sizeof cur_); }
 
     PagePool& pool_;
     Depth depth_;
     // The current page, copied out of its slot for the fast paths (its slot's bias is stale while
     // it is current). No current page: all empty (va null, size 0), so every request takes the
     // slow path.
-    Held cur_;
+    alignas(16) Held cur_;
     Held slots_[kSlots];
     unsigned cur_slot_ = 0;     // the current page's slot; the others hold retired pages
     unsigned next_ = 0;         // round-robin cursor: the slot the next new page evicts
@@ -178,9 +187,11 @@ inline bool FragCache::take_ready(std::size_t size) noexcept {
     if (FP_UNLIKELY(h.reserve || size > h.size || !cur_.va)) return false;
     ready_ &= ready_ - 1;
     slots_[cur_slot_].bias = cur_.bias;
-    h.charge(true);  // every reference came back through owner frees: the count is intact
     cur_slot_ = i;
-    cur_ = h;
+    copy_current(h);
+    cur_.charge(true);  // every reference came back through owner frees: the count is intact
+    // (charged on the copy: the slot's bias is stale while its page is current, and a store to
+    // it just before the copy's load would not forward either)
     offset_ = 0;
     stats_.reuses.add();
     return true;

@@ -1,10 +1,15 @@
 // Alloc+free of 64 B - 64 KiB fragments: FragCache vs malloc/free vs a naive fragment allocator
 // that does one atomic increment per fragment (what the bias trick avoids). Each iteration carves a
 // batch of fragments and frees them, so pages are refilled or reused as in a receive burst.
+// The bm_cross_* variants free on another thread: the owner allocates a burst and hands it over a
+// bounded single-producer queue to a thread that frees it (sends completing on another worker,
+// remote frees), the same queue for every allocator.
 #include <benchmark/benchmark.h>
 
+#include <array>
 #include <atomic>
 #include <cstdlib>
+#include <thread>
 #include <vector>
 
 #include "alloc/frag.hpp"
@@ -84,10 +89,99 @@ void bm_naive_atomic(benchmark::State& state) {
         [&](void* f) { fp::frag_free(pool, f); });
 }
 
+// A bounded single-producer, single-consumer queue of bursts (kBatch fragments each, handed over
+// together as a worker hands a batch of completions), each index on its own line.
+class Handoff {
+  public:
+    using Burst = std::array<void*, kBatch>;
+    bool push(const Burst& b) noexcept {
+        const std::size_t h = head_.load(std::memory_order_relaxed);
+        if (h - tail_.load(std::memory_order_acquire) == kDepth) return false;
+        slot_[h % kDepth] = b;
+        head_.store(h + 1, std::memory_order_release);
+        return true;
+    }
+    bool pop(Burst& b) noexcept {
+        const std::size_t t = tail_.load(std::memory_order_relaxed);
+        if (t == head_.load(std::memory_order_acquire)) return false;
+        b = slot_[t % kDepth];
+        tail_.store(t + 1, std::memory_order_release);
+        return true;
+    }
+    void close() noexcept { closed_.store(true, std::memory_order_release); }
+    bool closed() const noexcept { return closed_.load(std::memory_order_acquire); }
+
+  private:
+    static constexpr std::size_t kDepth = 8;  // 256 fragments, 16 MiB in flight at 64 KiB
+    std::array<Burst, kDepth> slot_{};
+    alignas(64) std::atomic<std::size_t> head_{0};
+    alignas(64) std::atomic<std::size_t> tail_{0};
+    alignas(64) std::atomic<bool> closed_{false};
+};
+
+// The owner allocates bursts and hands each to a freeing thread; `alloc` may return null while
+// the pool waits for the other thread's frees (it then takes them back and retries).
+template <class Alloc, class Free>
+void cross(benchmark::State& state, Alloc&& alloc, Free&& free) {
+    const auto size = static_cast<std::size_t>(state.range(0));
+    Handoff q;
+    std::thread freer([&] {
+        Handoff::Burst b;
+        for (;;) {
+            if (q.pop(b)) {
+                for (void* p : b)
+                    free(p);
+            } else if (q.closed()) {
+                break;
+            }
+        }
+    });
+    Handoff::Burst b;
+    for (auto _ : state) {
+        for (auto& f : b) {
+            while (!(f = alloc(size))) {
+            }
+            benchmark::DoNotOptimize(f);
+        }
+        while (!q.push(b)) {
+        }
+    }
+    q.close();
+    freer.join();
+    while (q.pop(b))
+        for (void* p : b)
+            free(p);
+    state.SetItemsProcessed(state.iterations() * kBatch);
+}
+
+void bm_cross_frag_cache(benchmark::State& state) {
+    fp::PagePool pool(fp::PoolConfig{64 * kMiB, 4, 0, false});
+    fp::FragCache cache(pool);
+    cross(
+        state, [&](std::size_t n) { return cache.alloc(n); },
+        [&](void* f) { fp::frag_free(pool, f); });
+}
+
+void bm_cross_malloc(benchmark::State& state) {
+    cross(
+        state, [](std::size_t n) { return std::malloc(n); }, [](void* f) { std::free(f); });
+}
+
+void bm_cross_naive_atomic(benchmark::State& state) {
+    fp::PagePool pool(fp::PoolConfig{64 * kMiB, 4, 0, false});
+    NaiveFragAlloc naive(pool);
+    cross(
+        state, [&](std::size_t n) { return naive.alloc(n); },
+        [&](void* f) { fp::frag_free(pool, f); });
+}
+
 }  // namespace
 
 BENCHMARK(bm_frag_cache)->RangeMultiplier(4)->Range(64, 64 << 10);
 BENCHMARK(bm_frag_cache_atomic_free)->RangeMultiplier(4)->Range(64, 64 << 10);
 BENCHMARK(bm_malloc)->RangeMultiplier(4)->Range(64, 64 << 10);
 BENCHMARK(bm_naive_atomic)->RangeMultiplier(4)->Range(64, 64 << 10);
+BENCHMARK(bm_cross_frag_cache)->RangeMultiplier(4)->Range(64, 64 << 10)->UseRealTime();
+BENCHMARK(bm_cross_malloc)->RangeMultiplier(4)->Range(64, 64 << 10)->UseRealTime();
+BENCHMARK(bm_cross_naive_atomic)->RangeMultiplier(4)->Range(64, 64 << 10)->UseRealTime();
 BENCHMARK_MAIN();
