@@ -59,36 +59,6 @@ void burst(benchmark::State& state, Alloc&& alloc, Free&& free) {
     state.SetItemsProcessed(state.iterations() * kBatch);
 }
 
-void bm_frag_cache(benchmark::State& state) {
-    fp::PagePool pool(fp::PoolConfig{64 * kMiB, 4, 0, false});
-    fp::FragCache cache(pool);
-    burst(
-        state, [&](std::size_t n) { return cache.alloc(n); }, [&](void* f) { cache.free(f); });
-}
-
-// The same cache, but every fragment freed with frag_free(): one atomic decrement each, as the
-// kernel's page_frag_free() and as any free from a thread other than the owner.
-void bm_frag_cache_atomic_free(benchmark::State& state) {
-    fp::PagePool pool(fp::PoolConfig{64 * kMiB, 4, 0, false});
-    fp::FragCache cache(pool);
-    burst(
-        state, [&](std::size_t n) { return cache.alloc(n); },
-        [&](void* f) { fp::frag_free(pool, f); });
-}
-
-void bm_malloc(benchmark::State& state) {
-    burst(
-        state, [](std::size_t n) { return std::malloc(n); }, [](void* f) { std::free(f); });
-}
-
-void bm_naive_atomic(benchmark::State& state) {
-    fp::PagePool pool(fp::PoolConfig{64 * kMiB, 4, 0, false});
-    NaiveFragAlloc naive(pool);
-    burst(
-        state, [&](std::size_t n) { return naive.alloc(n); },
-        [&](void* f) { fp::frag_free(pool, f); });
-}
-
 // A bounded single-producer, single-consumer queue of bursts (kBatch fragments each, handed over
 // together as a worker hands a batch of completions), each index on its own line.
 class Handoff {
@@ -154,23 +124,49 @@ void cross(benchmark::State& state, Alloc&& alloc, Free&& free) {
     state.SetItemsProcessed(state.iterations() * kBatch);
 }
 
-void bm_cross_frag_cache(benchmark::State& state) {
+// Where the fragments are freed: on the thread that allocated them, or handed to another.
+struct OneThread {
+    template <class Alloc, class Free>
+    static void run(benchmark::State& state, Alloc&& alloc, Free&& free) {
+        burst(state, alloc, free);
+    }
+};
+struct OtherThread {
+    template <class Alloc, class Free>
+    static void run(benchmark::State& state, Alloc&& alloc, Free&& free) {
+        cross(state, alloc, free);
+    }
+};
+
+void bm_frag_cache(benchmark::State& state) {
     fp::PagePool pool(fp::PoolConfig{64 * kMiB, 4, 0, false});
     fp::FragCache cache(pool);
-    cross(
+    burst(
+        state, [&](std::size_t n) { return cache.alloc(n); }, [&](void* f) { cache.free(f); });
+}
+
+// The same cache, but every fragment freed with frag_free(): one atomic decrement each, as the
+// kernel's page_frag_free() and as any free from a thread other than the owner.
+template <class Where>
+void bm_frag_cache_atomic_free(benchmark::State& state) {
+    fp::PagePool pool(fp::PoolConfig{64 * kMiB, 4, 0, false});
+    fp::FragCache cache(pool);
+    Where::run(
         state, [&](std::size_t n) { return cache.alloc(n); },
         [&](void* f) { fp::frag_free(pool, f); });
 }
 
-void bm_cross_malloc(benchmark::State& state) {
-    cross(
+template <class Where>
+void bm_malloc(benchmark::State& state) {
+    Where::run(
         state, [](std::size_t n) { return std::malloc(n); }, [](void* f) { std::free(f); });
 }
 
-void bm_cross_naive_atomic(benchmark::State& state) {
+template <class Where>
+void bm_naive_atomic(benchmark::State& state) {
     fp::PagePool pool(fp::PoolConfig{64 * kMiB, 4, 0, false});
     NaiveFragAlloc naive(pool);
-    cross(
+    Where::run(
         state, [&](std::size_t n) { return naive.alloc(n); },
         [&](void* f) { fp::frag_free(pool, f); });
 }
@@ -178,10 +174,29 @@ void bm_cross_naive_atomic(benchmark::State& state) {
 }  // namespace
 
 BENCHMARK(bm_frag_cache)->RangeMultiplier(4)->Range(64, 64 << 10);
-BENCHMARK(bm_frag_cache_atomic_free)->RangeMultiplier(4)->Range(64, 64 << 10);
-BENCHMARK(bm_malloc)->RangeMultiplier(4)->Range(64, 64 << 10);
-BENCHMARK(bm_naive_atomic)->RangeMultiplier(4)->Range(64, 64 << 10);
-BENCHMARK(bm_cross_frag_cache)->RangeMultiplier(4)->Range(64, 64 << 10)->UseRealTime();
-BENCHMARK(bm_cross_malloc)->RangeMultiplier(4)->Range(64, 64 << 10)->UseRealTime();
-BENCHMARK(bm_cross_naive_atomic)->RangeMultiplier(4)->Range(64, 64 << 10)->UseRealTime();
+BENCHMARK(bm_frag_cache_atomic_free<OneThread>)
+    ->Name("bm_frag_cache_atomic_free")
+    ->RangeMultiplier(4)
+    ->Range(64, 64 << 10);
+BENCHMARK(bm_malloc<OneThread>)->Name("bm_malloc")->RangeMultiplier(4)->Range(64, 64 << 10);
+BENCHMARK(bm_naive_atomic<OneThread>)
+    ->Name("bm_naive_atomic")
+    ->RangeMultiplier(4)
+    ->Range(64, 64 << 10);
+// Freed on another thread: wall time (both threads work)
+BENCHMARK(bm_frag_cache_atomic_free<OtherThread>)
+    ->Name("bm_cross_frag_cache")
+    ->RangeMultiplier(4)
+    ->Range(64, 64 << 10)
+    ->UseRealTime();
+BENCHMARK(bm_malloc<OtherThread>)
+    ->Name("bm_cross_malloc")
+    ->RangeMultiplier(4)
+    ->Range(64, 64 << 10)
+    ->UseRealTime();
+BENCHMARK(bm_naive_atomic<OtherThread>)
+    ->Name("bm_cross_naive_atomic")
+    ->RangeMultiplier(4)
+    ->Range(64, 64 << 10)
+    ->UseRealTime();
 BENCHMARK_MAIN();
