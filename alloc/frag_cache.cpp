@@ -28,7 +28,7 @@ void* FragCache::alloc_slow(std::size_t size) noexcept {
 // retired page's still goes back to its bias, found through the Page; any other fragment takes
 // the atomic path.
 void FragCache::free_slow(std::byte* frag) noexcept {
-    const unsigned i = slot_holding(frag);
+    const unsigned i = slot_by_page(frag);  // (free() looked at the block table already)
     if (i >= kSlots) return frag_free(pool_, frag);
     poison(frag, frag_debug::untrack(frag));
     Held& h = slots_[i];
@@ -44,6 +44,10 @@ unsigned FragCache::slot_holding(const std::byte* p) noexcept {
         const unsigned i = slot_of_[off >> block_shift_] - 1u;
         if (i < kSlots && slots_[i].contains(p)) return i;
     }
+    return slot_by_page(p);
+}
+
+unsigned FragCache::slot_by_page(const std::byte* p) noexcept {
     Page* page = pool_.page_of(p);
     const unsigned i = page && page->held ? page->held - 1u : kSlots;
     return i < kSlots && slots_[i].page == page ? i : kSlots;

@@ -130,6 +130,7 @@ class FragCache {
     inline bool take_ready(std::size_t size) noexcept;
     void free_slow(std::byte* frag) noexcept;
     unsigned slot_holding(const std::byte* p) noexcept;  // a retired slot, or kSlots
+    unsigned slot_by_page(const std::byte* p) noexcept;  // the same from the Page's tag alone
     bool refill(std::size_t size) noexcept;
     bool reuse_ready(std::size_t size) noexcept;
     Page* evict(unsigned slot, std::size_t size) noexcept;
