@@ -256,19 +256,43 @@ def case_drain_keeps_sessions_refuses_new():
     assert st["sessions"] == 1 and st["sessions_expired"] == 1 and st["datagrams_in"] == 2, st
 
 
+def udp_rcvbuf_errors():
+    """The kernel's count of UDP datagrams dropped on a full socket receive buffer (IPv4 and
+    IPv6, the whole machine)."""
+    total = 0
+    for path, tag in (("/proc/net/snmp", "Udp:"), ("/proc/net/snmp6", "Udp6RcvbufErrors")):
+        with open(path) as f:
+            lines = [l.split() for l in f]
+        if tag == "Udp:":
+            rows = [l for l in lines if l and l[0] == tag]
+            total += int(rows[1][rows[0].index("RcvbufErrors")])
+        else:
+            total += sum(int(l[1]) for l in lines if l and l[0] == tag)
+    return total
+
+
 def case_iperf3_udp():
-    """iperf3 -u through the proxy, 2 s at 200 Mbit/s: completes, loss under 1 %."""
+    """iperf3 -u through the proxy, 2 s at 200 Mbit/s: completes, and the proxy loses nothing
+    itself: no datagram dropped or refused by it, and every datagram iperf3 counts lost is one
+    the kernel dropped on a full socket buffer (a loaded machine, e.g. CTest's other job, may
+    leave the proxy or iperf3 behind; how many is a timing, not a pass/fail figure)."""
     ip_port, port = free_port(), free_port()
     # iperf3 needs its TCP control connection too: a TCP listener on the same port number.
     p = Proxy(BINARY, [{"protocol": "udp", "listen": ("127.0.0.1", port),
                         "upstreams": [("127.0.0.1", ip_port)]},
                        {"protocol": "tcp", "listen": ("127.0.0.1", port),
                         "upstreams": [("127.0.0.1", ip_port)]}]).start(("127.0.0.1", port))
+    kernel_drops = udp_rcvbuf_errors()
     s = iperf3_through(port, ip_port, "-u", "-b", "200M", "-t", "2")["end"]["sum"]
+    kernel_drops = udp_rcvbuf_errors() - kernel_drops
     print(f"  iperf3 -u 200M: {s['packets']} datagrams, {s['lost_packets']} lost "
-          f"({s['lost_percent']:.3f} %)")
-    assert s["packets"] > 0 and s["lost_percent"] < 1.0, s
-    finish(p)
+          f"({s['lost_percent']:.3f} %), {kernel_drops} dropped by the kernel on full buffers")
+    assert s["packets"] > 0 and s["lost_packets"] < s["packets"], s
+    assert s["lost_packets"] <= kernel_drops, (s, kernel_drops)
+    u = finish(p)
+    assert all(u[k] == 0 for k in ("dropped_caps", "dropped_no_buffer", "dropped_responses",
+                                   "upstream_errors", "sessions_refused", "denied")), u
+    assert u["datagrams_in"] <= s["packets"] + 1 <= u["datagrams_in"] + kernel_drops + 1, (u, s)
 
 
 def settle(port, remote=False):
