@@ -170,8 +170,9 @@ void parse_memory(Config& c, Map m) {
                  " pages");
 }
 
-// io_uring: {receive: auto | incremental | fragments, taskrun: auto | defer | coop | none}:
-// receive resolved against the kernel at start; a taskrun other than auto is taken or refused.
+// io_uring: {receive: auto | incremental | fragments, taskrun: auto | defer | coop | none,
+// direct_descriptors: bool}: receive resolved against the kernel at start; a taskrun other than
+// auto is taken or refused; direct descriptors where the kernel has them, unless false.
 void parse_io_uring(Config& c, Map m) {
     YAML::Node r = m.get("receive");
     const std::string v = m.text("receive", "auto");
@@ -190,6 +191,7 @@ void parse_io_uring(Config& c, Map m) {
     if (t != net::taskrun_name(c.worker.taskrun))
         fail(m.source(), m.get("taskrun").Mark(),
              "io_uring.taskrun must be auto, defer, coop or none");
+    c.worker.direct_descriptors = m.flag("direct_descriptors", true);
     m.finish();
 }
 
@@ -937,7 +939,8 @@ std::string describe(const Config& c) {
       << "KiB, hugetlb: " << (w.memory.hugetlb ? "true" : "false") << "}\n"
       << "backend: " << net::backend_name(w.backend) << "\n"
       << "io_uring: {receive: " << net::recv_path_name(w.recv_path)
-      << ", taskrun: " << net::taskrun_name(w.taskrun) << "}\n"
+      << ", taskrun: " << net::taskrun_name(w.taskrun)
+      << ", direct_descriptors: " << (w.direct_descriptors ? "true" : "false") << "}\n"
       << "udp_gso: " << (w.udp_gso ? "true" : "false") << "\nlisteners:\n";
     for (const auto& l : w.listeners) {
         describe_common(o, l, "tcp");

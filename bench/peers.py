@@ -276,15 +276,17 @@ class Scraper(threading.Thread):
 
 # fragproxy with one optimisation turned off by its config (the ablation table): the receive path
 # of kernels before 6.12 (page-sized fragments, no incremental consumption), io_uring's task work
-# run cooperatively or by interruption instead of deferred to the worker's wait, UDP without GSO.
+# run cooperatively or by interruption instead of deferred to the worker's wait, UDP without GSO,
+# TCP connections on plain fds instead of the ring's direct descriptors.
 ABLATIONS = {
     "fragproxy-fragments": "io_uring: {receive: fragments}",
     "fragproxy-coop": "io_uring: {taskrun: coop}",
     "fragproxy-plain": "io_uring: {taskrun: none}",
     "fragproxy-nogso": "udp_gso: false",
+    "fragproxy-fds": "io_uring: {direct_descriptors: false}",
 }
 # Peers only run when named (--peers): each measures one optimisation.
-ON_REQUEST = {"fragproxy-coop", "fragproxy-plain", "fragproxy-nogso"}
+ON_REQUEST = {"fragproxy-coop", "fragproxy-plain", "fragproxy-nogso", "fragproxy-fds"}
 
 
 def all_peers(baseline=""):

@@ -126,6 +126,7 @@ KernelFeatures probe_kernel() {
         f.socket_op = rf.socket_op;
         f.send_zc = rf.send_zc;
         f.sockopt_cmd = rf.uring_cmd;
+        f.direct = rf.socket_op && rf.uring_cmd && rf.fd_install && ring.register_direct(8);
         f.bundles = rf.kernel_features & uapi::kFeatRecvsendBundle;
         {
             ProbeBufRing plain(ring.get(), 0);
@@ -185,6 +186,9 @@ std::string KernelFeatures::describe() const {
     s += std::string("multishot recv (6.0): ") + yes(recv_multishot) + "\n";
     s += std::string("incremental buffer consumption (6.12): ") + yes(pbuf_inc) + "\n";
     s += std::string("send/recv bundles (6.10): ") + yes(bundles) + "\n";
+    s += std::string("direct descriptors (6.8): ") + yes(direct) +
+         (direct ? ", TCP connections use them (io_uring: {direct_descriptors: false}: not)\n"
+                 : "\n");
     const RecvPath pick = resolve(RecvPath::kAuto);
     s += std::string("receive: auto picks ") +
          (pick == RecvPath::kAuto ? "nothing: " + why_not(pick) : recv_path_name(pick)) + "\n";

@@ -64,14 +64,21 @@ class Reactor {
         return e;
     }
 
-    // Closes an fd nothing waits for, through the ring (a plain close() if the SQ is full).
-    void close_fd(int fd) noexcept {
+    // Closes an fd nothing waits for, or a direct descriptor, through the ring (a plain close()
+    // or a table update if the SQ is full).
+    void close_fd(int fd, bool direct = false) noexcept {
         io_uring_sqe* s = submit(Op::kMisc);
         if (!s) {
-            ::close(fd);
+            if (direct)
+                ring_.close_direct_now(fd);
+            else
+                ::close(fd);
             return;
         }
-        io_uring_prep_close(s, fd);
+        if (direct)
+            io_uring_prep_close_direct(s, unsigned(fd));
+        else
+            io_uring_prep_close(s, fd);
     }
 
     std::uint64_t in_flight() const noexcept { return in_flight_; }

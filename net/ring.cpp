@@ -8,6 +8,8 @@
 #include <string>
 #include <system_error>
 
+#include "net/uapi.hpp"
+
 namespace fp::net {
 namespace {
 
@@ -138,8 +140,21 @@ void Ring::probe() {
     features_.socket_op = io_uring_opcode_supported(p, IORING_OP_SOCKET);
     features_.shutdown_op = io_uring_opcode_supported(p, IORING_OP_SHUTDOWN);
     features_.uring_cmd = io_uring_opcode_supported(p, IORING_OP_URING_CMD);
+    features_.fd_install = io_uring_opcode_supported(p, uapi::kOpFixedFdInstall);
     features_.kernel_features = ring_.features;
     io_uring_free_probe(p);
+}
+
+bool Ring::register_direct(unsigned n) noexcept {
+    if (emu_ || n == 0) return false;
+    if (io_uring_register_files_sparse(&ring_, n) != 0) return false;
+    features_.direct_files = n;
+    return true;
+}
+
+void Ring::close_direct_now(int index) noexcept {
+    int none = -1;
+    io_uring_register_files_update(&ring_, unsigned(index), &none, 1);
 }
 
 io_uring_sqe* Ring::sqe() noexcept {
@@ -168,6 +183,7 @@ std::string RingFeatures::describe() const {
     std::string s = describe_flags();
     s += std::string(", send_zc ") + (send_zc ? "yes" : "no");
     s += std::string(", socket op ") + (socket_op ? "yes" : "no");
+    if (direct_files) s += ", " + std::to_string(direct_files) + " direct descriptors";
     return s;
 }
 

@@ -24,6 +24,8 @@ struct RingFeatures {
     bool socket_op = false;  // IORING_OP_SOCKET (5.19)
     bool shutdown_op = false;
     bool uring_cmd = false;        // IORING_OP_URING_CMD: socket commands (setsockopt, 6.7)
+    bool fd_install = false;       // IORING_OP_FIXED_FD_INSTALL (6.8)
+    unsigned direct_files = 0;     // entries of the direct-descriptor table (register_direct)
     unsigned kernel_features = 0;  // io_uring_params.features (IORING_FEAT_*)
     std::string describe() const;
     std::string describe_flags() const;  // the setup flags only
@@ -85,6 +87,12 @@ class Ring {
         io_uring_cq_advance(&ring_, seen);
         return seen;
     }
+    // A table of n direct descriptors (the ring's fixed-file table, sparse: every entry free),
+    // for accepts and sockets made into it. False where the kernel refuses, or on the epoll
+    // backend: descriptors stay plain fds there.
+    bool register_direct(unsigned n) noexcept;
+    // Frees a direct descriptor without the ring (its close when the SQ is full).
+    void close_direct_now(int index) noexcept;
     int register_buf_ring(io_uring_buf_reg& reg) noexcept {
         return emu_ ? emu_->register_buf_ring(reg) : io_uring_register_buf_ring(&ring_, &reg, 0);
     }

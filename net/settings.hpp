@@ -179,6 +179,9 @@ struct WorkerSettings {
     std::uint32_t recv_fragment = 64 * 1024;  // kFragments: bytes per receive buffer (a page)
     TaskRun taskrun = TaskRun::kAuto;         // io_uring backend only; at start (as backend)
     bool udp_gso = true;                      // UDP sends batched with UDP_SEGMENT (GSO); at start
+    // TCP connections on the ring's direct descriptors (its fixed-file table) where the kernel
+    // has them (6.8: accept and socket into the table, FIXED_FD_INSTALL); at start.
+    bool direct_descriptors = true;
     std::vector<TcpListenerSettings> listeners;
 };
 

@@ -71,6 +71,7 @@ std::string TcpRelay::reconfigure(const std::vector<TcpListenerSettings>& next) 
                 listeners_[i].cfg = std::make_shared<const TcpListenerSettings>(cfg);
                 reset_balance(listeners_[i]);
                 kept[i] = true;
+
             } else {
                 add_listener(cfg);
             }
@@ -81,6 +82,8 @@ std::string TcpRelay::reconfigure(const std::vector<TcpListenerSettings>& next) 
     }
     for (unsigned i = 0; i < kept.size(); ++i)
         if (!kept[i]) close_listener(listeners_[i]);
+    // Kept listeners whose accepts now need the client's address, or no longer do.
+    if (started_) rearm_accepts();
     return errors;
 }
 
@@ -89,11 +92,40 @@ void TcpRelay::arm_accept(unsigned listener) noexcept {
     if (fd < 0) return;  // removed by a reload, or drained
     io_uring_sqe* s = reactor_.submit(Op::kAccept, listener);
     if (!s) return;
-    io_uring_prep_multishot_accept(s, fd, nullptr, nullptr, SOCK_CLOEXEC);
+    Listener& l = listeners_[listener];
+    l.armed_direct = accepts_direct(*l.cfg);
+    if (l.armed_direct)
+        io_uring_prep_multishot_accept_direct(s, fd, nullptr, nullptr, 0);
+    else
+        io_uring_prep_multishot_accept(s, fd, nullptr, nullptr, SOCK_CLOEXEC);
+}
+
+// A full table cannot make a client wait in the backlog, as a full fd table does: the kernel
+// accepts first and drops the connection when its descriptor finds no entry. So accepts make
+// direct descriptors only while the table has room for a whole listen backlog; below that they
+// make plain fds (accepting pauses on EMFILE), and direct ones again once the table has emptied
+// (tick).
+bool TcpRelay::accepts_direct(const TcpListenerSettings& cfg) const noexcept {
+    return direct_ && direct_used_ + kAcceptHeadroom < direct_files_ && !log_ &&
+           cfg.balancing.balance != Balance::kSourceHash && !cfg.policy.any() && !cfg.send_proxy &&
+           !cfg.accept_proxy.enabled;
+}
+
+// Listeners whose multishot accept makes the other kind of descriptor than it should now are
+// armed again (their multishot ends; on_accept re-arms it).
+void TcpRelay::rearm_accepts() noexcept {
+    for (unsigned i = 0; i < listeners_.size(); ++i) {
+        Listener& l = listeners_[i];
+        if (l.fd.get() < 0 || l.paused || stopping_ || accepts_direct(*l.cfg) == l.armed_direct)
+            continue;
+        if (io_uring_sqe* s = reactor_.submit(Op::kMisc))
+            io_uring_prep_cancel64(s, Tag{Op::kAccept, 0, i, 0}.pack(), 0);
+    }
 }
 
 void TcpRelay::on_accept(unsigned listener, io_uring_cqe* cqe) noexcept {
     const Verdict v = classify(Op::kAccept, cqe->res);
+    const bool direct = listeners_[listener].armed_direct;  // (before a re-arm changes it)
     if (Reactor::final(cqe)) {
         if (v == Verdict::kOutOfFds) out_of_fds(listener, -cqe->res);
         if (!stopping_ && !listeners_[listener].paused)
@@ -101,8 +133,10 @@ void TcpRelay::on_accept(unsigned listener, io_uring_cqe* cqe) noexcept {
     }
     if (v != Verdict::kOk) return;
     ++open_fds_;
-    if (stopping_) return close_fd(cqe->res);
-    open_conn(listener, cqe->res);
+    if (direct && ++direct_used_ + kAcceptHeadroom >= direct_files_ && !Reactor::final(cqe))
+        rearm_accepts();  // the table fills: plain fds from now on
+    if (stopping_) return close_fd(cqe->res, direct);
+    open_conn(listener, cqe->res, direct);
 }
 
 // No file descriptor for a new connection (the accept, or its upstream socket): stop accepting
@@ -152,7 +186,7 @@ void TcpRelay::on_accept_resume(unsigned listener) noexcept {
 // max_connections, before any upstream is touched; then the balance picks its upstream. On an
 // accept_proxy listener the policy waits for the client the PROXY header names (kProxyHeader);
 // on a listener with routes the pick waits for the ClientHello (kClientHello).
-void TcpRelay::open_conn(unsigned listener, int client_fd) noexcept {
+void TcpRelay::open_conn(unsigned listener, int client_fd, bool direct) noexcept {
     Listener& l = listeners_[listener];
     const TcpListenerSettings& cfg = *l.cfg;
     ListenerCounters& lc = cfg.shared->per_worker[index_];
@@ -164,19 +198,19 @@ void TcpRelay::open_conn(unsigned listener, int client_fd) noexcept {
     auto* sa = reinterpret_cast<sockaddr*>(&ss);
     // The multishot accept gives no address: one getpeername, for what needs it.
     const bool by_source = cfg.balancing.balance == Balance::kSourceHash;
-    if ((log_ || by_source || cfg.policy.any() || cfg.send_proxy || proxied) &&
+    if (!direct && (log_ || by_source || cfg.policy.any() || cfg.send_proxy || proxied) &&
         ::getpeername(client_fd, sa, &len) == 0)
         client = AccessAddr::of(sa);
     len = sizeof ss;
     // The address it connected to is the listener's, unless that is a wildcard.
     if (cfg.send_proxy && !cfg.listen.unspecified())
         local = AccessAddr::of(cfg.listen);
-    else if (cfg.send_proxy && ::getsockname(client_fd, sa, &len) == 0)
+    else if (cfg.send_proxy && !direct && ::getsockname(client_fd, sa, &len) == 0)
         local = AccessAddr::of(sa);
     if (proxied && cfg.accept_proxy.trusted && !cfg.accept_proxy.trusted->allowed(client))
-        return reject(l, client, client_fd, lc.untrusted);
+        return reject(l, client, client_fd, direct, lc.untrusted);
     Counter* refused = proxied ? nullptr : refusal(cfg, client);
-    if (refused) return reject(l, client, client_fd, *refused);
+    if (refused) return reject(l, client, client_fd, direct, *refused);
     const std::uint16_t up = proxied || routed ? 0 : pick_upstream(l, cfg, -1, client);
     auto& count = cfg.shared->connections;
     const bool full = conns_.full();
@@ -184,7 +218,7 @@ void TcpRelay::open_conn(unsigned listener, int client_fd) noexcept {
     if (none || full || count.fetch_add(1, std::memory_order_relaxed) >= cfg.max_connections) {
         if (!none && !full) count.fetch_sub(1, std::memory_order_relaxed);
         if (!proxied && cfg.policy.limits()) cfg.shared->sources->release(client);
-        return reject(l, client, client_fd, none ? lc.no_upstream : lc.rejected);
+        return reject(l, client, client_fd, direct, none ? lc.no_upstream : lc.rejected);
     }
     const std::uint32_t slot = *conns_.open();
     Conn& c = conns_[slot];
@@ -195,6 +229,8 @@ void TcpRelay::open_conn(unsigned listener, int client_fd) noexcept {
     c.source_counted = !proxied && cfg.policy.limits();
     c.last_active = c.started_ms = reactor_.now_ms();
     c.side[0].fd = client_fd;
+    c.side[0].direct = direct;
+    if (direct) stats_.direct_sides.add();
     c.upstream = up;
     lc.accepted.add();
     stats_.accepted.add();  // TCP_NODELAY: inherited from the listener
@@ -263,7 +299,7 @@ Counter* TcpRelay::refusal(const TcpListenerSettings& cfg, const AccessAddr& cli
 
 // Refused at accept: closed at once (the client sees the connection close), counted by reason,
 // logged.
-void TcpRelay::reject(Listener& l, const AccessAddr& client, int client_fd,
+void TcpRelay::reject(Listener& l, const AccessAddr& client, int client_fd, bool direct,
                       Counter& reason) noexcept {
     stats_.refused.add();
     reason.add();
@@ -275,7 +311,7 @@ void TcpRelay::reject(Listener& l, const AccessAddr& client, int client_fd,
         r.set_listener(l.cfg->name);
         log_->push(r);
     }
-    close_fd(client_fd);
+    close_fd(client_fd, direct);
 }
 
 // The upstream a connection is assigned to, in that upstream's active gauge (least_conn,

@@ -36,7 +36,7 @@ void TcpRelay::arm_recv(Conn& c, std::uint32_t slot, unsigned s) noexcept {
                                                             queue.bytes, queued_, granted_);
     if (!lingering && g == 0) {  // resumes when its queue's send completes (on_send)
         side.recv = Recv::kPaused;
-        return paused_by_budget(c, s);
+        return paused_by_budget(c, slot, s);
     }
     io_uring_sqe* q = reactor_.submit(conns_, Op::kRecv, slot, s);
     if (!q) return close_conn(c, slot, true);
@@ -49,6 +49,7 @@ void TcpRelay::arm_recv(Conn& c, std::uint32_t slot, unsigned s) noexcept {
     else
         io_uring_prep_recv_multishot(q, side.fd, nullptr, 0, 0);
     q->flags |= IOSQE_BUFFER_SELECT;
+    use(q, side);
     q->buf_group = recv_->group();
     side.recv = Recv::kArmed;
     side.granted = g;
@@ -166,6 +167,7 @@ void TcpRelay::kick_send(Conn& c, std::uint32_t slot, unsigned s) noexcept {
     io_uring_sqe* q = reactor_.submit(conns_, Op::kSend, slot, s);
     if (!q) return close_conn(c, slot, true);
     io_uring_prep_sendmsg(q, side.fd, &side.msg, MSG_NOSIGNAL);
+    use(q, side);
     side.send = Send::kSending;
 }
 

@@ -73,15 +73,22 @@ void TcpRelay::take_grant(Side& side, std::uint32_t n) noexcept {
     granted_ -= n;
 }
 
-// Side s's receive got no grant and pauses. Stopped while memory is tight, toward a peer that is
-// not reading (the kernel still holds what was sent to it): the kernel would go on buffering for
-// this connection, so its buffers are clamped.
-void TcpRelay::paused_by_budget(Conn& c, unsigned s) noexcept {
+void TcpRelay::paused_by_budget(Conn& c, std::uint32_t slot, unsigned s) noexcept {
     stats_.pressure_pauses.add();
+    clamp_behind(c, slot, s);
+}
+
+// Side s's receive is paused by the budget. Stopped while memory is tight, toward a peer that is
+// not reading (the kernel still holds what was sent to it): the kernel would go on buffering for
+// this connection, so its buffers are clamped. On direct descriptors the plain fds for that are
+// asked for here, both at once, and this runs again when they come (on_install).
+void TcpRelay::clamp_behind(Conn& c, std::uint32_t slot, unsigned s) noexcept {
     const Side& dest = c.side[s ^ 1];
     const bool stuck = reactor_.since(dest.progress_ms) >= kSurelyStuckMs;
     const bool more = dest.clamped == 0 || (stuck && dest.clamped == 1 && !dest.probed);
-    if (tight() && more && peer_backlogged(dest.fd)) clamp_buffers(c, s ^ 1, stuck);
+    if (!tight() || !more) return;
+    const int fd = sys_fd(c, slot, s ^ 1), feed = sys_fd(c, slot, s);
+    if (fd >= 0 && feed >= 0 && peer_backlogged(fd)) clamp_buffers(c, slot, s ^ 1, stuck);
 }
 
 void TcpRelay::tend() noexcept {
@@ -104,7 +111,7 @@ void TcpRelay::tend_stuck() noexcept {
             Side& side = c.side[s];
             const std::uint64_t waited = reactor_.since(side.progress_ms);
             if (side.send == Send::kIdle || side.send == Send::kShut || waited < kStuckMs) continue;
-            clamp_buffers(c, s, waited >= kSurelyStuckMs);
+            clamp_buffers(c, slot, s, waited >= kSurelyStuckMs);
             if (level_ == Pressure::kBelow || side.send == Send::kCollapsing ||
                 reactor_.now_ms() < collapse_retry_ms_)
                 continue;
@@ -128,15 +135,17 @@ void TcpRelay::tend_stuck() noexcept {
 // socket's receive buffer too: what was advertised beyond it is dropped and sent again later,
 // which a stuck connection does not notice and which frees the kernel's memory. The values
 // before are kept: a peer that was only slow for a while gets them back (unclamp_buffers).
-void TcpRelay::clamp_buffers(Conn& c, unsigned s, bool stuck) noexcept {
+void TcpRelay::clamp_buffers(Conn& c, std::uint32_t slot, unsigned s, bool stuck) noexcept {
     Side& side = c.side[s];
-    const int feed = c.side[s ^ 1].fd;
-    if (side.fd < 0 || feed < 0 || side.clamped >= 1 + stuck) return;
+    if (side.fd < 0 || c.side[s ^ 1].fd < 0 || side.clamped >= 1 + stuck) return;
+    // Plain fds for the syscalls (a direct descriptor's comes back later: the next scan).
+    const int fd = sys_fd(c, slot, s), feed = sys_fd(c, slot, s ^ 1);
+    if (fd < 0 || feed < 0) return;
     if (side.clamped == 0) {
-        side.sndbuf = sockopt(side.fd, SOL_SOCKET, SO_SNDBUF);
+        side.sndbuf = sockopt(fd, SOL_SOCKET, SO_SNDBUF);
         side.window = sockopt(feed, IPPROTO_TCP, TCP_WINDOW_CLAMP);
-        const int to_peer = clamp_bytes(side.fd), to_feed = clamp_bytes(feed);
-        ::setsockopt(side.fd, SOL_SOCKET, SO_SNDBUF, &to_peer, sizeof to_peer);
+        const int to_peer = clamp_bytes(fd), to_feed = clamp_bytes(feed);
+        ::setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &to_peer, sizeof to_peer);
         ::setsockopt(feed, IPPROTO_TCP, TCP_WINDOW_CLAMP, &to_feed, sizeof to_feed);
         stats_.clamps.add();
         side.clamped = 1;
@@ -145,7 +154,7 @@ void TcpRelay::clamp_buffers(Conn& c, unsigned s, bool stuck) noexcept {
     // however slowly (a loaded host), would pay for the drops in retransmission timeouts. Looked
     // at once per wait (progress clears `probed`).
     if (!stuck || side.clamped == 2 || side.probed) return;
-    if (!window_closed(side.fd)) {
+    if (!window_closed(fd)) {
         side.probed = 1;
         return;
     }
@@ -163,9 +172,14 @@ void TcpRelay::clamp_buffers(Conn& c, unsigned s, bool stuck) noexcept {
 // unless the process may force them (CAP_NET_ADMIN).
 void TcpRelay::unclamp_buffers(Conn& c, unsigned s) noexcept {
     Side& side = c.side[s];
-    const int feed = c.side[s ^ 1].fd;
-    if (side.clamped == 0 || side.fd < 0 || peer_backlogged(side.fd)) return;
-    set_buffer(side.fd, SO_SNDBUFFORCE, SO_SNDBUF, side.sndbuf / 2);  // the kernel doubles it
+    // (clamped: both plain fds were there; the feeding side's may have closed since)
+    const int fd = side.direct ? side.sys : side.fd;
+    const Side& from = c.side[s ^ 1];
+    const int feed = from.direct ? from.sys : from.fd;
+    // (a client that stopped reading with a small receive buffer holds less than a backlog in
+    // flight, but its window is closed: not caught up)
+    if (side.clamped == 0 || fd < 0 || peer_backlogged(fd) || window_closed(fd)) return;
+    set_buffer(fd, SO_SNDBUFFORCE, SO_SNDBUF, side.sndbuf / 2);  // the kernel doubles it
     if (feed >= 0) {
         ::setsockopt(feed, IPPROTO_TCP, TCP_WINDOW_CLAMP, &side.window, sizeof side.window);
         if (side.clamped == 2) set_buffer(feed, SO_RCVBUFFORCE, SO_RCVBUF, side.rcvbuf / 2);

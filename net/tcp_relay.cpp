@@ -4,8 +4,10 @@
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -23,6 +25,8 @@ namespace {
 constexpr std::uint16_t kTcpGroup = 0;                // the receive ring's buffer group
 constexpr std::size_t kNodes = std::size_t{1} << 18;  // queued fragments per worker, in total
 constexpr std::uint64_t kLingerMs = 2000;  // a lingering close reads the client's rest this long
+constexpr rlim_t kDirectMax = rlim_t{1} << 18;  // direct descriptors per worker, at most
+constexpr linger kResetLinger{1, 0};            // SO_LINGER 0: close sends RST
 
 void set_nodelay(int fd) noexcept {
     int one = 1;
@@ -50,6 +54,17 @@ TcpRelay::TcpRelay(Reactor& reactor, const WorkerSettings& settings, unsigned wo
     compact_ = std::make_unique<FragCache>(*pool_, Depth::kMemalloc);
     preface_ = std::make_unique<FragCache>(*pool_);
     nodes_ = std::make_unique<NodePool>(kNodes);
+    // Direct descriptors: a table as large as the fd table the process may have (the kernel's
+    // cap for a ring), where the kernel can accept and make sockets into it and give a plain fd
+    // back for the syscalls of the memory budget.
+    const RingFeatures& f = reactor.features();
+    if (settings.direct_descriptors && f.socket_op && f.uring_cmd && f.fd_install) {
+        rlimit rl{};
+        ::getrlimit(RLIMIT_NOFILE, &rl);
+        const auto n = unsigned(std::min<rlim_t>(rl.rlim_cur, kDirectMax));
+        direct_ = reactor.ring().register_direct(n);
+        direct_files_ = direct_ ? n : 0;
+    }
     reserve(settings.listeners);
     for (const auto& l : settings.listeners)
         add_listener(l);
@@ -120,6 +135,8 @@ void TcpRelay::handle(const Tag& t, io_uring_cqe* cqe) noexcept {
             return maybe_finish(*c, t.slot);
         case Op::kShutdown:
             return check_done(*c, t.slot);
+        case Op::kInstall:
+            return on_install(*c, t.slot, t.side, cqe->res);
         default:  // kLinkTimeout, kCancel: only their completion matters
             return maybe_finish(*c, t.slot);
     }
@@ -138,7 +155,12 @@ void TcpRelay::connect_upstream(std::uint32_t slot) noexcept {
     if (reactor_.features().socket_op) {
         io_uring_sqe* s = reactor_.submit(conns_, Op::kSocket, slot);
         if (!s) return close_conn(c, slot, false);
-        io_uring_prep_socket(s, up.family(), SOCK_STREAM | SOCK_CLOEXEC, 0, 0);
+        // (what the completion's result is; a plain fd when the table is nearly full)
+        c.side[1].direct = direct_ && direct_used_ + kSocketHeadroom < direct_files_;
+        if (c.side[1].direct)
+            io_uring_prep_socket_direct_alloc(s, up.family(), SOCK_STREAM, 0, 0);
+        else
+            io_uring_prep_socket(s, up.family(), SOCK_STREAM | SOCK_CLOEXEC, 0, 0);
         return;
     }
     int fd = ::socket(up.family(), SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -147,6 +169,7 @@ void TcpRelay::connect_upstream(std::uint32_t slot) noexcept {
     if (v != Verdict::kOk) return close_conn(c, slot, false);
     ++open_fds_;
     c.side[1].fd = fd;
+    c.side[1].direct = false;
     set_nodelay(fd);
     if (c.cfg->keepalive.upstream) set_keepalive(fd, c.cfg->keepalive, true);
     start_connect(c, slot, fd);
@@ -156,6 +179,10 @@ void TcpRelay::on_socket(Conn& c, std::uint32_t slot, int res) noexcept {
     if (res >= 0) {
         ++open_fds_;
         c.side[1].fd = res;
+        if (c.side[1].direct) {
+            ++direct_used_;
+            stats_.direct_sides.add();
+        }
     }
     if (c.state == State::kClosing) return maybe_finish(c, slot);
     const Verdict v = classify(Op::kSocket, res);
@@ -163,10 +190,12 @@ void TcpRelay::on_socket(Conn& c, std::uint32_t slot, int res) noexcept {
     if (v != Verdict::kOk) return close_conn(c, slot, false);
     static constexpr int kOne = 1;
     io_uring_sqe* q = sockopt_cmd_ ? reactor_.submit(conns_, Op::kSockopt, slot) : nullptr;
-    if (q)
+    if (q) {
         uapi::prep_setsockopt(q, res, IPPROTO_TCP, TCP_NODELAY, &kOne);
-    else
+        use(q, c.side[1]);
+    } else if (!c.side[1].direct) {  // (direct descriptors: only where socket commands are)
         set_nodelay(res);
+    }
     if (c.cfg->keepalive.upstream) upstream_keepalive(c, slot, res);
     start_connect(c, slot, res);
 }
@@ -180,7 +209,9 @@ void TcpRelay::wait_for_fd(Conn& c, std::uint32_t slot, int err) noexcept {
 }
 
 void TcpRelay::on_sockopt(Conn& c, int res) noexcept {
-    if (classify(Op::kSockopt, res) == Verdict::kUnsupported && c.side[1].fd >= 0) {
+    if (res < 0 && res != -ECANCELED) stats_.sockopt_failures.add();
+    if (classify(Op::kSockopt, res) == Verdict::kUnsupported && c.side[1].fd >= 0 &&
+        !c.side[1].direct) {
         sockopt_cmd_ = false;  // a kernel before 6.7: plain setsockopt from now on
         set_nodelay(c.side[1].fd);
         if (c.cfg->keepalive.upstream) set_keepalive(c.side[1].fd, c.cfg->keepalive, true);
@@ -202,8 +233,9 @@ void TcpRelay::upstream_keepalive(Conn& c, std::uint32_t slot, int fd) noexcept 
                 {IPPROTO_TCP, TCP_KEEPCNT, &k.count}};
     for (const auto& o : opts) {
         io_uring_sqe* q = reactor_.submit(conns_, Op::kSockopt, slot);
-        if (!q) return set_keepalive(fd, k, true);
+        if (!q) return c.side[1].direct ? void() : set_keepalive(fd, k, true);
         uapi::prep_setsockopt(q, fd, o.level, o.name, o.value);
+        use(q, c.side[1]);
     }
 }
 
@@ -218,6 +250,7 @@ void TcpRelay::start_connect(Conn& c, std::uint32_t slot, int fd) noexcept {
         return close_conn(c, slot, false);
     }
     io_uring_prep_connect(s, fd, up.sa(), up.len);
+    use(s, c.side[1]);
     s->flags |= IOSQE_IO_LINK;
     c.connect_ts = timespec_of(std::uint64_t(l.connect_timeout.count()));
     io_uring_prep_link_timeout(t, &c.connect_ts, 0);
@@ -249,8 +282,7 @@ void TcpRelay::on_connect(Conn& c, std::uint32_t slot, int res) noexcept {
     health.connect_failed();  // with a health check: fall in a row take it out
     if (res == -ECANCELED) stats_.connect_timeouts.add();  // its linked timeout fired
     c.end = AccessEnd::kConnectFailure;                    // unless another upstream answers
-    close_fd(c.side[1].fd);
-    c.side[1].fd = -1;
+    close_side(c.side[1]);
     std::size_t first = 0, n = c.cfg->upstreams.size();  // its route's upstreams, or all
     if (c.route >= 0) {
         const Route& r = c.cfg->routing.routes[std::size_t(c.route)];
@@ -304,6 +336,7 @@ void TcpRelay::shutdown_side(Conn& c, std::uint32_t slot, unsigned s) noexcept {
     io_uring_sqe* q = reactor_.submit(conns_, Op::kShutdown, slot, s);
     if (!q) return close_conn(c, slot, true);
     io_uring_prep_shutdown(q, side.fd, SHUT_WR);
+    use(q, side);
     side.send = Send::kShut;
 }
 
@@ -334,12 +367,18 @@ void TcpRelay::close_conn(Conn& c, std::uint32_t slot, bool reset) noexcept {
         c.end = connecting ? AccessEnd::kConnectFailure : AccessEnd::kClientClose;
     for (Side& side : c.side) {
         if (side.fd < 0) continue;
-        if (reset) {  // SO_LINGER 0: the close sends RST, so the peer learns of the reset
-            linger lg{1, 0};
-            ::setsockopt(side.fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+        if (reset && !side.direct) {  // SO_LINGER 0: the close sends RST, so the peer learns of it
+            ::setsockopt(side.fd, SOL_SOCKET, SO_LINGER, &kResetLinger, sizeof kResetLinger);
+        } else if (reset) {  // (a socket command, before the close that waits for this CQE)
+            if (io_uring_sqe* q = reactor_.submit(conns_, Op::kSockopt, slot)) {
+                uapi::prep_setsockopt(q, side.fd, SOL_SOCKET, SO_LINGER, &kResetLinger);
+                use(q, side);
+            }
         }
         if (io_uring_sqe* q = reactor_.submit(conns_, Op::kCancel, slot))
-            io_uring_prep_cancel_fd(q, side.fd, IORING_ASYNC_CANCEL_ALL);
+            io_uring_prep_cancel_fd(
+                q, side.fd,
+                IORING_ASYNC_CANCEL_ALL | (side.direct ? IORING_ASYNC_CANCEL_FD_FIXED : 0));
     }
     maybe_finish(c, slot);
 }
@@ -348,8 +387,7 @@ void TcpRelay::maybe_finish(Conn& c, std::uint32_t slot) noexcept {
     if (c.state != State::kClosing || c.pending > 0) return;
     for (Side& side : c.side) {
         drain_queue(side.out);
-        if (side.fd >= 0) close_fd(side.fd);
-        side.fd = -1;
+        close_side(side);
     }
     if (c.tlvs) preface_->free(std::exchange(c.tlvs, nullptr));  // never connected
     c.cfg->shared->connections.fetch_sub(1, std::memory_order_relaxed);
@@ -385,9 +423,43 @@ void TcpRelay::drain_queue(FragQueue& q) noexcept {
     q.bytes = 0;
 }
 
-void TcpRelay::close_fd(int fd) noexcept {
+void TcpRelay::close_fd(int fd, bool direct) noexcept {
     --open_fds_;
-    reactor_.close_fd(fd);
+    if (direct) --direct_used_;
+    reactor_.close_fd(fd, direct);
+}
+
+void TcpRelay::close_side(Side& side) noexcept {
+    if (side.fd >= 0) close_fd(side.fd, side.direct);
+    if (side.sys >= 0) close_fd(side.sys);
+    side.fd = side.sys = -1;
+    side.direct = side.installing = false;
+}
+
+int TcpRelay::sys_fd(Conn& c, std::uint32_t slot, unsigned s) noexcept {
+    Side& side = c.side[s];
+    if (!side.direct || side.sys >= 0) return side.direct ? side.sys : side.fd;
+    if (side.fd < 0 || side.installing || c.state == State::kClosing) return -1;
+    if (s == 1 && before_upstream(c)) return -1;  // (its socket may fail and be replaced)
+    if (io_uring_sqe* q = reactor_.submit(conns_, Op::kInstall, slot, s)) {
+        uapi::prep_fixed_fd_install(q, side.fd);
+        side.installing = true;
+    }
+    return -1;
+}
+
+void TcpRelay::on_install(Conn& c, std::uint32_t slot, unsigned s, int res) noexcept {
+    Side& side = c.side[s];
+    side.installing = false;
+    if (res >= 0) {
+        ++open_fds_;
+        stats_.fd_installs.add();
+        side.sys = res;  // (closed with the side, whatever its state)
+    }
+    if (c.state == State::kClosing) return maybe_finish(c, slot);
+    if (c.side[0].installing || c.side[1].installing) return;
+    for (unsigned k = 0; k < 2; ++k)  // the clamp that waited for these fds
+        if (c.side[k].recv == Recv::kPaused) clamp_behind(c, slot, k);
 }
 
 // The connection's record for the access log, as it ends (its slot is about to be freed).
@@ -450,7 +522,8 @@ void TcpRelay::tick() noexcept {
         compact_->drain();
         preface_->drain();
     }
-    recv_->trim();  // the caches' idle pages go back once a second
+    if (direct_) rearm_accepts();  // direct accepts again once the table has room
+    recv_->trim();                 // the caches' idle pages go back once a second
     compact_->trim();
     preface_->trim();
     stats_.pages_in_use.set(pool_->pages_in_use());

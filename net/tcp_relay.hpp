@@ -83,6 +83,9 @@ struct TcpStats {
     Counter clamps, unclamps;  // kernel buffers clamped behind a stuck peer, and given back
     Counter fd_exhausted;      // accepts or upstream sockets that failed with EMFILE/ENFILE
     Counter accept_pauses;     // times accepting paused for want of file descriptors
+    Counter direct_sides;      // client and upstream sockets made as direct descriptors
+    Counter fd_installs;       // plain fds installed for direct ones (the memory budget's)
+    Counter sockopt_failures;  // socket commands (setsockopt through the ring) that failed
     // Gauges, published once a second (tick) for other threads.
     Counter pages_in_use, queued_bytes, pressure_level, live;
     Counter queue_peak;  // the largest send queue seen, in bytes (a high-water mark)
@@ -128,6 +131,10 @@ class TcpRelay {
   private:
     static constexpr unsigned kMaxIov = 16;               // fragments per sendmsg
     static constexpr std::uint64_t kAcceptPauseMs = 100;  // accepting paused when out of fds
+    // Direct descriptors: accepts make them while this many entries are free (a listen backlog
+    // and some), upstream sockets while this many.
+    static constexpr unsigned kAcceptHeadroom = 4096 + 64;
+    static constexpr unsigned kSocketHeadroom = 16;
 
     enum class State : std::uint8_t {
         kProxyHeader,
@@ -143,7 +150,10 @@ class TcpRelay {
     enum class Send : std::uint8_t { kIdle, kSending, kCollapsing, kShut };
 
     struct Side {
-        int fd = -1;
+        int fd = -1;              // the socket: a plain fd, or an index in the ring's file table
+        bool direct = false;      // ... which (IOSQE_FIXED_FILE on each of its SQEs)
+        bool installing = false;  // a plain fd for the direct descriptor is on its way (kInstall)
+        int sys = -1;             // that plain fd, once installed (tcp_pressure's syscalls)
         Recv recv = Recv::kIdle;
         Send send = Send::kIdle;
         std::uint8_t clamped = 0;   // its peer is behind: 1 send buffer and window, 2 all clamped
@@ -183,6 +193,7 @@ class TcpRelay {
         std::shared_ptr<const TcpListenerSettings> cfg;
         Fd fd;                         // -1 once removed by a reload, or drained
         bool paused = false;           // out of fds, waiting
+        bool armed_direct = false;     // its multishot accept makes direct descriptors
         Balancer balancer;             // this worker's state of the listener's balance
         std::vector<Balancer> routes;  // ... and of each route's (routes)
     };
@@ -199,7 +210,11 @@ class TcpRelay {
     void on_accept(unsigned listener, io_uring_cqe* cqe) noexcept;
     void out_of_fds(unsigned listener, int err) noexcept;
     void on_accept_resume(unsigned listener) noexcept;
-    void open_conn(unsigned listener, int client_fd) noexcept;
+    void open_conn(unsigned listener, int client_fd, bool direct) noexcept;
+    // Whether this listener's accepts can make direct descriptors: not when the client's
+    // address is needed at once (getpeername takes a plain fd; the multishot accept gives none).
+    bool accepts_direct(const TcpListenerSettings& cfg) const noexcept;
+    void rearm_accepts() noexcept;
     void count_upstream(Conn& c, std::int32_t upstream) noexcept;
 
     // Lifecycle (tcp_relay.cpp).
@@ -215,7 +230,8 @@ class TcpRelay {
     void check_done(Conn& c, std::uint32_t slot) noexcept;
     void close_conn(Conn& c, std::uint32_t slot, bool reset) noexcept;
     void log_access(const Conn& c) noexcept;
-    void reject(Listener& l, const AccessAddr& client, int client_fd, Counter& reason) noexcept;
+    void reject(Listener& l, const AccessAddr& client, int client_fd, bool direct,
+                Counter& reason) noexcept;
     // The listener's source policy for this client: null (admitted; counted in the source table
     // if it limits) or the counter of the reason it is refused.
     Counter* refusal(const TcpListenerSettings& cfg, const AccessAddr& client) noexcept;
@@ -243,7 +259,17 @@ class TcpRelay {
     bool queue_proxy_header(Conn& c) noexcept;
     void maybe_finish(Conn& c, std::uint32_t slot) noexcept;
     void drain_queue(FragQueue& q) noexcept;
-    void close_fd(int fd) noexcept;
+    void close_fd(int fd, bool direct = false) noexcept;
+    void close_side(Side& side) noexcept;  // its socket (and installed fd), if any
+    // The side's socket on an SQE: a direct descriptor is flagged as one.
+    static void use(io_uring_sqe* q, const Side& side) noexcept {
+        if (side.direct) q->flags |= IOSQE_FIXED_FILE;
+    }
+    // A plain fd for side s's socket, for syscalls (the memory budget's getsockopt, ioctl): its
+    // own, or the one installed for its direct descriptor; -1 while that is on its way (asked
+    // for here, once).
+    int sys_fd(Conn& c, std::uint32_t slot, unsigned s) noexcept;
+    void on_install(Conn& c, std::uint32_t slot, unsigned s, int res) noexcept;
 
     // Data (tcp_data.cpp).
     void arm_recv(Conn& c, std::uint32_t slot, unsigned s) noexcept;
@@ -265,9 +291,10 @@ class TcpRelay {
         return level_ != Pressure::kBelow || (queued_ + granted_) * 4 >= pool_->normal_bytes();
     }
     void take_grant(Side& side, std::uint32_t n) noexcept;
-    void paused_by_budget(Conn& c, unsigned s) noexcept;
+    void paused_by_budget(Conn& c, std::uint32_t slot, unsigned s) noexcept;
+    void clamp_behind(Conn& c, std::uint32_t slot, unsigned s) noexcept;
     void tend_stuck() noexcept;
-    void clamp_buffers(Conn& c, unsigned s, bool stuck) noexcept;
+    void clamp_buffers(Conn& c, std::uint32_t slot, unsigned s, bool stuck) noexcept;
     void unclamp_buffers(Conn& c, unsigned s) noexcept;
     static bool peer_backlogged(int fd) noexcept;
     void collapse(Side& side) noexcept;
@@ -298,8 +325,11 @@ class TcpRelay {
     std::uint64_t last_stuck_scan_ms_ = 0;
     std::uint64_t collapse_retry_ms_ = 0;  // a collapse found no memory: none before this
     std::uint64_t fd_logged_ms_ = 0;       // out-of-fd log lines: one per kFdLogMs
-    bool capped_recv_ = true;  // the kernel takes multishot receive limits (off at -EINVAL)
-    bool sockopt_cmd_ = true;  // setsockopt as a socket command; off after the kernel refused one
+    bool capped_recv_ = true;    // the kernel takes multishot receive limits (off at -EINVAL)
+    bool sockopt_cmd_ = true;    // setsockopt as a socket command; off after the kernel refused one
+    bool direct_ = false;        // sockets made into the ring's file table (direct descriptors)
+    unsigned direct_files_ = 0;  // the table's entries
+    unsigned direct_used_ = 0;   // ... in use
     bool started_ = false;
     bool stopping_ = false;
     long open_fds_ = 0;

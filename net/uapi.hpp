@@ -22,13 +22,26 @@ static_assert(IORING_CQE_F_BUF_MORE == kCqeBufMore);
 // optlen from `file_index` and optval from `addr3`.
 inline constexpr unsigned kSocketUringOpSetsockopt = 3;
 
-inline void prep_setsockopt(io_uring_sqe* sqe, int fd, int level, int optname, const int* optval) {
+template <class T>
+inline void prep_setsockopt(io_uring_sqe* sqe, int fd, int level, int optname, const T* optval) {
     io_uring_prep_rw(IORING_OP_URING_CMD, sqe, fd, nullptr, 0, 0);
     sqe->cmd_op = kSocketUringOpSetsockopt;
     sqe->addr = static_cast<__u64>(static_cast<unsigned>(level)) |
                 static_cast<__u64>(static_cast<unsigned>(optname)) << 32;
     sqe->file_index = sizeof *optval;
     sqe->addr3 = reinterpret_cast<__u64>(optval);
+}
+
+// IORING_OP_FIXED_FD_INSTALL (6.8): a plain fd (O_CLOEXEC) for the direct descriptor `index`,
+// sharing its socket; the CQE's result is the new fd.
+inline constexpr unsigned kOpFixedFdInstall = 54;
+#ifdef IORING_OP_FIXED_FD_INSTALL
+static_assert(IORING_OP_FIXED_FD_INSTALL == kOpFixedFdInstall);
+#endif
+
+inline void prep_fixed_fd_install(io_uring_sqe* sqe, int index) {
+    io_uring_prep_rw(kOpFixedFdInstall, sqe, index, nullptr, 0, 0);
+    sqe->flags = IOSQE_FIXED_FILE;
 }
 
 // Multishot recv with limits (6.17): `len` caps each receive, `optlen` (the `file_index` field in

@@ -23,6 +23,7 @@ enum class Op : std::uint8_t {
     kRecv,         // multishot recv from side's fd
     kSend,         // sendmsg to side's fd
     kShutdown,     // shutdown(SHUT_WR) of side's fd
+    kInstall,      // a plain fd for side's direct descriptor (the memory budget's syscalls)
     kCancel,       // async cancel of a connection's ops
     // UDP.
     kUdpRecv,    // multishot recvmsg on a listener (slot = listener)

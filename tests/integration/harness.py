@@ -109,16 +109,23 @@ def fmt(host, port):
 
 
 def config_text(listeners, workers=2, memory="{arena: 16MiB, page_order: 4}", drain="0s",
-                extra=()):
+                extra=(), io_uring=None):
     """The YAML of a proxy with these listeners (dicts: listen (host, port), upstreams
-    [(host, port)], optional weights, protocol, name and extra YAML lines) and extra top-level
-    lines."""
+    [(host, port)], optional weights, protocol, name and extra YAML lines), extra top-level
+    lines and io_uring settings (a dict)."""
     # drain_timeout 0s: a test's stop is immediate unless it tests the drain.
     lines = [f"workers: {workers}", f"memory: {memory}", f"drain_timeout: {drain}", *extra]
     # FP_RECEIVE=incremental|fragments runs a whole suite on one receive path (CTest names
     # them integration_tcp[fragments] etc.); unset: auto, the best this kernel has.
+    # FP_DIRECT=false: on plain fds, not direct descriptors (integration_tcp[plain-fds]).
+    ring = {}
     if os.environ.get("FP_RECEIVE"):
-        lines.append(f"io_uring: {{receive: {os.environ['FP_RECEIVE']}}}")
+        ring["receive"] = os.environ["FP_RECEIVE"]
+    if os.environ.get("FP_DIRECT"):
+        ring["direct_descriptors"] = os.environ["FP_DIRECT"]
+    ring.update(io_uring or {})
+    if ring:
+        lines.append("io_uring: {" + ", ".join(f"{k}: {v}" for k, v in ring.items()) + "}")
     # FP_BACKEND=epoll runs it on the epoll backend (integration_tcp[epoll] etc.).
     if os.environ.get("FP_BACKEND"):
         lines.append(f"backend: {os.environ['FP_BACKEND']}")
@@ -147,13 +154,14 @@ class Proxy:
     listen (host, port), upstreams [(host, port)], and optional extra YAML lines."""
 
     def __init__(self, binary, listeners, workers=2, memory="{arena: 16MiB, page_order: 4}",
-                 args=(), prefix=(), drain="0s", extra=(), env=None):
+                 args=(), prefix=(), drain="0s", extra=(), env=None, io_uring=None):
         self.binary = binary
         self.prefix = list(prefix)  # e.g. ["prlimit", "--nofile=64:64"]
         self.stats_path = tempfile.mktemp(suffix=".json")
         self.args = ["--stats-json", self.stats_path, *args]
         fd, self.config = tempfile.mkstemp(suffix=".yaml")
         os.close(fd)
+        self.io_uring = io_uring
         self.write_config(listeners, workers, memory, drain, extra)
         self.env = env  # None: this process's environment
         self.proc = None
@@ -163,7 +171,8 @@ class Proxy:
                      drain="0s", extra=()):
         """(Re)writes the config file (a reload test rewrites it while the proxy runs; the file
         is replaced whole, so a reload never reads half of it)."""
-        write_atomically(self.config, config_text(listeners, workers, memory, drain, extra))
+        write_atomically(self.config,
+                         config_text(listeners, workers, memory, drain, extra, self.io_uring))
 
     def start(self, listen_probe=None):
         """Runs the proxy; returns once every worker is set up (the start banner, printed after

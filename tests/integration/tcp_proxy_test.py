@@ -7,6 +7,7 @@ import os
 import random
 import signal
 import socket
+import subprocess
 import struct
 import sys
 import time
@@ -171,24 +172,16 @@ async def case_connect_timeout():
     assert st["upstream_failures"] == 3, st  # the start probe, one retried client, the lone one
 
 
-async def case_nodelay_both_sides():
-    """TCP_NODELAY on the client side (inherited from the listener) and on the upstream side (a
-    socket command on the ring): read from the proxy's own sockets through pidfd_getfd."""
+def proxy_tcp_sockets(pid):
+    """The connected TCP sockets in the proxy's fd table, as (peer address, TCP_NODELAY), read
+    from copies taken with pidfd_getfd (listeners have no peer and are left out)."""
     import ctypes
     libc = ctypes.CDLL(None, use_errno=True)
-    server, up = await start_upstream()
-    port = free_port()
-    proxy = run_proxy([{"listen": ("127.0.0.1", port), "upstreams": [("127.0.0.1", up)]}],
-                      workers=1)
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    mine = writer.get_extra_info("sockname")
-    writer.write(b"E" + b"x" * 100)
-    await reader.readexactly(100)  # connected both ways: the echo came back
-    pidfd = os.pidfd_open(proxy.proc.pid)
-    sides = {}
-    for fd in os.listdir(f"/proc/{proxy.proc.pid}/fd"):
+    pidfd = os.pidfd_open(pid)
+    found = []
+    for fd in os.listdir(f"/proc/{pid}/fd"):
         try:
-            if not os.readlink(f"/proc/{proxy.proc.pid}/fd/{fd}").startswith("socket:"):
+            if not os.readlink(f"/proc/{pid}/fd/{fd}").startswith("socket:"):
                 continue
         except OSError:
             continue
@@ -198,21 +191,94 @@ async def case_nodelay_both_sides():
         s = socket.socket(fileno=got)
         try:
             if s.type == socket.SOCK_STREAM and s.family == socket.AF_INET:
-                peer = s.getpeername()
-                nodelay = s.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
-                if peer == mine:
-                    sides["client"] = nodelay
-                elif peer[1] == up:
-                    sides["upstream"] = nodelay
+                found.append((s.getpeername(),
+                              s.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)))
         except OSError:
             pass  # the listener: no peer
         finally:
             s.close()
     os.close(pidfd)
+    return found
+
+
+def direct_descriptors_here():
+    """Whether this run's proxy makes its TCP sockets as direct descriptors: the kernel has
+    them (fragproxy --features), the io_uring backend runs, and FP_DIRECT does not turn them
+    off."""
+    if os.environ.get("FP_BACKEND") == "epoll" or os.environ.get("FP_DIRECT") == "false":
+        return False
+    out = subprocess.run([BINARY, "--features"], capture_output=True, text=True).stdout
+    return "direct descriptors (6.8): yes" in out
+
+
+async def case_nodelay_both_sides():
+    """TCP_NODELAY on the client side (inherited from the listener) and on the upstream side (a
+    socket command on the ring): read from the proxy's own sockets through pidfd_getfd, so on
+    plain fds (direct descriptors are in no fd table: case_direct_descriptors checks their
+    socket commands succeed)."""
+    server, up = await start_upstream()
+    port = free_port()
+    proxy = run_proxy([{"listen": ("127.0.0.1", port), "upstreams": [("127.0.0.1", up)]}],
+                      workers=1, io_uring={"direct_descriptors": "false"})
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    mine = writer.get_extra_info("sockname")
+    writer.write(b"E" + b"x" * 100)
+    await reader.readexactly(100)  # connected both ways: the echo came back
+    sides = {}
+    for peer, nodelay in proxy_tcp_sockets(proxy.proc.pid):
+        if peer == mine:
+            sides["client"] = nodelay
+        elif peer[1] == up:
+            sides["upstream"] = nodelay
     assert sides == {"client": 1, "upstream": 1}, sides
     writer.close()
     server.close()
     finish(proxy)
+
+
+async def stats_when(proxy, cond, what, timeout=10):
+    """proxy.wait_stats for a test whose upstream runs on this event loop (which a blocking
+    wait would stop)."""
+    deadline = time.monotonic() + timeout
+    while not cond(s := proxy.stats()):
+        assert time.monotonic() < deadline, f"timed out waiting for {what} (last stats: {s})"
+        await asyncio.sleep(0.02)
+    return s
+
+
+async def case_direct_descriptors():
+    """40 connections held open through one worker: on direct descriptors (where this kernel
+    and run have them) none of their 80 sockets is in the process's fd table, every socket
+    command on them succeeded, and the exit report still counts them (0 at exit); on plain fds
+    all 80 are there."""
+    server, up = await start_upstream()
+    port = free_port()
+    proxy = run_proxy([{"listen": ("127.0.0.1", port), "upstreams": [("127.0.0.1", up)]}],
+                      workers=1)
+    direct = direct_descriptors_here()
+    # (the harness's start probe made one connection: counted before ours)
+    st0 = (await stats_when(proxy, lambda s: s["tcp"]["closed"] >= 1, "the probe's close"))["tcp"]
+    conns = []
+    for _ in range(40):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"E" + b"x" * 100)
+        await reader.readexactly(100)  # connected both ways
+        conns.append((reader, writer))
+    st = (await stats_when(proxy, lambda s: s["tcp"]["accepted"] == st0["accepted"] + 40,
+                           "40 connections"))["tcp"]
+    sockets = proxy_tcp_sockets(proxy.proc.pid)
+    made = st["direct_sides"] - st0["direct_sides"]
+    print(f"  direct descriptors {'on' if direct else 'off'}: {len(sockets)} connection "
+          f"sockets in the fd table, {made} direct sides")
+    if direct:
+        assert sockets == [] and made == 80, (sockets, st0, st)
+    else:
+        assert len(sockets) == 80 and st["direct_sides"] == 0, (len(sockets), st)
+    for reader, writer in conns:
+        writer.close()
+    server.close()
+    st = finish(proxy)
+    assert st["sockopt_failures"] == 0, st
 
 
 async def case_upstream_resets():
@@ -232,6 +298,8 @@ async def case_upstream_resets():
     assert got is None, f"a clean end ({got!r}) instead of the upstream's reset"
     writer.close()
     await asyncio.wait_for(client_echo(port, 300000, False), 20)  # still serving
+    # (every connection over before the stop, which would reset one still closing)
+    await stats_when(proxy, lambda s: s["tcp"]["closed"] == 3, "3 connections closed")
     server.close()
     st = finish(proxy)
     assert st["resets"] == 1 and st["accepted"] == 3, st

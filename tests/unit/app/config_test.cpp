@@ -126,6 +126,11 @@ TEST_CASE("the receive path and its fragment size") {
           fp::net::TaskRun::kNone);
     CHECK(error_of("io_uring: {taskrun: sometimes}\n" + base) ==
           "f.yaml:1:21: io_uring.taskrun must be auto, defer, coop or none");
+    CHECK(parse_config(base, "f.yaml").worker.direct_descriptors);
+    CHECK(!parse_config("io_uring: {direct_descriptors: false}\n" + base, "f.yaml")
+               .worker.direct_descriptors);
+    CHECK(error_of("io_uring: {direct_descriptors: maybe}\n" + base) ==
+          "f.yaml:1:32: io_uring.direct_descriptors must be true or false");
     CHECK(parse_config(base, "f.yaml").worker.udp_gso);
     CHECK(!parse_config("udp_gso: false\n" + base, "f.yaml").worker.udp_gso);
     CHECK(error_of("udp_gso: 2\n" + base) == "f.yaml:1:10: config.udp_gso must be true or false");

@@ -1,9 +1,14 @@
-// Ring::best: the setup flags it takes for each task-run choice (io_uring: {taskrun: ...}).
+// Ring::best: the setup flags it takes for each task-run choice (io_uring: {taskrun: ...}); the
+// direct-descriptor table.
 #include <doctest/doctest.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
+#include <optional>
 #include <system_error>
 
 #include "net/ring.hpp"
+#include "net/uapi.hpp"
 #include "tests/support/skip.hpp"
 
 using namespace fp;
@@ -24,4 +29,39 @@ TEST_CASE("Ring::best takes the task-run mode asked for, and auto the best the k
     } else {  // a kernel without DEFER_TASKRUN refuses it when asked for it alone
         CHECK_THROWS_AS(net::Ring::best(8, net::TaskRun::kDefer), std::system_error);
     }
+}
+
+TEST_CASE("Ring::register_direct: a sparse table where the kernel has one, never on epoll") {
+    net::Ring epoll = net::Ring::epoll(8);
+    CHECK_FALSE(epoll.register_direct(8));
+    CHECK(epoll.features().direct_files == 0);
+    std::optional<net::Ring> ring;
+    try {
+        ring.emplace(net::Ring::best(8));
+    } catch (const std::system_error& e) {
+        test::skip(e.what());
+    }
+    if (!ring->features().fd_install) test::skip("no IORING_OP_FIXED_FD_INSTALL (Linux 6.8)");
+    REQUIRE(ring->register_direct(4));
+    CHECK(ring->features().direct_files == 4);
+    // A socket made into the table, and a plain fd for it that is the same socket.
+    io_uring_sqe* s = ring->sqe();
+    io_uring_prep_socket_direct_alloc(s, AF_INET, SOCK_STREAM, 0, 0);
+    ring->submit_and_wait(nullptr);
+    int index = -1;
+    ring->for_each_cqe([&](io_uring_cqe* c) { index = c->res; });
+    REQUIRE(index >= 0);
+    CHECK(index < 4);
+    s = ring->sqe();
+    net::uapi::prep_fixed_fd_install(s, index);
+    ring->submit_and_wait(nullptr);
+    int fd = -1;
+    ring->for_each_cqe([&](io_uring_cqe* c) { fd = c->res; });
+    REQUIRE(fd >= 0);
+    int type = 0;
+    socklen_t len = sizeof type;
+    CHECK(::getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) == 0);
+    CHECK(type == SOCK_STREAM);
+    ::close(fd);
+    ring->close_direct_now(index);
 }
