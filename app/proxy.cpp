@@ -44,6 +44,7 @@ constexpr Field<W> kTcpFields[] = {
     {"direct_sides", &W::direct_sides},
     {"fd_installs", &W::fd_installs},
     {"sockopt_failures", &W::sockopt_failures},
+    {"fin_by_close", &W::fin_by_close},
     {"pages_in_use", &W::pages_in_use},
     {"queued_bytes", &W::queued_bytes},
     {"pressure_level", &W::pressure_level},

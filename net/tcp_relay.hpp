@@ -86,6 +86,7 @@ struct TcpStats {
     Counter direct_sides;      // client and upstream sockets made as direct descriptors
     Counter fd_installs;       // plain fds installed for direct ones (the memory budget's)
     Counter sockopt_failures;  // socket commands (setsockopt through the ring) that failed
+    Counter fin_by_close;      // last FINs passed on by the close, without a shutdown
     // Gauges, published once a second (tick) for other threads.
     Counter pages_in_use, queued_bytes, pressure_level, live;
     Counter queue_peak;  // the largest send queue seen, in bytes (a high-water mark)

@@ -102,9 +102,12 @@ async def case_forwarding():
     except BaseException:
         print(proxy.stop()[1])
         raise
+    await stats_when(proxy, lambda s: s["tcp"]["closed"] == 251, "every connection closed")
     server.close()
     st = finish(proxy)
     assert st["accepted"] == 251, st  # 250 + the start probe
+    # Each ended by two FINs, the second passed on by the close (no shutdown: tcp_relay.cpp).
+    assert st["resets"] == 0 and st["fin_by_close"] == 251, st
 
 
 async def case_upstream_refuses():
