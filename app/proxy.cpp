@@ -45,6 +45,8 @@ constexpr Field<W> kTcpFields[] = {
     {"fd_installs", &W::fd_installs},
     {"sockopt_failures", &W::sockopt_failures},
     {"fin_by_close", &W::fin_by_close},
+    {"zc_sends", &W::zc_sends},
+    {"zc_copied", &W::zc_copied},
     {"pages_in_use", &W::pages_in_use},
     {"queued_bytes", &W::queued_bytes},
     {"pressure_level", &W::pressure_level},

@@ -41,7 +41,7 @@ def parse():
     p.add_argument("--rounds", type=int, default=None, help="default 3 (1 with --quick)")
     p.add_argument("--peers", default="",
                    help="comma-separated peers to run (default: every peer a scenario takes, "
-                        "but the ablation ones, fragproxy-coop, -plain, -nogso and -fds)")
+                        "but the ablation ones, fragproxy-coop, -plain, -nogso, -fds, -zc)")
     p.add_argument("--out", default=os.path.join(P.HERE, "results"))
     a = p.parse_args()
     a.only = [s for s in a.only.split(",") if s] or list(SCENARIOS)

@@ -124,7 +124,7 @@ KernelFeatures probe_kernel() {
         const RingFeatures& rf = ring.features();
         f.setup_flags = rf.setup_flags;
         f.socket_op = rf.socket_op;
-        f.send_zc = rf.send_zc;
+        f.send_zc = rf.send_zc && rf.sendmsg_zc;
         f.sockopt_cmd = rf.uring_cmd;
         f.direct = rf.socket_op && rf.uring_cmd && rf.fd_install && ring.register_direct(8);
         f.bundles = rf.kernel_features & uapi::kFeatRecvsendBundle;
@@ -181,7 +181,7 @@ std::string KernelFeatures::describe() const {
     s += "io_uring: yes; " + rf.describe_flags() + "\n";
     s += std::string("socket op (5.19): ") + yes(socket_op) + "\n";
     s += std::string("socket commands, setsockopt (6.7): ") + yes(sockopt_cmd) + "\n";
-    s += std::string("send_zc (6.0): ") + yes(send_zc) + "\n";
+    s += std::string("zero-copy send and sendmsg (6.1): ") + yes(send_zc) + "\n";
     s += std::string("provided-buffer rings (5.19): ") + yes(pbuf_ring) + "\n";
     s += std::string("multishot recv (6.0): ") + yes(recv_multishot) + "\n";
     s += std::string("incremental buffer consumption (6.12): ") + yes(pbuf_inc) + "\n";

@@ -22,7 +22,7 @@ struct KernelFeatures {
     unsigned setup_flags = 0;     // the best set of setup flags the kernel took
     bool socket_op = false;       // IORING_OP_SOCKET (5.19)
     bool sockopt_cmd = false;     // IORING_OP_URING_CMD (socket commands: setsockopt, 6.7)
-    bool send_zc = false;         // IORING_OP_SEND_ZC (6.0)
+    bool send_zc = false;         // IORING_OP_SEND_ZC and SENDMSG_ZC (6.1)
     bool pbuf_ring = false;       // provided-buffer rings (5.19)
     bool pbuf_inc = false;        // ... with incremental consumption (6.12)
     bool recv_multishot = false;  // multishot recv with buffer select (6.0)

@@ -1,6 +1,8 @@
 #include "net/ring.hpp"
 
 #include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstdio>
@@ -137,6 +139,7 @@ void Ring::probe() {
     io_uring_probe* p = io_uring_get_probe_ring(&ring_);
     if (!p) return;
     features_.send_zc = io_uring_opcode_supported(p, IORING_OP_SEND_ZC);
+    features_.sendmsg_zc = io_uring_opcode_supported(p, IORING_OP_SENDMSG_ZC);
     features_.socket_op = io_uring_opcode_supported(p, IORING_OP_SOCKET);
     features_.shutdown_op = io_uring_opcode_supported(p, IORING_OP_SHUTDOWN);
     features_.uring_cmd = io_uring_opcode_supported(p, IORING_OP_URING_CMD);
@@ -150,6 +153,25 @@ bool Ring::register_direct(unsigned n) noexcept {
     if (io_uring_register_files_sparse(&ring_, n) != 0) return false;
     features_.direct_files = n;
     return true;
+}
+
+int Ring::register_napi(std::uint32_t us) noexcept {
+    if (emu_) return -EOPNOTSUPP;
+    uapi::Napi napi{};
+    napi.busy_poll_to = us;
+    napi.prefer_busy_poll = 1;
+    const long rc = ::syscall(__NR_io_uring_register, ring_.ring_fd, uapi::kRegisterNapi, &napi, 1);
+    return rc < 0 ? -errno : 0;
+}
+
+int Ring::unregister_napi(std::uint32_t* us) noexcept {
+    if (emu_) return -EOPNOTSUPP;
+    uapi::Napi napi{};
+    const long rc =
+        ::syscall(__NR_io_uring_register, ring_.ring_fd, uapi::kUnregisterNapi, &napi, 1);
+    if (rc < 0) return -errno;
+    if (us) *us = napi.busy_poll_to;
+    return 0;
 }
 
 void Ring::close_direct_now(int index) noexcept {

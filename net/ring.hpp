@@ -20,8 +20,9 @@ namespace fp::net {
 
 struct RingFeatures {
     unsigned setup_flags = 0;
-    bool send_zc = false;    // IORING_OP_SEND_ZC (6.0)
-    bool socket_op = false;  // IORING_OP_SOCKET (5.19)
+    bool send_zc = false;     // IORING_OP_SEND_ZC (6.0)
+    bool sendmsg_zc = false;  // IORING_OP_SENDMSG_ZC (6.1)
+    bool socket_op = false;   // IORING_OP_SOCKET (5.19)
     bool shutdown_op = false;
     bool uring_cmd = false;        // IORING_OP_URING_CMD: socket commands (setsockopt, 6.7)
     bool fd_install = false;       // IORING_OP_FIXED_FD_INSTALL (6.8)
@@ -91,6 +92,10 @@ class Ring {
     // for accepts and sockets made into it. False where the kernel refuses, or on the epoll
     // backend: descriptors stay plain fds there.
     bool register_direct(unsigned n) noexcept;
+    // NAPI busy polling for `us` microseconds per wait (6.9). 0 or -errno (-EINVAL: the kernel
+    // has none; the epoll backend: -EOPNOTSUPP). unregister_napi gives back what was set.
+    int register_napi(std::uint32_t us) noexcept;
+    int unregister_napi(std::uint32_t* us) noexcept;
     // Frees a direct descriptor without the ring (its close when the SQ is full).
     void close_direct_now(int index) noexcept;
     int register_buf_ring(io_uring_buf_reg& reg) noexcept {

@@ -182,6 +182,14 @@ struct WorkerSettings {
     // TCP connections on the ring's direct descriptors (its fixed-file table) where the kernel
     // has them (6.8: accept and socket into the table, FIXED_FD_INSTALL); at start.
     bool direct_descriptors = true;
+    // TCP sends of 3 KiB or more as zero-copy sendmsg (IORING_OP_SENDMSG_ZC, 6.1): the kernel
+    // sends from the fragments' pages themselves, which stay held until its notification. Pays
+    // on NICs; loopback copies anyway (measured: bench peer fragproxy-zc). Off by default; at
+    // start.
+    bool send_zc = false;
+    // NAPI busy polling of the ring's sockets' receive queues, this long per wait (io_uring's own,
+    // 6.9: io_uring_register_napi); 0 = off. For NIC deployments (loopback has no NAPI); at start.
+    std::uint32_t napi_busy_poll_us = 0;
     std::vector<TcpListenerSettings> listeners;
 };
 

@@ -159,16 +159,42 @@ void TcpRelay::kick_send(Conn& c, std::uint32_t slot, unsigned s) noexcept {
         before_upstream(c))
         return;
     unsigned n = 0;
-    for (FragNode* f = side.out.head; f && n < kMaxIov; f = f->next, ++n)
+    std::uint32_t bytes = 0;
+    for (FragNode* f = side.out.head; f && n < kMaxIov; f = f->next, ++n) {
         side.iov[n] = {f->frag + f->sent, f->len - f->sent};
+        bytes += f->len - f->sent;
+    }
     side.msg = {};
     side.msg.msg_iov = side.iov;
     side.msg.msg_iovlen = n;
     io_uring_sqe* q = reactor_.submit(conns_, Op::kSend, slot, s);
     if (!q) return close_conn(c, slot, true);
-    io_uring_prep_sendmsg(q, side.fd, &side.msg, MSG_NOSIGNAL);
+    if (send_zc_ && bytes >= kZcMinBytes) {
+        io_uring_prep_sendmsg_zc(q, side.fd, &side.msg, MSG_NOSIGNAL);
+        q->ioprio |= uapi::kSendZcReportUsage;
+        stats_.zc_sends.add();
+    } else {
+        io_uring_prep_sendmsg(q, side.fd, &side.msg, MSG_NOSIGNAL);
+    }
     use(q, side);
     side.send = Send::kSending;
+}
+
+// A zero-copy send completes twice: its result (IORING_CQE_F_MORE: a notification follows), then
+// the notification (IORING_CQE_F_NOTIF) once the kernel no longer reads the fragments' pages.
+// Only then does the send count as done and are its fragments freed; the result waits in the
+// side meanwhile (one send in flight per side).
+void TcpRelay::on_send_cqe(Conn& c, std::uint32_t slot, unsigned s,
+                           const io_uring_cqe* cqe) noexcept {
+    if (cqe->flags & IORING_CQE_F_NOTIF) {
+        if (std::uint32_t(cqe->res) & uapi::kNotifUsageZcCopied) stats_.zc_copied.add();
+        return on_send(c, slot, s, c.side[s].zc_res);
+    }
+    if (cqe->flags & IORING_CQE_F_MORE) {
+        c.side[s].zc_res = cqe->res;
+        return;
+    }
+    on_send(c, slot, s, cqe->res);
 }
 
 void TcpRelay::on_send(Conn& c, std::uint32_t slot, unsigned s, int res) noexcept {

@@ -65,6 +65,7 @@ TcpRelay::TcpRelay(Reactor& reactor, const WorkerSettings& settings, unsigned wo
         direct_ = reactor.ring().register_direct(n);
         direct_files_ = direct_ ? n : 0;
     }
+    send_zc_ = settings.send_zc && f.sendmsg_zc;
     reserve(settings.listeners);
     for (const auto& l : settings.listeners)
         add_listener(l);
@@ -125,7 +126,7 @@ void TcpRelay::handle(const Tag& t, io_uring_cqe* cqe) noexcept {
         case Op::kRecv:
             return on_recv(*c, t.slot, t.side, cqe);
         case Op::kSend:
-            return on_send(*c, t.slot, t.side, cqe->res);
+            return on_send_cqe(*c, t.slot, t.side, cqe);
         case Op::kConnect:
             return on_connect(*c, t.slot, cqe->res);
         case Op::kSocket:

@@ -80,13 +80,14 @@ struct TcpStats {
     Counter pressure_pauses;   // receives paused by the memory budget below max_inflight
     Counter collapses, collapsed_bytes;  // stuck queues copied into compact fragments, and bytes
     Counter collapse_failures;           // collapses that found no memory to copy into
-    Counter clamps, unclamps;  // kernel buffers clamped behind a stuck peer, and given back
-    Counter fd_exhausted;      // accepts or upstream sockets that failed with EMFILE/ENFILE
-    Counter accept_pauses;     // times accepting paused for want of file descriptors
-    Counter direct_sides;      // client and upstream sockets made as direct descriptors
-    Counter fd_installs;       // plain fds installed for direct ones (the memory budget's)
-    Counter sockopt_failures;  // socket commands (setsockopt through the ring) that failed
-    Counter fin_by_close;      // last FINs passed on by the close, without a shutdown
+    Counter clamps, unclamps;     // kernel buffers clamped behind a stuck peer, and given back
+    Counter fd_exhausted;         // accepts or upstream sockets that failed with EMFILE/ENFILE
+    Counter accept_pauses;        // times accepting paused for want of file descriptors
+    Counter direct_sides;         // client and upstream sockets made as direct descriptors
+    Counter fd_installs;          // plain fds installed for direct ones (the memory budget's)
+    Counter sockopt_failures;     // socket commands (setsockopt through the ring) that failed
+    Counter fin_by_close;         // last FINs passed on by the close, without a shutdown
+    Counter zc_sends, zc_copied;  // zero-copy sends, and those the kernel copied after all
     // Gauges, published once a second (tick) for other threads.
     Counter pages_in_use, queued_bytes, pressure_level, live;
     Counter queue_peak;  // the largest send queue seen, in bytes (a high-water mark)
@@ -136,6 +137,9 @@ class TcpRelay {
     // and some), upstream sockets while this many.
     static constexpr unsigned kAcceptHeadroom = 4096 + 64;
     static constexpr unsigned kSocketHeadroom = 16;
+    // Zero-copy sends from this size (the kernel's own figure: below ~3 KiB, pinning the pages
+    // and the notification cost more than the copy).
+    static constexpr std::uint32_t kZcMinBytes = 3 * 1024;
 
     enum class State : std::uint8_t {
         kProxyHeader,
@@ -155,6 +159,7 @@ class TcpRelay {
         bool direct = false;      // ... which (IOSQE_FIXED_FILE on each of its SQEs)
         bool installing = false;  // a plain fd for the direct descriptor is on its way (kInstall)
         int sys = -1;             // that plain fd, once installed (tcp_pressure's syscalls)
+        int zc_res = 0;  // a zero-copy send's result, kept until its notification (on_send_cqe)
         Recv recv = Recv::kIdle;
         Send send = Send::kIdle;
         std::uint8_t clamped = 0;   // its peer is behind: 1 send buffer and window, 2 all clamped
@@ -280,6 +285,7 @@ class TcpRelay {
     void starve(Conn& c, std::uint32_t slot, unsigned s) noexcept;
     void rearm_starved() noexcept;
     void kick_send(Conn& c, std::uint32_t slot, unsigned s) noexcept;
+    void on_send_cqe(Conn& c, std::uint32_t slot, unsigned s, const io_uring_cqe* cqe) noexcept;
     void on_send(Conn& c, std::uint32_t slot, unsigned s, int res) noexcept;
     void queue_fragment(Side& side, std::byte* frag, std::uint32_t len, FragNode* n,
                         bool front = false) noexcept;
@@ -331,6 +337,7 @@ class TcpRelay {
     bool direct_ = false;        // sockets made into the ring's file table (direct descriptors)
     unsigned direct_files_ = 0;  // the table's entries
     unsigned direct_used_ = 0;   // ... in use
+    bool send_zc_ = false;       // sends of kZcMinBytes or more are zero-copy
     bool started_ = false;
     bool stopping_ = false;
     long open_fds_ = 0;

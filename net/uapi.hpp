@@ -32,6 +32,26 @@ inline void prep_setsockopt(io_uring_sqe* sqe, int fd, int level, int optname, c
     sqe->addr3 = reinterpret_cast<__u64>(optval);
 }
 
+// Zero-copy sends: sqe->ioprio flag asking the notification to say whether the kernel copied
+// after all (6.2; loopback always does), and that bit in the notification's result.
+inline constexpr unsigned kSendZcReportUsage = 1U << 3;
+inline constexpr unsigned kNotifUsageZcCopied = 1U << 31;
+#ifdef IORING_SEND_ZC_REPORT_USAGE
+static_assert(IORING_SEND_ZC_REPORT_USAGE == kSendZcReportUsage);
+#endif
+
+// io_uring_register opcodes and argument of NAPI busy polling (6.9); liburing 2.3 has no
+// io_uring_register_napi().
+inline constexpr unsigned kRegisterNapi = 27;
+inline constexpr unsigned kUnregisterNapi = 28;
+struct Napi {
+    __u32 busy_poll_to;  // microseconds
+    __u8 prefer_busy_poll;
+    __u8 pad[3];
+    __u64 resv;
+};
+static_assert(sizeof(Napi) == 16);
+
 // IORING_OP_FIXED_FD_INSTALL (6.8): a plain fd (O_CLOEXEC) for the direct descriptor `index`,
 // sharing its socket; the CQE's result is the new fd.
 inline constexpr unsigned kOpFixedFdInstall = 54;

@@ -5,6 +5,8 @@
 
 #include <cerrno>
 #include <cstdio>
+#include <cstring>
+#include <string>
 #include <system_error>
 
 namespace fp::net {
@@ -94,6 +96,18 @@ void Worker::setup() {
         std::fprintf(stderr, "fragproxy: worker ring: %s; receive: %s\n",
                      ring_->emulated() ? "epoll (Asio)" : ring_->features().describe().c_str(),
                      tcp_->describe().c_str());
+    // NAPI busy polling: an option for NIC deployments; where the kernel (6.9) or the backend has
+    // none it runs without, and says so once.
+    if (current_->napi_busy_poll_us) {
+        const int rc = ring_->register_napi(current_->napi_busy_poll_us);
+        if (index_ == 0)
+            std::fprintf(stderr, "fragproxy: io_uring NAPI busy poll %u us: %s\n",
+                         current_->napi_busy_poll_us,
+                         rc == 0 ? "on"
+                                 : (std::string("not available, running without (") +
+                                    std::strerror(-rc) + "; Linux 6.9, io_uring backend)")
+                                       .c_str());
+    }
     // Nothing is armed before every part is set up: a failed setup leaves nothing in flight.
     tcp_->start();
     if (udp_) udp_->start();

@@ -183,7 +183,8 @@ def case_features_report():
     assert r.returncode == 0, r
     report = dict(line.split(": ", 1) for line in r.stdout.splitlines())
     for key in ("io_uring", "provided-buffer rings (5.19)", "multishot recv (6.0)",
-                "incremental buffer consumption (6.12)", "send/recv bundles (6.10)"):
+                "incremental buffer consumption (6.12)", "send/recv bundles (6.10)",
+                "direct descriptors (6.8)", "zero-copy send and sendmsg (6.1)"):
         assert key in report, (key, r.stdout)
     picks = report["receive"]
     inc = report["incremental buffer consumption (6.12)"] == "yes"

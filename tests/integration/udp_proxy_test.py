@@ -295,21 +295,31 @@ def case_iperf3_udp():
     assert u["datagrams_in"] <= s["packets"] + 1 <= u["datagrams_in"] + kernel_drops + 1, (u, s)
 
 
+def udp_queue(port, remote=False):
+    """Bytes (truesize) queued in the UDP sockets bound to port (connected to it, if remote)."""
+    col = 2 if remote else 1
+    with open("/proc/net/udp") as f:
+        return sum(int(line.split()[4].split(":")[1], 16) for line in list(f)[1:]
+                   if int(line.split()[col].split(":")[1], 16) == port)
+
+
 def settle(port, remote=False):
     """Waits until the receive queue of the UDP socket bound to port (connected to it, if
-    remote) stops growing."""
-    last, stable = -1, 0
-    col = 2 if remote else 1
-    for _ in range(200):
-        with open("/proc/net/udp") as f:
-            q = sum(int(l.split()[4].split(":")[1], 16) for l in list(f)[1:]
-                    if int(l.split()[col].split(":")[1], 16) == port)
-        stable = stable + 1 if q == last and q > 0 else 0
+    remote) holds something and stops growing; for the remote one, also until the socket bound
+    to port (the echo) has read everything sent to it. Says what it saw if that never comes."""
+    last, stable, seen = -1, 0, []
+    for _ in range(400):
+        q = udp_queue(port, remote)
+        drained = not remote or udp_queue(port) == 0
+        stable = stable + 1 if q == last and q > 0 and drained else 0
         if stable >= 4:
             return
         last = q
+        if not seen or seen[-1] != (q, drained):
+            seen.append((q, drained))
         time.sleep(0.05)
-    raise AssertionError(f"port {port}: queue never settled")
+    raise AssertionError(f"port {port}{' (remote)' if remote else ''}: queue never settled; "
+                         f"(queued, echo drained) seen: {seen[-12:]}")
 
 
 def burst(mtu_note="", top=()):

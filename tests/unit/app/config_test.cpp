@@ -127,6 +127,11 @@ TEST_CASE("the receive path and its fragment size") {
     CHECK(error_of("io_uring: {taskrun: sometimes}\n" + base) ==
           "f.yaml:1:21: io_uring.taskrun must be auto, defer, coop or none");
     CHECK(parse_config(base, "f.yaml").worker.direct_descriptors);
+    CHECK(!parse_config(base, "f.yaml").worker.send_zc);
+    CHECK(parse_config(base, "f.yaml").worker.napi_busy_poll_us == 0);
+    CHECK(parse_config("io_uring: {napi_busy_poll_us: 50}\n" + base, "f.yaml")
+              .worker.napi_busy_poll_us == 50);
+    CHECK(parse_config("io_uring: {send_zc: true}\n" + base, "f.yaml").worker.send_zc);
     CHECK(!parse_config("io_uring: {direct_descriptors: false}\n" + base, "f.yaml")
                .worker.direct_descriptors);
     CHECK(error_of("io_uring: {direct_descriptors: maybe}\n" + base) ==

@@ -4,6 +4,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <cstdint>
 #include <optional>
 #include <system_error>
 
@@ -64,4 +66,21 @@ TEST_CASE("Ring::register_direct: a sparse table where the kernel has one, never
     CHECK(type == SOCK_STREAM);
     ::close(fd);
     ring->close_direct_now(index);
+}
+
+TEST_CASE("Ring::register_napi: the busy-poll time set is the one the kernel gives back") {
+    net::Ring epoll = net::Ring::epoll(8);
+    CHECK(epoll.register_napi(50) == -EOPNOTSUPP);
+    std::optional<net::Ring> ring;
+    try {
+        ring.emplace(net::Ring::best(8));
+    } catch (const std::system_error& e) {
+        test::skip(e.what());
+    }
+    const int rc = ring->register_napi(50);
+    if (rc == -EINVAL) test::skip("no io_uring NAPI busy polling (Linux 6.9)");
+    REQUIRE(rc == 0);
+    std::uint32_t us = 0;
+    REQUIRE(ring->unregister_napi(&us) == 0);
+    CHECK(us == 50);
 }
