@@ -71,7 +71,6 @@ std::string TcpRelay::reconfigure(const std::vector<TcpListenerSettings>& next) 
                 listeners_[i].cfg = std::make_shared<const TcpListenerSettings>(cfg);
                 reset_balance(listeners_[i]);
                 kept[i] = true;
-
             } else {
                 add_listener(cfg);
             }
