@@ -173,9 +173,7 @@ void TcpRelay::clamp_buffers(Conn& c, std::uint32_t slot, unsigned s, bool stuck
 void TcpRelay::unclamp_buffers(Conn& c, unsigned s) noexcept {
     Side& side = c.side[s];
     // (clamped: both plain fds were there; the feeding side's may have closed since)
-    const int fd = side.direct ? side.sys : side.fd;
-    const Side& from = c.side[s ^ 1];
-    const int feed = from.direct ? from.sys : from.fd;
+    const int fd = side.plain(), feed = c.side[s ^ 1].plain();
     // (a client that stopped reading with a small receive buffer holds less than a backlog in
     // flight, but its window is closed: not caught up)
     if (side.clamped == 0 || fd < 0 || peer_backlogged(fd) || window_closed(fd)) return;

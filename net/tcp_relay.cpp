@@ -450,7 +450,7 @@ void TcpRelay::close_side(Side& side) noexcept {
 
 int TcpRelay::sys_fd(Conn& c, std::uint32_t slot, unsigned s) noexcept {
     Side& side = c.side[s];
-    if (!side.direct || side.sys >= 0) return side.direct ? side.sys : side.fd;
+    if (side.plain() >= 0 || !side.direct) return side.plain();
     if (side.fd < 0 || side.installing || c.state == State::kClosing) return -1;
     if (s == 1 && before_upstream(c)) return -1;  // (its socket may fail and be replaced)
     if (io_uring_sqe* q = reactor_.submit(conns_, Op::kInstall, slot, s)) {

@@ -160,6 +160,8 @@ class TcpRelay {
         bool installing = false;  // a plain fd for the direct descriptor is on its way (kInstall)
         int sys = -1;             // that plain fd, once installed (tcp_pressure's syscalls)
         int zc_res = 0;  // a zero-copy send's result, kept until its notification (on_send_cqe)
+        // The fd syscalls take: its own, or the one installed for its direct descriptor (-1).
+        int plain() const noexcept { return direct ? sys : fd; }
         Recv recv = Recv::kIdle;
         Send send = Send::kIdle;
         std::uint8_t clamped = 0;   // its peer is behind: 1 send buffer and window, 2 all clamped

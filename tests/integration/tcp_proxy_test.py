@@ -208,10 +208,18 @@ def direct_descriptors_here():
     """Whether this run's proxy makes its TCP sockets as direct descriptors: the kernel has
     them (fragproxy --features), the io_uring backend runs, and FP_DIRECT does not turn them
     off."""
-    if os.environ.get("FP_BACKEND") == "epoll" or os.environ.get("FP_DIRECT") == "false":
+    if os.environ.get("FP_DIRECT") == "false":
+        return False
+    return io_uring_has("direct descriptors (6.8)")
+
+
+def io_uring_has(feature):
+    """Whether this run's proxy has an io_uring feature: the kernel has it (a line of fragproxy
+    --features) and the io_uring backend runs."""
+    if os.environ.get("FP_BACKEND") == "epoll":
         return False
     out = subprocess.run([BINARY, "--features"], capture_output=True, text=True).stdout
-    return "direct descriptors (6.8): yes" in out
+    return f"{feature}: yes" in out
 
 
 async def case_nodelay_both_sides():
@@ -292,8 +300,7 @@ async def case_send_zc():
     port = free_port()
     proxy = run_proxy([{"listen": ("127.0.0.1", port), "upstreams": [("127.0.0.1", up)]}],
                       io_uring={"send_zc": "true"})
-    out = subprocess.run([BINARY, "--features"], capture_output=True, text=True).stdout
-    zc = os.environ.get("FP_BACKEND") != "epoll" and "zero-copy send and sendmsg (6.1): yes" in out
+    zc = io_uring_has("zero-copy send and sendmsg (6.1)")
     rng = random.Random(3)
     jobs = [(client_half_close if i % 2 else client_echo)(port, rng.randrange(1, 8 * MiB), False)
             for i in range(16)]
