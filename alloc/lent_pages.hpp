@@ -59,6 +59,8 @@ class LentPages {
     std::span<std::byte> bytes(std::uint16_t bid) const noexcept {
         return {slots_[bid].va, slots_[bid].size};
     }
+    // What slot `bid` has left past its running offset (what the filler may still write there).
+    std::uint32_t room(std::uint16_t bid) const noexcept { return slots_[bid].size - offset_[bid]; }
     const BiasedPage& slot(std::uint16_t bid) const noexcept { return slots_[bid]; }
     unsigned entries() const noexcept { return unsigned(slots_.size()); }
     unsigned lent() const noexcept { return entries() - unsigned(empty_.size()); }

@@ -171,10 +171,10 @@ void parse_memory(Config& c, Map m) {
 }
 
 // io_uring: {receive: auto | incremental | fragments, taskrun: auto | defer | coop | none,
-// direct_descriptors: bool, send_zc: bool, napi_busy_poll_us: 0-1000000}: receive resolved
-// against the kernel at start; a
-// taskrun other than auto is taken or refused; direct descriptors where the kernel has them,
-// unless false; zero-copy sends where it has them, if true.
+// direct_descriptors: bool, send_zc: bool, bundles: bool, napi_busy_poll_us: 0-1000000}: receive
+// resolved against the kernel at start; a taskrun other than auto is taken or refused; direct
+// descriptors and receive bundles where the kernel has them, unless false; zero-copy sends where it
+// has them, if true.
 void parse_io_uring(Config& c, Map m) {
     YAML::Node r = m.get("receive");
     const std::string v = m.text("receive", "auto");
@@ -195,6 +195,7 @@ void parse_io_uring(Config& c, Map m) {
              "io_uring.taskrun must be auto, defer, coop or none");
     c.worker.direct_descriptors = m.flag("direct_descriptors", true);
     c.worker.send_zc = m.flag("send_zc", false);
+    c.worker.bundles = m.flag("bundles", true);
     c.worker.napi_busy_poll_us = m.scalar<std::uint32_t>("napi_busy_poll_us", 0, 0, 1000000);
     m.finish();
 }
@@ -946,6 +947,7 @@ std::string describe(const Config& c) {
       << ", taskrun: " << net::taskrun_name(w.taskrun)
       << ", direct_descriptors: " << (w.direct_descriptors ? "true" : "false")
       << ", send_zc: " << (w.send_zc ? "true" : "false")
+      << ", bundles: " << (w.bundles ? "true" : "false")
       << ", napi_busy_poll_us: " << w.napi_busy_poll_us << "}\n"
       << "udp_gso: " << (w.udp_gso ? "true" : "false") << "\nlisteners:\n";
     for (const auto& l : w.listeners) {

@@ -47,6 +47,7 @@ constexpr Field<W> kTcpFields[] = {
     {"fin_by_close", &W::fin_by_close},
     {"zc_sends", &W::zc_sends},
     {"zc_copied", &W::zc_copied},
+    {"recv_bundles", &W::recv_bundles},
     {"pages_in_use", &W::pages_in_use},
     {"queued_bytes", &W::queued_bytes},
     {"pressure_level", &W::pressure_level},

@@ -277,19 +277,20 @@ class Scraper(threading.Thread):
 # fragproxy with one optimisation turned off by its config (the ablation table): the receive path
 # of kernels before 6.12 (page-sized fragments, no incremental consumption), io_uring's task work
 # run cooperatively or by interruption instead of deferred to the worker's wait, UDP without GSO,
-# TCP connections on plain fds instead of the ring's direct descriptors; and zero-copy sends
-# turned on (off by default).
+# TCP connections on plain fds instead of the ring's direct descriptors, TCP receives one buffer
+# per completion instead of in bundles; and zero-copy sends turned on (off by default).
 ABLATIONS = {
     "fragproxy-fragments": "io_uring: {receive: fragments}",
     "fragproxy-coop": "io_uring: {taskrun: coop}",
     "fragproxy-plain": "io_uring: {taskrun: none}",
     "fragproxy-nogso": "udp_gso: false",
     "fragproxy-fds": "io_uring: {direct_descriptors: false}",
+    "fragproxy-nobundles": "io_uring: {bundles: false}",
     "fragproxy-zc": "io_uring: {send_zc: true}",  # (turned on: off by default)
 }
 # Peers only run when named (--peers): each measures one optimisation.
 ON_REQUEST = {"fragproxy-coop", "fragproxy-plain", "fragproxy-nogso", "fragproxy-fds",
-              "fragproxy-zc"}
+              "fragproxy-nobundles", "fragproxy-zc"}
 
 
 def all_peers(baseline=""):

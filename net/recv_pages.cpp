@@ -32,6 +32,8 @@ RecvPages::RecvPages(Ring& ring, PagePool& pool, unsigned pages, std::uint16_t g
     entries_ = std::bit_ceil(frags ? unsigned(pages * (page / fragment)) : pages);
     FP_CHECK(entries_ <= 32768, "recv ring of %u buffers: at most 32768", entries_);
     buffer_bytes_ = frags ? fragment : std::uint32_t(page);
+    pos_.assign(entries_, 0);
+    order_.assign(entries_, 0);
     if (frags)
         frags_ = std::make_unique<LentFrags>(pool, entries_, fragment);
     else
@@ -64,6 +66,8 @@ RecvPages::~RecvPages() {
 
 void RecvPages::offer(std::uint16_t bid) noexcept {
     auto bytes = frags_ ? frags_->bytes(bid) : pages_->bytes(bid);
+    pos_[bid] = br_->tail;
+    order_[br_->tail & (entries_ - 1)] = bid;
     io_uring_buf_ring_add(br_, bytes.data(), unsigned(bytes.size()), bid,
                           io_uring_buf_ring_mask(entries_), 0);
     io_uring_buf_ring_advance(br_, 1);

@@ -11,11 +11,14 @@
 //   kWholePages   whole pages, each consumed by one completion (a UDP datagram must never be
 //                 split). Accounting: LentPages.
 // This class registers the ring and hands the kernel each buffer the accounting charges; the
-// bias protocol itself is in alloc/.
+// bias protocol itself is in alloc/. It keeps the ring's order (which buffer went in at which
+// entry): a bundle completion (IORING_RECVSEND_BUNDLE) names only its first buffer and fills
+// those offered after it.
 //
 // Owner thread only (the worker's completion handler).
 #include <cstdint>
 #include <memory>
+#include <vector>
 
 #include "alloc/lent_frags.hpp"
 #include "alloc/lent_pages.hpp"
@@ -39,6 +42,26 @@ class RecvPages {
 
     // A completion consumed `len` bytes of buffer `bid`; `more` = IORING_CQE_F_BUF_MORE.
     std::byte* take(std::uint16_t bid, std::uint32_t len, bool more) noexcept;
+    // A completion of `len` bytes from buffer `bid` on: that buffer's room from its running offset
+    // (the whole of it without incremental consumption), then each buffer offered after it, in
+    // ring order, until the bytes are placed; `more` is the last buffer's. Calls each(fragment,
+    // bytes) per buffer, in order; returns how many. A receive without bundles fills one.
+    template <class Each>
+    unsigned take_each(std::uint16_t bid, std::uint32_t len, bool more, Each&& each) noexcept {
+        std::uint16_t at = pos_[bid];
+        for (unsigned n = 1;; ++n) {
+            const std::uint32_t room =
+                frags_ ? std::uint32_t(frags_->bytes(bid).size()) : pages_->room(bid);
+            if (len <= room) {
+                each(take(bid, len, more), len);
+                return n;
+            }
+            const std::uint16_t next = order_[++at & (entries_ - 1)];  // before take() offers
+            each(take(bid, room, false), room);
+            len -= room;
+            bid = next;
+        }
+    }
     // Frees a fragment taken here (or any fragment of the pool): local when its page is held.
     void free(std::byte* frag) noexcept {
         if (frags_)
@@ -88,6 +111,8 @@ class RecvPages {
     std::unique_ptr<LentFrags> frags_;  // kFragments
     io_uring_buf_ring* br_ = nullptr;
     std::size_t br_bytes_ = 0;
+    std::vector<std::uint16_t> pos_;    // per buffer id: the ring entry it was last offered at
+    std::vector<std::uint16_t> order_;  // per ring entry (modulo entries_): the buffer id there
 };
 
 }  // namespace fp::net

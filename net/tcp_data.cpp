@@ -17,10 +17,18 @@ constexpr std::size_t kRearmsPerPage = 4;
 
 }  // namespace
 
-std::byte* TcpRelay::take(io_uring_cqe* cqe) noexcept {
-    stats_.frags.add();
-    return recv_->take(std::uint16_t(cqe->flags >> IORING_CQE_BUFFER_SHIFT),
-                       std::uint32_t(cqe->res), cqe->flags & uapi::kCqeBufMore);
+// The fragments a receive completion filled (several for a bundle), in order, to `each`.
+template <class Each>
+void TcpRelay::take_each(const io_uring_cqe* cqe, Each&& each) noexcept {
+    const unsigned n =
+        recv_->take_each(std::uint16_t(cqe->flags >> IORING_CQE_BUFFER_SHIFT),
+                         std::uint32_t(cqe->res), cqe->flags & uapi::kCqeBufMore, each);
+    stats_.frags.add(n);
+    if (n > 1) stats_.recv_bundles.add();
+}
+
+void TcpRelay::drop_recv(const io_uring_cqe* cqe) noexcept {
+    take_each(cqe, [this](std::byte* frag, std::uint32_t) noexcept { recv_->free(frag); });
 }
 
 void TcpRelay::arm_recv(Conn& c, std::uint32_t slot, unsigned s) noexcept {
@@ -48,6 +56,7 @@ void TcpRelay::arm_recv(Conn& c, std::uint32_t slot, unsigned s) noexcept {
             q, side.fd, std::min<std::uint32_t>(g, std::uint32_t(pool_->block_bytes())), g);
     else
         io_uring_prep_recv_multishot(q, side.fd, nullptr, 0, 0);
+    if (bundles_) q->ioprio |= uapi::kRecvsendBundle;
     q->flags |= IOSQE_BUFFER_SELECT;
     use(q, side);
     q->buf_group = recv_->group();
@@ -100,19 +109,24 @@ void TcpRelay::on_recv(Conn& c, std::uint32_t slot, unsigned s, io_uring_cqe* cq
     check_done(c, slot);
 }
 
-// res bytes arrived on side s: queued on the other side, as the fragment they landed in.
+// res bytes arrived on side s: queued on the other side, as the fragments they landed in (one
+// per buffer: several for a bundle).
 void TcpRelay::on_data(Conn& c, std::uint32_t slot, unsigned s, io_uring_cqe* cqe) noexcept {
     Side& side = c.side[s];
     const auto len = std::uint32_t(cqe->res);
-    std::byte* frag = take(cqe);
-    if (c.state == State::kLingering) return recv_->free(frag);  // an unserved client's rest
-    FragNode* n = c.state == State::kClosing ? nullptr : nodes_->get();
-    if (!n) {
-        recv_->free(frag);
-        if (c.state != State::kClosing) close_conn(c, slot, true);  // never drop silently
-        return;
-    }
-    queue_fragment(c.side[s ^ 1], frag, len, n);
+    // A lingering close drops an unserved client's rest; a closing connection keeps nothing.
+    const bool keep = c.state != State::kLingering && c.state != State::kClosing;
+    bool lost = false;  // a fragment found no queue node: never dropped silently
+    take_each(cqe, [&](std::byte* frag, std::uint32_t n) noexcept {
+        FragNode* node = keep && !lost ? nodes_->get() : nullptr;
+        if (!node) {
+            lost = keep;
+            return recv_->free(frag);
+        }
+        queue_fragment(c.side[s ^ 1], frag, n, node);
+    });
+    if (!keep) return;
+    if (lost) return close_conn(c, slot, true);
     (s ? stats_.bytes_upstream : stats_.bytes_client).add(len);
     c.bytes[s] += len;
     ListenerCounters& lc = c.cfg->shared->per_worker[index_];

@@ -66,6 +66,7 @@ TcpRelay::TcpRelay(Reactor& reactor, const WorkerSettings& settings, unsigned wo
         direct_files_ = direct_ ? n : 0;
     }
     send_zc_ = settings.send_zc && f.sendmsg_zc;
+    bundles_ = settings.bundles && (f.kernel_features & uapi::kFeatRecvsendBundle);
     reserve(settings.listeners);
     for (const auto& l : settings.listeners)
         add_listener(l);
@@ -95,10 +96,11 @@ std::string TcpRelay::describe() const {
         return "fragments: provided-buffer ring of " + std::to_string(recv_->entries()) + " x " +
                std::to_string(recv_->buffer_bytes() >> 10) + " KiB fragments carved from " +
                std::to_string(pool_->block_bytes() >> 10) +
-               " KiB pages by the worker's FragCache, multishot recv";
+               " KiB pages by the worker's FragCache, multishot recv" +
+               (bundles_ ? " in bundles" : "");
     return "incremental: provided-buffer ring of " + std::to_string(recv_->entries()) + " x " +
            std::to_string(recv_->buffer_bytes() >> 10) +
-           " KiB pages, incremental consumption, multishot recv";
+           " KiB pages, incremental consumption, multishot recv" + (bundles_ ? " in bundles" : "");
 }
 
 std::size_t TcpRelay::leaked_pages() noexcept {
@@ -119,7 +121,7 @@ void TcpRelay::handle(const Tag& t, io_uring_cqe* cqe) noexcept {
     }
     Conn* c = reactor_.complete(conns_, t, cqe);
     if (!c) {  // cannot happen (slots wait for their last CQE), but a buffer must never leak
-        if (cqe->res > 0 && (cqe->flags & IORING_CQE_F_BUFFER)) recv_->free(take(cqe));
+        if (cqe->res > 0 && (cqe->flags & IORING_CQE_F_BUFFER)) drop_recv(cqe);
         return;
     }
     switch (t.op) {

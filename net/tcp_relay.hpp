@@ -88,6 +88,7 @@ struct TcpStats {
     Counter sockopt_failures;     // socket commands (setsockopt through the ring) that failed
     Counter fin_by_close;         // last FINs passed on by the close, without a shutdown
     Counter zc_sends, zc_copied;  // zero-copy sends, and those the kernel copied after all
+    Counter recv_bundles;         // receive completions that filled more than one buffer
     // Gauges, published once a second (tick) for other threads.
     Counter pages_in_use, queued_bytes, pressure_level, live;
     Counter queue_peak;  // the largest send queue seen, in bytes (a high-water mark)
@@ -291,7 +292,9 @@ class TcpRelay {
     void on_send(Conn& c, std::uint32_t slot, unsigned s, int res) noexcept;
     void queue_fragment(Side& side, std::byte* frag, std::uint32_t len, FragNode* n,
                         bool front = false) noexcept;
-    std::byte* take(io_uring_cqe* cqe) noexcept;
+    template <class Each>
+    void take_each(const io_uring_cqe* cqe, Each&& each) noexcept;
+    void drop_recv(const io_uring_cqe* cqe) noexcept;  // frees what a receive filled
 
     // Memory budget (tcp_pressure.cpp).
     std::uint32_t queue_limit(const Conn& c) const noexcept;
@@ -340,6 +343,7 @@ class TcpRelay {
     unsigned direct_files_ = 0;  // the table's entries
     unsigned direct_used_ = 0;   // ... in use
     bool send_zc_ = false;       // sends of kZcMinBytes or more are zero-copy
+    bool bundles_ = false;       // receives fill several ring buffers per completion
     bool started_ = false;
     bool stopping_ = false;
     long open_fds_ = 0;

@@ -72,10 +72,16 @@ inline void prep_recv_multishot_capped(io_uring_sqe* sqe, int fd, unsigned each,
     sqe->file_index = total;
 }
 
-// io_uring_params.features: send and receive bundles (IORING_RECVSEND_BUNDLE, 6.10).
+// io_uring_params.features: send and receive bundles (6.10); sqe->ioprio flag asking a recv with
+// buffer select to fill several provided buffers, in ring order, in one completion (whose buffer
+// id is the first one's).
 inline constexpr unsigned kFeatRecvsendBundle = 1U << 14;
+inline constexpr unsigned kRecvsendBundle = 1U << 4;
 #ifdef IORING_FEAT_RECVSEND_BUNDLE
 static_assert(IORING_FEAT_RECVSEND_BUNDLE == kFeatRecvsendBundle);
+#endif
+#ifdef IORING_RECVSEND_BUNDLE
+static_assert(IORING_RECVSEND_BUNDLE == kRecvsendBundle);
 #endif
 
 static_assert(IORING_SETUP_SINGLE_ISSUER == 1U << 12);

@@ -108,6 +108,9 @@ async def case_forwarding():
     assert st["accepted"] == 251, st  # 250 + the start probe
     # Each ended by two FINs, the second passed on by the close (no shutdown: tcp_relay.cpp).
     assert st["resets"] == 0 and st["fin_by_close"] == 251, st
+    # Receives in bundles (on by default where the kernel has them): some filled several
+    # buffers in one completion.
+    assert (st["recv_bundles"] > 0) == io_uring_has("send/recv bundles (6.10)"), st
 
 
 async def case_upstream_refuses():
@@ -310,6 +313,23 @@ async def case_send_zc():
     st = finish(proxy)
     print(f"  {st['zc_sends']} zero-copy sends, {st['zc_copied']} copied by the kernel")
     assert (st["zc_sends"] > 0) == zc and st["resets"] == 0, st
+
+
+async def case_no_bundles():
+    """io_uring: {bundles: false}: checksummed transfers both ways (echo and half-close, up to
+    8 MiB), each receive filling one buffer; nothing held at exit."""
+    server, up = await start_upstream()
+    port = free_port()
+    proxy = run_proxy([{"listen": ("127.0.0.1", port), "upstreams": [("127.0.0.1", up)]}],
+                      io_uring={"bundles": "false"})
+    rng = random.Random(5)
+    jobs = [(client_half_close if i % 2 else client_echo)(port, rng.randrange(1, 8 * MiB), False)
+            for i in range(16)]
+    await asyncio.wait_for(asyncio.gather(*jobs), 120)
+    await stats_when(proxy, lambda s: s["tcp"]["closed"] == 17, "every connection closed")
+    server.close()
+    st = finish(proxy)
+    assert st["recv_bundles"] == 0 and st["resets"] == 0, st
 
 
 async def case_upstream_resets():

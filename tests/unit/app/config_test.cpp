@@ -116,8 +116,8 @@ TEST_CASE("the receive path and its fragment size") {
           fp::net::RecvPath::kIncremental);
     CHECK(error_of("io_uring: {receive: zerocopy}\n" + base) ==
           "f.yaml:1:21: io_uring.receive must be auto, incremental or fragments");
-    CHECK(error_of("io_uring: {bundles: true}\n" + base) ==
-          "f.yaml:1:12: unknown key io_uring.bundles");
+    CHECK(error_of("io_uring: {bundle: true}\n" + base) ==
+          "f.yaml:1:12: unknown key io_uring.bundle");
     // The ablation switches: io_uring's task work, UDP's GSO.
     CHECK(parse_config(base, "f.yaml").worker.taskrun == fp::net::TaskRun::kAuto);
     CHECK(parse_config("io_uring: {taskrun: coop}\n" + base, "f.yaml").worker.taskrun ==
@@ -128,6 +128,8 @@ TEST_CASE("the receive path and its fragment size") {
           "f.yaml:1:21: io_uring.taskrun must be auto, defer, coop or none");
     CHECK(parse_config(base, "f.yaml").worker.direct_descriptors);
     CHECK(!parse_config(base, "f.yaml").worker.send_zc);
+    CHECK(parse_config(base, "f.yaml").worker.bundles);
+    CHECK(!parse_config("io_uring: {bundles: false}\n" + base, "f.yaml").worker.bundles);
     CHECK(parse_config(base, "f.yaml").worker.napi_busy_poll_us == 0);
     CHECK(parse_config("io_uring: {napi_busy_poll_us: 50}\n" + base, "f.yaml")
               .worker.napi_busy_poll_us == 50);

@@ -6,9 +6,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <memory>
 #include <system_error>
+#include <vector>
 
 #include "alloc/page_pool.hpp"
 #include "net/recv_pages.hpp"
@@ -104,4 +106,61 @@ TEST_CASE("receives land piece after piece in one lent page and come back to its
     CHECK_FALSE((end.flags & IORING_CQE_F_MORE));
     recv.reset();
     CHECK(pool.pages_in_use() == 0);
+}
+
+// A bundle (IORING_RECVSEND_BUNDLE) names only the first buffer it filled: the rest follow it in
+// ring order, which RecvPages keeps. Without incremental consumption a short receive's tail goes
+// back to the ring's end, so ring order is not buffer-id order; the bytes must come out whole.
+TEST_CASE("a bundle completion fills buffers in ring order, one fragment each") {
+    for (auto mode : {net::RecvMode::kIncremental, net::RecvMode::kFragments}) {
+        CAPTURE(int(mode));
+        auto ring = ring_or_skip();
+        if (!(ring->features().kernel_features & net::uapi::kFeatRecvsendBundle))
+            test::skip("this kernel has no receive bundles (Linux 6.10)");
+        PagePool pool(PoolConfig{std::size_t{4} << 20, 2, 0, false});  // 16 KiB pages
+        std::unique_ptr<net::RecvPages> recv;
+        try {
+            recv = std::make_unique<net::RecvPages>(*ring, pool, 4, 3, mode, 16384);
+        } catch (const std::system_error& e) {
+            test::skip(e.what());  // a kernel before 6.12: no incremental consumption
+        }
+        SocketPair sp;
+        io_uring_sqe* sqe = io_uring_get_sqe(ring->get());
+        io_uring_prep_recv_multishot(sqe, sp.fd[1], nullptr, 0, 0);
+        sqe->ioprio |= net::uapi::kRecvsendBundle;
+        sqe->flags |= IOSQE_BUFFER_SELECT;
+        sqe->buf_group = recv->group();
+
+        std::vector<unsigned char> sent(41000), got;
+        for (std::size_t i = 0; i < sent.size(); ++i)
+            sent[i] = static_cast<unsigned char>(i * 7 + i / 251);
+        std::vector<std::byte*> frags;
+        unsigned widest = 0;
+        auto receive = [&](std::size_t from, std::size_t to) {
+            REQUIRE(::write(sp.fd[0], sent.data() + from, to - from) == ssize_t(to - from));
+            while (got.size() < to) {
+                Completion c = next_cqe(*ring);
+                REQUIRE(c.res > 0);
+                REQUIRE((c.flags & IORING_CQE_F_BUFFER));
+                const unsigned n = recv->take_each(
+                    std::uint16_t(c.flags >> IORING_CQE_BUFFER_SHIFT), std::uint32_t(c.res),
+                    c.flags & net::uapi::kCqeBufMore, [&](std::byte* f, std::uint32_t len) {
+                        auto* b = reinterpret_cast<unsigned char*>(f);
+                        got.insert(got.end(), b, b + len);
+                        frags.push_back(f);
+                    });
+                widest = std::max(widest, n);
+            }
+        };
+        receive(0, 1000);      // the first buffer's head (its tail offered again: fragments)
+        receive(1000, 41000);  // more than two buffers hold
+        CHECK(got == sent);
+        CHECK(widest >= 2);  // a completion spanned several buffers
+        for (std::byte* f : frags)
+            recv->free(f);
+        ::shutdown(sp.fd[0], SHUT_WR);
+        CHECK(next_cqe(*ring).res == 0);
+        recv.reset();
+        CHECK(pool.pages_in_use() == 0);
+    }
 }
