@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """fragproxy vs HAProxy (also with splice-auto), nginx stream, socat and the direct path, on
-loopback, peers in alternation (A B C A B C ...) round after round. Writes
+loopback, peers in alternation, each round in its own shuffled order (A C B, B A C ...). Writes
 <out>/<date>-<host>.md, .json and .png and prints where.
 
   bench/compare.py --fragproxy build-release/app/fragproxy [--quick] [--only tcp,udp]
@@ -15,6 +15,7 @@ ports, round robin and least_conn) in connrate."""
 import argparse
 import datetime
 import os
+import random
 import shlex
 import shutil
 import signal
@@ -41,7 +42,8 @@ def parse():
     p.add_argument("--rounds", type=int, default=None, help="default 3 (1 with --quick)")
     p.add_argument("--peers", default="",
                    help="comma-separated peers to run (default: every peer a scenario takes, "
-                        "but the ablation ones, fragproxy-coop, -plain, -nogso, -fds, -zc)")
+                        "but the ablation ones, fragproxy-coop, -plain, -nogso, -fds, "
+                        "-nobundles, -zc; an ablation table compares them with fragproxy)")
     p.add_argument("--out", default=os.path.join(P.HERE, "results"))
     a = p.parse_args()
     a.only = [s for s in a.only.split(",") if s] or list(SCENARIOS)
@@ -114,10 +116,15 @@ def main():
             group = [peer for peer in everyone if applies(peer) and peer.takes(name)]
             rounds = {peer.name: [] for peer in group}
             for rnd in range(1, a.rounds + 1):
-                # Each round starts one peer further: no peer always runs right after another
-                # (connrate leaves TIME_WAIT sockets behind, the machine warms up).
-                turn = (rnd - 1) % len(group)
-                for peer in group[turn:] + group[:turn]:
+                # Each round in its own order, shuffled with the round's number as the seed (the
+                # same in every run): no peer always runs first, nor right after the same peer.
+                # A peer's figures depend on what ran just before it (connrate leaves TIME_WAIT
+                # sockets behind, the machine warms up; in rps, peers run right after a fragproxy
+                # peer were 10-20% slower than after HAProxy or nginx), and rotating one order
+                # would keep every peer's predecessor the same in every round.
+                order = list(group)
+                random.Random(rnd).shuffle(order)
+                for peer in order:
                     progress(name, peer.name, rnd, a.rounds)
                     rounds[peer.name].append(fn(peer, durations))
             if name == "latency":

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""A flame graph of fragproxy under one stream of iperf3, on loopback: where its CPU goes.
+"""A flame graph of fragproxy under iperf3 (TCP streams or UDP), on loopback: where its CPU goes.
 
-Usage: bench/flamegraph.py --fragproxy build/app/fragproxy [--seconds 5] [--streams 1]
+Usage: bench/flamegraph.py --fragproxy build/app/fragproxy [--seconds 5] [--streams 1 | --udp 64]
                            [--config-line 'io_uring: {bundles: false}'] --out bench/results/NAME
 
 Starts fragproxy (bench/peers/fragproxy.yaml, its iperf listener only carrying traffic), an iperf3
@@ -101,6 +101,8 @@ def main():
     ap.add_argument("--fragproxy", required=True)
     ap.add_argument("--seconds", type=int, default=5)
     ap.add_argument("--streams", type=int, default=1)
+    ap.add_argument("--udp", type=int, default=0, metavar="BYTES",
+                    help="UDP datagrams of this size instead (iperf3 -u -b 0 -l BYTES)")
     ap.add_argument("--config-line", default="", help="a line appended to the peer's config")
     ap.add_argument("--out", required=True, help="path prefix of NAME.png and NAME.md")
     ap.add_argument("--folded", action="store_true", help="also write NAME.folded")
@@ -124,7 +126,9 @@ def main():
             raise RuntimeError("iperf3 -s exited at start")
         client = procs.spawn("iperf3-client", ["iperf3", "-c", "127.0.0.1", "-p",
                                                str(ports["iperf"]), "-t", str(a.seconds + 2),
-                                               "-P", str(a.streams)])
+                                               "-P", str(a.streams),
+                                               *(["-u", "-b", "0", "-l", str(a.udp)] if a.udp
+                                                 else [])])
         time.sleep(1)  # past the start of the stream
         data = os.path.join(work, "perf.data")
         subprocess.run(["perf", "record", "-q", "-g", "-F", "999", "-o", data, "-p",
@@ -138,7 +142,8 @@ def main():
         with open(a.out + ".folded", "w") as f:
             for stack, count in sorted(stacks.items()):
                 f.write(f"{stack} {count}\n")
-    title = (f"fragproxy, iperf3 -P {a.streams} through it, {a.seconds} s of perf record -g "
+    what = f"-u -l {a.udp}" if a.udp else f"-P {a.streams}"
+    title = (f"fragproxy, iperf3 {what} through it, {a.seconds} s of perf record -g "
              f"-F 999 ({sum(stacks.values())} samples) {a.config_line}")
     plot(stacks, title, a.out + ".png")
     lines = [f"  {share * 100:5.1f}%  {frame}" for frame, share in heaviest(stacks, 30)]

@@ -87,7 +87,8 @@ def markdown(results, meta):
              f"Machine: {m['host']}, {m['cpu']}, {m['cores']} cores, {m['memory GiB']} GiB, "
              f"Linux {m['kernel']}. Everything on loopback: clients, peers and upstreams share "
              "the cores.", "",
-             f"Command: `{meta['command']}`; {meta['rounds']} round(s), peers in alternation. "
+             f"Command: `{meta['command']}`; {meta['rounds']} round(s), peers in alternation (each "
+             "round in its own order). "
              "Each cell: median (min-max over rounds) and the ratio to the reference peer from "
              "the same round.", ""]
     for name, sc in results.items():
@@ -110,6 +111,53 @@ def markdown(results, meta):
                 cells.append(cell)
             lines.append(f"| {peer} | " + " | ".join(cells) + " |")
         lines.append("")
+    return "\n".join(lines) + "\n" + ablation(results)
+
+
+# The ablation table's columns: (scenario, figure, heading); latency as RTT (an added latency
+# within the direct path's noise has no meaningful ratio).
+ABLATION_COLUMNS = [
+    ("tcp", "1 stream Gbit/s", "1 stream"), ("tcp", "8 streams Gbit/s", "8 streams"),
+    ("cpu", "CPU s per GB", "CPU per GB"), ("cpu", "CQEs per GB", "CQEs per GB"),
+    ("latency", "p50 RTT us", "p50 RTT"), ("latency", "p99 RTT us", "p99 RTT"),
+    ("udp", "64 B datagrams/s", "UDP 64 B/s"), ("udp", "1400 B datagrams/s", "UDP 1400 B/s"),
+    ("connrate", "connections/s", "conn/s"),
+    ("connrate", "CPU us per connection", "CPU per conn"),
+    ("rps", "requests/s", "1,000: req/s"), ("rps", "CPU us per request", "1,000: CPU per req"),
+]
+
+
+def ablation(results):
+    """What each optimisation is worth: each ablation peer (fragproxy with one optimisation
+    turned off, or on, by its config) against fragproxy, per round, medians (ranges) of the
+    ratios. Empty when the run has no ablation peer."""
+    from peers import ABLATIONS
+    rows = {}
+    for name, sc in results.items():
+        rounds = sc.get("rounds", {})
+        base = rounds.get("fragproxy")
+        if not base:
+            continue
+        for peer in ABLATIONS:
+            for i, r in enumerate(rounds.get(peer, [])):
+                for scen, fig, head in ABLATION_COLUMNS:
+                    if scen == name and fig in r and i < len(base) and base[i].get(fig, 0) > 0:
+                        rows.setdefault(peer, {}).setdefault(head, []).append(
+                            r[fig] / base[i][fig])
+    if not rows:
+        return ""
+    heads = [h for _, _, h in ABLATION_COLUMNS if any(h in r for r in rows.values())]
+    lines = ["## ablation (ratios: x fragproxy in the same round, median (min-max))", "",
+             "| peer (config) | " + " | ".join(heads) + " |", "|---|" + "---|" * len(heads)]
+    for peer in ABLATIONS:
+        if peer not in rows:
+            continue
+        cells = []
+        for h in heads:
+            v = rows[peer].get(h)
+            cells.append("" if not v else f"{statistics.median(v):.2f}" +
+                         (f" ({min(v):.2f}-{max(v):.2f})" if len(v) > 1 else ""))
+        lines.append(f"| {peer} (`{ABLATIONS[peer]}`) | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 

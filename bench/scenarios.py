@@ -1,5 +1,5 @@
 """The six scenarios. Each measures one peer once and returns {metric: value}; the harness calls
-it for every peer in alternation, round after round. Loopback only."""
+it for every peer in alternation, round after round (each round in its own order). Loopback only."""
 import asyncio
 import json
 import re
