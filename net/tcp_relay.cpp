@@ -97,10 +97,11 @@ std::string TcpRelay::describe() const {
                std::to_string(recv_->buffer_bytes() >> 10) + " KiB fragments carved from " +
                std::to_string(pool_->block_bytes() >> 10) +
                " KiB pages by the worker's FragCache, multishot recv" +
-               (bundles_ ? " in bundles" : "");
+               (bundles_ ? ", bundles on bulk" : "");
     return "incremental: provided-buffer ring of " + std::to_string(recv_->entries()) + " x " +
            std::to_string(recv_->buffer_bytes() >> 10) +
-           " KiB pages, incremental consumption, multishot recv" + (bundles_ ? " in bundles" : "");
+           " KiB pages, incremental consumption, multishot recv" +
+           (bundles_ ? ", bundles on bulk" : "");
 }
 
 std::size_t TcpRelay::leaked_pages() noexcept {
