@@ -296,40 +296,36 @@ async def case_direct_descriptors():
     assert st["sockopt_failures"] == 0, st
 
 
-async def case_send_zc():
-    """io_uring: {send_zc: true}: checksummed transfers both ways (echo and half-close, up to
-    8 MiB) with sends of 3 KiB or more zero-copy, their fragments freed on the kernel's
-    notification; nothing held at exit. Loopback copies them all the same (zc_copied, reported)."""
+async def transfers_with(io_uring, seed):
+    """16 checksummed transfers both ways (echo and half-close, up to 8 MiB) through a proxy
+    with these io_uring settings; every connection closed, nothing held at exit. The TCP
+    counters at exit."""
     server, up = await start_upstream()
     port = free_port()
     proxy = run_proxy([{"listen": ("127.0.0.1", port), "upstreams": [("127.0.0.1", up)]}],
-                      io_uring={"send_zc": "true"})
-    zc = io_uring_has("zero-copy send and sendmsg (6.1)")
-    rng = random.Random(3)
+                      io_uring=io_uring)
+    rng = random.Random(seed)
     jobs = [(client_half_close if i % 2 else client_echo)(port, rng.randrange(1, 8 * MiB), False)
             for i in range(16)]
     await asyncio.wait_for(asyncio.gather(*jobs), 120)
     await stats_when(proxy, lambda s: s["tcp"]["closed"] == 17, "every connection closed")
     server.close()
-    st = finish(proxy)
+    return finish(proxy)
+
+
+async def case_send_zc():
+    """io_uring: {send_zc: true}: checksummed transfers with sends of 3 KiB or more zero-copy,
+    their fragments freed on the kernel's notification. Loopback copies them all the same
+    (zc_copied, reported)."""
+    st = await transfers_with({"send_zc": "true"}, 3)
     print(f"  {st['zc_sends']} zero-copy sends, {st['zc_copied']} copied by the kernel")
+    zc = io_uring_has("zero-copy send and sendmsg (6.1)")
     assert (st["zc_sends"] > 0) == zc and st["resets"] == 0, st
 
 
 async def case_no_bundles():
-    """io_uring: {bundles: false}: checksummed transfers both ways (echo and half-close, up to
-    8 MiB), each receive filling one buffer; nothing held at exit."""
-    server, up = await start_upstream()
-    port = free_port()
-    proxy = run_proxy([{"listen": ("127.0.0.1", port), "upstreams": [("127.0.0.1", up)]}],
-                      io_uring={"bundles": "false"})
-    rng = random.Random(5)
-    jobs = [(client_half_close if i % 2 else client_echo)(port, rng.randrange(1, 8 * MiB), False)
-            for i in range(16)]
-    await asyncio.wait_for(asyncio.gather(*jobs), 120)
-    await stats_when(proxy, lambda s: s["tcp"]["closed"] == 17, "every connection closed")
-    server.close()
-    st = finish(proxy)
+    """io_uring: {bundles: false}: checksummed transfers, each receive filling one buffer."""
+    st = await transfers_with({"bundles": "false"}, 5)
     assert st["recv_bundles"] == 0 and st["bundled_sides"] == 0 and st["resets"] == 0, st
 
 
