@@ -48,7 +48,6 @@ constexpr Field<W> kTcpFields[] = {
     {"zc_sends", &W::zc_sends},
     {"zc_copied", &W::zc_copied},
     {"recv_bundles", &W::recv_bundles},
-    {"bundled_sides", &W::bundled_sides},
     {"pages_in_use", &W::pages_in_use},
     {"queued_bytes", &W::queued_bytes},
     {"pressure_level", &W::pressure_level},

@@ -187,9 +187,8 @@ struct WorkerSettings {
     // on NICs; loopback copies anyway (measured: bench peer fragproxy-zc). Off by default; at
     // start.
     bool send_zc = false;
-    // TCP receives as bundles (IORING_RECVSEND_BUNDLE, 6.10) on sides that show bulk: one
-    // completion fills as many ring buffers as the socket has bytes for, instead of stopping at a
-    // buffer's end (tcp_data.cpp, kBulkBytes); at start.
+    // TCP receives as bundles (IORING_RECVSEND_BUNDLE, 6.10): one completion fills as many ring
+    // buffers as the socket has bytes for, instead of stopping at a buffer's end; at start.
     bool bundles = true;
     // NAPI busy polling of the ring's sockets' receive queues, this long per wait (io_uring's own,
     // 6.9: io_uring_register_napi); 0 = off. For NIC deployments (loopback has no NAPI); at start.

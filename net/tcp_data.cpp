@@ -14,12 +14,6 @@ constexpr std::size_t kNodeReserve = 4096;
 // A starved receive re-armed with data waiting takes part of a page (the ring is consumed
 // incrementally): this many re-arms per page on offer, oldest first, then the next batch.
 constexpr std::size_t kRearmsPerPage = 4;
-// A receive this large that left bytes in the socket (cut at its buffer's end) shows bulk: the
-// side's receives turn to bundles. Small request/response traffic stays on one buffer per
-// receive: a bundle maps every buffer on offer for each receive (perf under wrk, 1,000 keep-alive
-// connections: ~1.5% of the proxy's CPU in io_ring_buffers_peek and the longer iovec walk) and a
-// small message fills one anyway.
-constexpr std::uint32_t kBulkBytes = 4096;
 
 }  // namespace
 
@@ -62,7 +56,7 @@ void TcpRelay::arm_recv(Conn& c, std::uint32_t slot, unsigned s) noexcept {
             q, side.fd, std::min<std::uint32_t>(g, std::uint32_t(pool_->block_bytes())), g);
     else
         io_uring_prep_recv_multishot(q, side.fd, nullptr, 0, 0);
-    if (side.bundled) q->ioprio |= uapi::kRecvsendBundle;
+    if (bundles_) q->ioprio |= uapi::kRecvsendBundle;
     q->flags |= IOSQE_BUFFER_SELECT;
     use(q, side);
     q->buf_group = recv_->group();
@@ -143,14 +137,6 @@ void TcpRelay::on_data(Conn& c, std::uint32_t slot, unsigned s, io_uring_cqe* cq
     // short stop it too (nodes kept for the sends of other queues).
     if (side.recv == Recv::kArmed && (side.granted == 0 || nodes_->available() < kNodeReserve))
         pause_recv(c, slot, s);
-    // Bulk on a receive without bundles: it ends (cancelled) and is armed again as bundles
-    // (on_recv: the final CQE of a receive still kArmed re-arms it at once).
-    if (bundles_ && !side.bundled && len >= kBulkBytes &&
-        (cqe->flags & IORING_CQE_F_SOCK_NONEMPTY)) {
-        side.bundled = true;
-        stats_.bundled_sides.add();
-        if (side.recv == Recv::kArmed) reactor_.cancel(conns_, Op::kRecv, slot, s, Op::kCancel);
-    }
     if (c.state == State::kProxyHeader)
         read_proxy_header(c, slot);
     else if (c.state == State::kClientHello)

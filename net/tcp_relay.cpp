@@ -97,11 +97,10 @@ std::string TcpRelay::describe() const {
                std::to_string(recv_->buffer_bytes() >> 10) + " KiB fragments carved from " +
                std::to_string(pool_->block_bytes() >> 10) +
                " KiB pages by the worker's FragCache, multishot recv" +
-               (bundles_ ? ", bundles on bulk" : "");
+               (bundles_ ? " in bundles" : "");
     return "incremental: provided-buffer ring of " + std::to_string(recv_->entries()) + " x " +
            std::to_string(recv_->buffer_bytes() >> 10) +
-           " KiB pages, incremental consumption, multishot recv" +
-           (bundles_ ? ", bundles on bulk" : "");
+           " KiB pages, incremental consumption, multishot recv" + (bundles_ ? " in bundles" : "");
 }
 
 std::size_t TcpRelay::leaked_pages() noexcept {

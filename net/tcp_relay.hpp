@@ -89,7 +89,6 @@ struct TcpStats {
     Counter fin_by_close;         // last FINs passed on by the close, without a shutdown
     Counter zc_sends, zc_copied;  // zero-copy sends, and those the kernel copied after all
     Counter recv_bundles;         // receive completions that filled more than one buffer
-    Counter bundled_sides;        // sides whose receive turned to bundles (bulk seen)
     // Gauges, published once a second (tick) for other threads.
     Counter pages_in_use, queued_bytes, pressure_level, live;
     Counter queue_peak;  // the largest send queue seen, in bytes (a high-water mark)
@@ -168,7 +167,6 @@ class TcpRelay {
         Send send = Send::kIdle;
         std::uint8_t clamped = 0;   // its peer is behind: 1 send buffer and window, 2 all clamped
         std::uint8_t probed = 0;    // this wait, its peer's window was seen open (no clamp 2)
-        bool bundled = false;       // its receives are bundles (once it has shown bulk: on_data)
         std::uint32_t granted = 0;  // bytes the armed receive may still take (its grant)
         // The kernel's values before the clamp, restored once the peer has caught up.
         int sndbuf = 0, window = 0, rcvbuf = 0;
@@ -345,7 +343,7 @@ class TcpRelay {
     unsigned direct_files_ = 0;  // the table's entries
     unsigned direct_used_ = 0;   // ... in use
     bool send_zc_ = false;       // sends of kZcMinBytes or more are zero-copy
-    bool bundles_ = false;       // bulk receives fill several ring buffers per completion
+    bool bundles_ = false;       // receives fill several ring buffers per completion
     bool started_ = false;
     bool stopping_ = false;
     long open_fds_ = 0;
