@@ -416,11 +416,14 @@ class Server:
 IPERF3_RACES = ("control socket has closed unexpectedly", "unable to receive control message")
 
 
-def iperf3_through(port, server_port, *args):
-    """iperf3 -c through the proxy on `port` to a one-off iperf3 server (-s -1, started here on
-    `server_port` and waited for; start the proxy first: its start probe would be taken for a
-    test). Returns the client's JSON. A run that ends in one of iperf3's own control-connection
-    races is run once more, and says so."""
+def iperf3_through(proxy, port, server_port, *args):
+    """iperf3 -c through `proxy` on `port` to a one-off iperf3 server (-s -1, started here on
+    `server_port` once the proxy has accepted and closed its start probe: a probe still on its
+    way to the upstream would be taken for the one test, and the server would exit before the
+    client came). Returns the client's JSON. A run that ends in one of iperf3's own
+    control-connection races is run once more, and says so."""
+    proxy.wait_stats(lambda s: 0 < s["tcp"]["accepted"] <= s["tcp"]["closed"], 10,
+                     "the proxy's start probe to be accepted and closed")
     for attempt in (1, 2):
         srv = subprocess.Popen(["iperf3", "-s", "-1", "-p", str(server_port), "-B", "127.0.0.1"],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

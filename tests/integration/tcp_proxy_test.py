@@ -581,7 +581,7 @@ async def case_iperf3():
     proxy = run_proxy([{"listen": ("127.0.0.1", port), "upstreams": [("127.0.0.1", ip_port)]}])
     runs = []
     for streams in (1, 4):
-        j = iperf3_through(port, ip_port, "-t", "2", "-P", str(streams))
+        j = iperf3_through(proxy, port, ip_port, "-t", "2", "-P", str(streams))
         sent, recv = j["end"]["sum_sent"]["bytes"], j["end"]["sum_received"]["bytes"]
         print(f"  iperf3 -P {streams}: {sent} bytes sent, {recv} received, "
               f"{j['end']['sum_received']['bits_per_second'] / 1e9:.2f} Gbit/s")

@@ -283,7 +283,7 @@ def case_iperf3_udp():
                        {"protocol": "tcp", "listen": ("127.0.0.1", port),
                         "upstreams": [("127.0.0.1", ip_port)]}]).start(("127.0.0.1", port))
     kernel_drops = udp_rcvbuf_errors()
-    s = iperf3_through(port, ip_port, "-u", "-b", "200M", "-t", "2")["end"]["sum"]
+    s = iperf3_through(p, port, ip_port, "-u", "-b", "200M", "-t", "2")["end"]["sum"]
     kernel_drops = udp_rcvbuf_errors() - kernel_drops
     print(f"  iperf3 -u 200M: {s['packets']} datagrams, {s['lost_packets']} lost "
           f"({s['lost_percent']:.3f} %), {kernel_drops} dropped by the kernel on full buffers")
