@@ -45,6 +45,7 @@ constexpr Field<W> kTcpFields[] = {
     {"fd_installs", &W::fd_installs},
     {"sockopt_failures", &W::sockopt_failures},
     {"fin_by_close", &W::fin_by_close},
+    {"close_cancels", &W::close_cancels},
     {"zc_sends", &W::zc_sends},
     {"zc_copied", &W::zc_copied},
     {"recv_bundles", &W::recv_bundles},

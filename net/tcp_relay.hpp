@@ -87,6 +87,7 @@ struct TcpStats {
     Counter fd_installs;          // plain fds installed for direct ones (the memory budget's)
     Counter sockopt_failures;     // socket commands (setsockopt through the ring) that failed
     Counter fin_by_close;         // last FINs passed on by the close, without a shutdown
+    Counter close_cancels;        // sides with an op in flight at their close, cancelled
     Counter zc_sends, zc_copied;  // zero-copy sends, and those the kernel copied after all
     Counter recv_bundles;         // receive completions that filled more than one buffer
     // Gauges, published once a second (tick) for other threads.
