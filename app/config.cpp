@@ -171,7 +171,8 @@ void parse_memory(Config& c, Map m) {
 }
 
 // io_uring: {receive: auto | incremental | fragments, taskrun: auto | defer | coop | none,
-// direct_descriptors: bool, send_zc: bool, bundles: bool, napi_busy_poll_us: 0-1000000}: receive
+// direct_descriptors: bool, send_zc: bool, bundles: bool, napi_busy_poll_us: 0-1000000,
+// batch_wait_us: 0-1000}: receive
 // resolved against the kernel at start; a taskrun other than auto is taken or refused; direct
 // descriptors and receive bundles where the kernel has them, unless false; zero-copy sends where it
 // has them, if true.
@@ -197,6 +198,7 @@ void parse_io_uring(Config& c, Map m) {
     c.worker.send_zc = m.flag("send_zc", false);
     c.worker.bundles = m.flag("bundles", true);
     c.worker.napi_busy_poll_us = m.scalar<std::uint32_t>("napi_busy_poll_us", 0, 0, 1000000);
+    c.worker.batch_wait_us = m.scalar<std::uint32_t>("batch_wait_us", 50, 0, 1000);
     m.finish();
 }
 
@@ -948,7 +950,8 @@ std::string describe(const Config& c) {
       << ", direct_descriptors: " << (w.direct_descriptors ? "true" : "false")
       << ", send_zc: " << (w.send_zc ? "true" : "false")
       << ", bundles: " << (w.bundles ? "true" : "false")
-      << ", napi_busy_poll_us: " << w.napi_busy_poll_us << "}\n"
+      << ", napi_busy_poll_us: " << w.napi_busy_poll_us << ", batch_wait_us: " << w.batch_wait_us
+      << "}\n"
       << "udp_gso: " << (w.udp_gso ? "true" : "false") << "\nlisteners:\n";
     for (const auto& l : w.listeners) {
         describe_common(o, l, "tcp");

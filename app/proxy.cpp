@@ -60,6 +60,7 @@ constexpr Field<R> kRingFields[] = {
     {"sqes", &R::sqes},
     {"cqes", &R::cqes},
     {"enters", &R::enters},
+    {"batch_waits", &R::batch_waits},
 };
 constexpr Field<U> kUdpFields[] = {
     {"datagrams_in", &U::datagrams_in},

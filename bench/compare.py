@@ -43,7 +43,7 @@ def parse():
     p.add_argument("--peers", default="",
                    help="comma-separated peers to run (default: every peer a scenario takes, "
                         "but the ablation ones, fragproxy-coop, -plain, -nogso, -fds, "
-                        "-nobundles, -zc; an ablation table compares them with fragproxy)")
+                        "-nobundles, -zc, -nobatch; an ablation table compares them with fragproxy)")
     p.add_argument("--out", default=os.path.join(P.HERE, "results"))
     a = p.parse_args()
     a.only = [s for s in a.only.split(",") if s] or list(SCENARIOS)

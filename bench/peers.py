@@ -278,7 +278,8 @@ class Scraper(threading.Thread):
 # of kernels before 6.12 (page-sized fragments, no incremental consumption), io_uring's task work
 # run cooperatively or by interruption instead of deferred to the worker's wait, UDP without GSO,
 # TCP connections on plain fds instead of the ring's direct descriptors, TCP receives one buffer
-# per completion instead of in bundles; and zero-copy sends turned on (off by default).
+# per completion instead of in bundles, a busy worker's waits for one CQE instead of a batch; and
+# zero-copy sends turned on (off by default).
 ABLATIONS = {
     "fragproxy-fragments": "io_uring: {receive: fragments}",
     "fragproxy-coop": "io_uring: {taskrun: coop}",
@@ -287,10 +288,11 @@ ABLATIONS = {
     "fragproxy-fds": "io_uring: {direct_descriptors: false}",
     "fragproxy-nobundles": "io_uring: {bundles: false}",
     "fragproxy-zc": "io_uring: {send_zc: true}",  # (turned on: off by default)
+    "fragproxy-nobatch": "io_uring: {batch_wait_us: 0}",
 }
 # Peers only run when named (--peers): each measures one optimisation.
 ON_REQUEST = {"fragproxy-coop", "fragproxy-plain", "fragproxy-nogso", "fragproxy-fds",
-              "fragproxy-nobundles", "fragproxy-zc"}
+              "fragproxy-nobundles", "fragproxy-zc", "fragproxy-nobatch"}
 
 
 def all_peers(baseline=""):

@@ -24,7 +24,7 @@ COLORS = {"fragproxy": "tab:blue", "fragproxy-base": "tab:cyan", "fragproxy-frag
           "haproxy-splice": "tab:green", "nginx": "tab:red", "socat": "tab:purple",
           "direct": "tab:brown", "fragproxy-coop": "khaki", "fragproxy-plain": "gold",
           "fragproxy-nogso": "salmon", "fragproxy-fds": "tan",
-          "fragproxy-nobundles": "peru", "fragproxy-zc": "olive"}
+          "fragproxy-nobundles": "peru", "fragproxy-zc": "olive", "fragproxy-nobatch": "orchid"}
 NO_RATIO = {"socket errors", "6,000: socket errors", "64 B loss %", "1400 B loss %", "p50 RTT us", "p99 RTT us",
             "p99.9 RTT us", "base MiB", "idle MiB", "after 100 B MiB",
             "CQEs per GB", "enters per GB"}  # (fragproxy's own: no reference has them)

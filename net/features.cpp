@@ -128,6 +128,7 @@ KernelFeatures probe_kernel() {
         f.sockopt_cmd = rf.uring_cmd;
         f.direct = rf.socket_op && rf.uring_cmd && rf.fd_install && ring.register_direct(8);
         f.bundles = rf.kernel_features & uapi::kFeatRecvsendBundle;
+        f.min_timeout = rf.kernel_features & uapi::kFeatMinTimeout;
         {
             ProbeBufRing plain(ring.get(), 0);
             f.pbuf_ring = plain.ok();
@@ -186,6 +187,8 @@ std::string KernelFeatures::describe() const {
     s += std::string("multishot recv (6.0): ") + yes(recv_multishot) + "\n";
     s += std::string("incremental buffer consumption (6.12): ") + yes(pbuf_inc) + "\n";
     s += std::string("send/recv bundles (6.10): ") + yes(bundles) + "\n";
+    s += std::string("batch waits, min timeout (6.12): ") + yes(min_timeout) +
+         (min_timeout ? ", busy workers use them (io_uring: {batch_wait_us: 0}: not)\n" : "\n");
     s += std::string("direct descriptors (6.8): ") + yes(direct) +
          (direct ? ", TCP connections use them (io_uring: {direct_descriptors: false}: not)\n"
                  : "\n");

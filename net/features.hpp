@@ -27,6 +27,7 @@ struct KernelFeatures {
     bool pbuf_inc = false;        // ... with incremental consumption (6.12)
     bool recv_multishot = false;  // multishot recv with buffer select (6.0)
     bool bundles = false;         // IORING_FEAT_RECVSEND_BUNDLE (6.10)
+    bool min_timeout = false;     // IORING_FEAT_MIN_TIMEOUT (6.12): batch waits
     bool direct = false;  // direct descriptors: accept and socket into a file table, fd install
 
     bool io_uring() const noexcept { return setup_error == 0; }

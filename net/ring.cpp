@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -131,6 +132,26 @@ int Ring::submit_and_wait(const __kernel_timespec* timeout) noexcept {
     return io_uring_submit_and_wait_timeout(&ring_, &first, 1, &ts, nullptr);
 }
 
+bool Ring::batch_wait() const noexcept {
+    return !emu_ && (features_.kernel_features & uapi::kFeatMinTimeout);
+}
+
+int Ring::submit_and_wait_batch(unsigned batch, unsigned min_wait_us) noexcept {
+    const int submitted = io_uring_submit(&ring_);
+    if (submitted < 0) return submitted;
+    // With no timeout the wait would end at the minimum timeout even with nothing: a second,
+    // and the worker's tick comes before it (-ETIME then, as for submit_and_wait's timeout).
+    __kernel_timespec ts{1, 0};
+    uapi::GeteventsArg arg{};
+    arg.sigmask_sz = _NSIG / 8;
+    arg.min_wait_usec = min_wait_us;
+    arg.ts = reinterpret_cast<std::uintptr_t>(&ts);
+    const int rc = io_uring_enter2(unsigned(ring_.ring_fd), 0, batch,
+                                   IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG,
+                                   reinterpret_cast<sigset_t*>(&arg), sizeof arg);
+    return rc < 0 ? rc : submitted;
+}
+
 Ring::~Ring() {
     if (live_) io_uring_queue_exit(&ring_);
 }
@@ -206,6 +227,7 @@ std::string RingFeatures::describe() const {
     s += std::string(", send_zc ") + (send_zc ? "yes" : "no");
     s += std::string(", socket op ") + (socket_op ? "yes" : "no");
     if (direct_files) s += ", " + std::to_string(direct_files) + " direct descriptors";
+    s += std::string(", batch waits ") + (kernel_features & uapi::kFeatMinTimeout ? "yes" : "no");
     return s;
 }
 

@@ -68,6 +68,13 @@ class Ring {
     int submit() noexcept { return emu_ ? emu_->submit() : io_uring_submit(&ring_); }
     // Submits and waits for at least one CQE, or `timeout` (null: none; -ETIME when it passed).
     int submit_and_wait(const __kernel_timespec* timeout) noexcept;
+    // Whether the kernel can wait for a batch with a minimum timeout (6.12; not emulated()).
+    bool batch_wait() const noexcept;
+    // Submits, then waits for `batch` CQEs, but returns once `min_wait_us` has passed with
+    // whatever has come, if anything; else for the first that comes (-ETIME after a second). Two
+    // enters: liburing 2.3 has no call that passes min_wait_usec. Returns what the submit
+    // returned, or -errno.
+    int submit_and_wait_batch(unsigned batch, unsigned min_wait_us) noexcept;
     // Calls f(cqe) for each CQE ready, then marks them seen; returns how many.
     template <class F>
     unsigned for_each_cqe(F&& f) noexcept {

@@ -84,6 +84,21 @@ static_assert(IORING_FEAT_RECVSEND_BUNDLE == kFeatRecvsendBundle);
 static_assert(IORING_RECVSEND_BUNDLE == kRecvsendBundle);
 #endif
 
+// io_uring_params.features: a wait for a batch of CQEs with a minimum timeout (6.12): after
+// min_wait_usec the wait returns with whatever has come, if anything (io_uring_getevents_arg's
+// `pad` became min_wait_usec; liburing 2.3 has neither name).
+inline constexpr unsigned kFeatMinTimeout = 1U << 15;
+#ifdef IORING_FEAT_MIN_TIMEOUT
+static_assert(IORING_FEAT_MIN_TIMEOUT == kFeatMinTimeout);
+#endif
+struct GeteventsArg {
+    __u64 sigmask;
+    __u32 sigmask_sz;
+    __u32 min_wait_usec;
+    __u64 ts;
+};
+static_assert(sizeof(GeteventsArg) == sizeof(io_uring_getevents_arg));
+
 static_assert(IORING_SETUP_SINGLE_ISSUER == 1U << 12);
 static_assert(IORING_SETUP_DEFER_TASKRUN == 1U << 13);
 static_assert(IORING_SETUP_COOP_TASKRUN == 1U << 8);

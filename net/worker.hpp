@@ -29,6 +29,7 @@ namespace fp::net {
 // The ring's work, for the cost per byte: SQEs submitted, CQEs handled, io_uring_enter calls.
 struct RingStats {
     Counter sqes, cqes, enters;
+    Counter batch_waits;  // waits for a batch of CQEs with a minimum timeout (batch_wait_us)
 };
 
 class Worker {

@@ -130,6 +130,11 @@ TEST_CASE("the receive path and its fragment size") {
     CHECK(!parse_config(base, "f.yaml").worker.send_zc);
     CHECK(parse_config(base, "f.yaml").worker.bundles);
     CHECK(!parse_config("io_uring: {bundles: false}\n" + base, "f.yaml").worker.bundles);
+    CHECK(parse_config(base, "f.yaml").worker.batch_wait_us == 50);
+    CHECK(parse_config("io_uring: {batch_wait_us: 0}\n" + base, "f.yaml").worker.batch_wait_us ==
+          0);
+    CHECK(error_of("io_uring: {batch_wait_us: 1001}\n" + base) ==
+          "f.yaml:1:27: io_uring.batch_wait_us = 1001 is out of range 0..1000");
     CHECK(parse_config(base, "f.yaml").worker.napi_busy_poll_us == 0);
     CHECK(parse_config("io_uring: {napi_busy_poll_us: 50}\n" + base, "f.yaml")
               .worker.napi_busy_poll_us == 50);

@@ -84,3 +84,27 @@ TEST_CASE("Ring::register_napi: the busy-poll time set is the one the kernel giv
     REQUIRE(ring->unregister_napi(&us) == 0);
     CHECK(us == 50);
 }
+
+TEST_CASE("Ring::submit_and_wait_batch: returns with fewer CQEs than the batch, never with none") {
+    CHECK_FALSE(net::Ring::epoll(8).batch_wait());
+    std::optional<net::Ring> ring;
+    try {
+        ring.emplace(net::Ring::best(8));
+    } catch (const std::system_error& e) {
+        test::skip(e.what());
+    }
+    if (!ring->batch_wait()) test::skip("no io_uring min timeout (Linux 6.12)");
+    // Three CQEs of a batch of 32: the wait ends at its minimum timeout (without one it would
+    // wait for 32 and this test would not end).
+    for (int i = 0; i < 3; ++i)
+        io_uring_prep_nop(ring->sqe());
+    CHECK(ring->submit_and_wait_batch(32, 1000) == 3);
+    CHECK(ring->for_each_cqe([](io_uring_cqe*) {}) == 3);
+    // Nothing by then: it waits on for the first CQE (a timeout op of 20 ms).
+    __kernel_timespec ts{0, 20'000'000};
+    io_uring_prep_timeout(ring->sqe(), &ts, 0, 0);
+    CHECK(ring->submit_and_wait_batch(32, 100) == 1);
+    int res = 0;
+    CHECK(ring->for_each_cqe([&](io_uring_cqe* c) { res = c->res; }) == 1);
+    CHECK(res == -ETIME);
+}
