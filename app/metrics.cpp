@@ -200,9 +200,10 @@ std::string render_metrics(const Proxy& proxy) {
     w.ring("fragproxy_ring_cqes_total", "CQEs handled.", &net::RingStats::cqes);
     w.ring("fragproxy_ring_enters_total", "io_uring_enter calls (submit and wait, one per pass).",
            &net::RingStats::enters);
-    w.ring("fragproxy_ring_batch_waits_total",
-           "Waits of a busy worker for a batch of CQEs, bounded by io_uring.batch_wait_us.",
-           &net::RingStats::batch_waits);
+    w.ring(
+        "fragproxy_ring_batch_waits_total",
+        "Waits of a worker busy with UDP for a batch of CQEs, bounded by io_uring.batch_wait_us.",
+        &net::RingStats::batch_waits);
     w.family("fragproxy_recv_buffer_waits_total", "counter",
              "Receives that waited for receive buffers.",
              {Sample<T>{"protocol=\"tcp\"", &T::starved}});

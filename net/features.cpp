@@ -188,7 +188,7 @@ std::string KernelFeatures::describe() const {
     s += std::string("incremental buffer consumption (6.12): ") + yes(pbuf_inc) + "\n";
     s += std::string("send/recv bundles (6.10): ") + yes(bundles) + "\n";
     s += std::string("batch waits, min timeout (6.12): ") + yes(min_timeout) +
-         (min_timeout ? ", busy workers use them (io_uring: {batch_wait_us: 0}: not)\n" : "\n");
+         (min_timeout ? ", UDP floods use them (io_uring: {batch_wait_us: 0}: not)\n" : "\n");
     s += std::string("direct descriptors (6.8): ") + yes(direct) +
          (direct ? ", TCP connections use them (io_uring: {direct_descriptors: false}: not)\n"
                  : "\n");

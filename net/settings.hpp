@@ -193,10 +193,10 @@ struct WorkerSettings {
     // NAPI busy polling of the ring's sockets' receive queues, this long per wait (io_uring's own,
     // 6.9: io_uring_register_napi); 0 = off. For NIC deployments (loopback has no NAPI); at start.
     std::uint32_t napi_busy_poll_us = 0;
-    // A busy worker (a pass that handled kBulkCqes CQEs or more, worker.cpp) waits next for a
-    // batch of CQEs, but no longer than this once one has come (io_uring's min timeout, 6.12):
-    // fewer wakeups and fuller batches under load, like a NIC's interrupt coalescing; an idle or
-    // lightly loaded worker waits for one CQE as before. 0 = off; at start.
+    // A worker busy with UDP (a pass that handled kBulkUdpCqes UDP CQEs or more, worker.cpp)
+    // waits next for a batch of CQEs, but no longer than this once one has come (io_uring's min
+    // timeout, 6.12): fuller GSO batches under a flood, like a NIC's interrupt coalescing;
+    // otherwise a worker waits for one CQE as before. 0 = off; at start.
     std::uint32_t batch_wait_us = 50;
     std::vector<TcpListenerSettings> listeners;
 };

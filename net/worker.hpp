@@ -100,6 +100,7 @@ class Worker {
     std::unique_ptr<TcpRelay> tcp_;
     std::unique_ptr<UdpRelay> udp_;
     bool tick_due_ = false;
+    unsigned udp_cqes_ = 0;  // UDP CQEs handled in this pass (batch waits)
     bool draining_ = false;
     bool stopping_ = false;
 

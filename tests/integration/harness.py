@@ -416,6 +416,15 @@ class Server:
 IPERF3_RACES = ("control socket has closed unexpectedly", "unable to receive control message")
 
 
+def io_uring_has(binary, feature):
+    """Whether this run's proxy has an io_uring feature: the kernel has it (a line of fragproxy
+    --features) and the io_uring backend runs (not FP_BACKEND=epoll)."""
+    if os.environ.get("FP_BACKEND") == "epoll":
+        return False
+    out = subprocess.run([binary, "--features"], capture_output=True, text=True).stdout
+    return f"{feature}: yes" in out
+
+
 def iperf3_through(proxy, port, server_port, *args):
     """iperf3 -c through `proxy` on `port` to a one-off iperf3 server (-s -1, started here on
     `server_port` once the proxy has accepted and closed its start probe: a probe still on its

@@ -7,7 +7,6 @@ import os
 import random
 import signal
 import socket
-import subprocess
 import struct
 import sys
 import time
@@ -15,6 +14,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (Proxy, bound, echo_transfer, free_port, iperf3_through,  # noqa: E402
                      read_all, require, wait_for)
+from harness import io_uring_has as has_feature  # noqa: E402
 
 BINARY = sys.argv[1]
 MiB = 1 << 20
@@ -219,12 +219,8 @@ def direct_descriptors_here():
 
 
 def io_uring_has(feature):
-    """Whether this run's proxy has an io_uring feature: the kernel has it (a line of fragproxy
-    --features) and the io_uring backend runs."""
-    if os.environ.get("FP_BACKEND") == "epoll":
-        return False
-    out = subprocess.run([BINARY, "--features"], capture_output=True, text=True).stdout
-    return f"{feature}: yes" in out
+    """Whether this run's proxy has an io_uring feature (harness.io_uring_has)."""
+    return has_feature(BINARY, feature)
 
 
 async def case_nodelay_both_sides():
@@ -588,11 +584,7 @@ async def case_iperf3():
         print(f"  iperf3 -P {streams}: {sent} bytes sent, {recv} received, "
               f"{j['end']['sum_received']['bits_per_second'] / 1e9:.2f} Gbit/s")
         runs.append((streams, sent, recv))
-    all_stats = proxy.finish()
-    st = all_stats["tcp"]
-    # Bulk streams keep a worker busy: its waits are batch waits where the kernel has them.
-    assert ((all_stats["ring"]["batch_waits"] > 0)
-            == io_uring_has("batch waits, min timeout (6.12)")), all_stats
+    st = finish(proxy)
     hop = kernel_max("tcp_wmem") + kernel_max("tcp_rmem")
     for streams, sent, recv in runs:
         bound = streams * (2 * hop + 2 * st["queue_peak_bytes"])
