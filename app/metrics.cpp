@@ -198,7 +198,9 @@ std::string render_metrics(const Proxy& proxy) {
     w.ring("fragproxy_ring_submits_total", "SQEs submitted to the worker's io_uring.",
            &net::RingStats::sqes);
     w.ring("fragproxy_ring_cqes_total", "CQEs handled.", &net::RingStats::cqes);
-    w.ring("fragproxy_ring_enters_total", "io_uring_enter calls (submit and wait, one per pass).",
+    w.ring("fragproxy_ring_enters_total",
+           "io_uring_enter calls (submit and wait: one per pass, two for a batch wait with "
+           "something to submit).",
            &net::RingStats::enters);
     w.ring(
         "fragproxy_ring_batch_waits_total",

@@ -8,6 +8,7 @@
 #include <cstring>
 #include <string>
 #include <system_error>
+#include <utility>
 
 namespace fp::net {
 namespace {
@@ -131,16 +132,18 @@ bool Worker::loop() noexcept {
     while (!done()) {
         const bool starved = tcp_->starved() || (udp_ && udp_->starved());
         int rc;
+        bool two_enters = false;  // a batch wait's submit is an enter of its own
         if (starved) {
             rc = ring_->submit_and_wait(&kStarvedWait);  // pages: look soon
         } else if (busy && batch_us) {
             rc = ring_->submit_and_wait_batch(kBatchCqes, batch_us);
             ring_stats_.batch_waits.add();
+            two_enters = rc > 0;
         } else {
             rc = ring_->submit_and_wait(nullptr);
         }
         if (rc == -ETIME) rc = 0;
-        ring_stats_.enters.add();
+        ring_stats_.enters.add(two_enters ? 2 : 1);
         if (rc > 0) ring_stats_.sqes.add(unsigned(rc));
         if (rc < 0 && rc != -EINTR && rc != -EBUSY && rc != -EAGAIN) {
             std::fprintf(stderr, "fragproxy: worker %u: io_uring_enter: %d\n", index_, rc);
