@@ -278,8 +278,8 @@ class Scraper(threading.Thread):
 # of kernels before 6.12 (page-sized fragments, no incremental consumption), io_uring's task work
 # run cooperatively or by interruption instead of deferred to the worker's wait, UDP without GSO,
 # TCP connections on plain fds instead of the ring's direct descriptors, TCP receives one buffer
-# per completion instead of in bundles, a busy worker's waits for one CQE instead of a batch; and
-# zero-copy sends turned on (off by default).
+# per completion instead of in bundles, a worker busy with UDP waiting for one CQE instead of a
+# batch; and zero-copy sends turned on (off by default).
 ABLATIONS = {
     "fragproxy-fragments": "io_uring: {receive: fragments}",
     "fragproxy-coop": "io_uring: {taskrun: coop}",
