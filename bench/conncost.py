@@ -1,0 +1,176 @@
+#!/usr/bin/env python3
+"""Where a new connection's CPU goes, in fragproxy and in the other proxies, from one run.
+Needs perf (Debian's linux-perf).
+
+Usage: bench/conncost.py --fragproxy build/app/fragproxy [--peers fragproxy,haproxy,nginx]
+                         [--rounds 3] [--seconds 5] --out bench/results/NAME
+
+The connrate scenario of bench/compare.py (wrk, 2 threads, 32 connections, `Connection: close`,
+through the peer to the local nginx origin), with `perf record -g` on the peer's processes for
+the same seconds. Each sample goes to the first operation on its stack, root first: the kernel's
+work for one TCP connection, which every proxy does (connect, close, shutdown, send, receive,
+accept, socket, socket options; each with the loopback's delivery to the other end, which runs
+in the sender's context), or else to what the proxy adds around it (io-wq threads, context
+switches, io_uring's submission and completion, epoll, userspace). Shares times the peer's CPU per
+connection (from /proc, over the same seconds) give microseconds per connection; peers alternate
+within each round (its own shuffled order) and the medians are reported. Writes NAME.md and
+NAME.json."""
+import argparse
+import datetime
+import json
+import os
+import random
+import shlex
+import statistics
+import subprocess
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import peers as P  # noqa: E402
+import report  # noqa: E402
+from compare import upstreams  # noqa: E402
+from flamegraph import folded  # noqa: E402
+from scenarios import Durations, connrate  # noqa: E402
+
+# The kernel's per-connection operations, by the frames that start them (io_uring's, syscalls').
+OPERATIONS = {
+    "connect": ("io_connect", "__sys_connect"),
+    "close": ("io_close", "__x64_sys_close", "__fput"),
+    "shutdown": ("io_shutdown", "__sys_shutdown"),
+    "send": ("tcp_sendmsg", "tcp_sendmsg_locked"),
+    "receive": ("tcp_recvmsg", "tcp_read_sock"),
+    "accept": ("do_accept", "io_accept", "__sys_accept4"),
+    "socket": ("io_socket", "__sys_socket"),
+    "socket options": ("io_uring_cmd", "__sys_setsockopt", "do_sock_setsockopt"),
+}
+FRAME_OP = {f + "_[k]": op for op, frames in OPERATIONS.items() for f in frames}
+# What the proxy adds around them, in this order of precedence.
+OVERHEAD = ("userspace", "io-wq threads (besides the operation)", "context switches",
+            "epoll", "io_uring (submission, completion, task work)", "other kernel")
+
+
+def classify(comm, frames):
+    for f in frames:  # root first: the outermost operation owns the sample
+        if f in FRAME_OP:
+            return FRAME_OP[f]
+    if not any(f.endswith("_[k]") for f in frames):
+        return OVERHEAD[0]
+    if comm.startswith("iou-wrk"):
+        return OVERHEAD[1]
+    names = set(frames)
+    if "__schedule_[k]" in names:
+        return OVERHEAD[2]
+    if names & {"do_epoll_wait_[k]", "do_epoll_ctl_[k]", "ep_poll_[k]"}:
+        return OVERHEAD[3]
+    if any(f.startswith("io_") or "io_uring" in f for f in frames):
+        return OVERHEAD[4]
+    return OVERHEAD[5]
+
+
+def breakdown(stacks):
+    shares, total = {}, sum(stacks.values())
+    for stack, count in stacks.items():
+        comm, *frames = stack.split(";")
+        what = classify(comm, frames)
+        shares[what] = shares.get(what, 0) + count / total
+    return shares
+
+
+def measure(peer, durations, work):
+    pids = [p for proc in peer.procs for p in P.tree(proc.pid)]
+    data = os.path.join(work, peer.name + ".perf.data")
+    perf = subprocess.Popen(["perf", "record", "-q", "-g", "-F", "999", "-o", data, "-p",
+                             ",".join(map(str, pids))],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        got = connrate(peer, durations)
+    finally:
+        perf.send_signal(2)
+        perf.wait(timeout=60)
+    us = got["CPU us per connection"]
+    return {"connections/s": got["connections/s"], "CPU us per connection": us,
+            "us": {k: v * us for k, v in breakdown(folded(data)).items()}}
+
+
+def table(results, names, reference):
+    rows = [*OPERATIONS, *OVERHEAD]
+    med = {n: {r: statistics.median(x["us"].get(r, 0.0) for x in results[n]) for r in rows}
+           for n in names}
+    total = {n: statistics.median(x["CPU us per connection"] for x in results[n]) for n in names}
+    rate = {n: statistics.median(x["connections/s"] for x in results[n]) for n in names}
+    kernel = {n: sum(med[n][r] for r in OPERATIONS) for n in names}
+    out = ["| us per connection (median) | " + " | ".join(names) + " |",
+           "|---" * (len(names) + 1) + "|"]
+    for r in rows:
+        out.append(f"| {r} | " + " | ".join(f"{med[n][r]:.1f}" for n in names) + " |")
+    out.append("| **the connection's kernel work (sum of the operations)** | "
+               + " | ".join(f"**{kernel[n]:.1f}**" for n in names) + " |")
+    out.append("| **what the proxy adds (the rest)** | "
+               + " | ".join(f"**{total[n] - kernel[n]:.1f}**" for n in names) + " |")
+    out.append("| **CPU per connection** | "
+               + " | ".join(f"**{total[n]:.1f}**" for n in names) + " |")
+    out.append("| connections/s | " + " | ".join(f"{rate[n]:,.0f}" for n in names) + " |")
+    ratios = {}
+    if reference in results:  # per-round ratios, as compare.py reports them: the noise is shared
+        def ratio(n, f):
+            return statistics.median(f(x) / y["CPU us per connection"]
+                                     for x, y in zip(results[n], results[reference]))
+        for label, f in ((f"CPU per connection, x {reference}'s", lambda x: x["CPU us per connection"]),
+                         (f"the kernel work alone, x {reference}'s CPU per connection",
+                          lambda x: sum(x["us"].get(r, 0.0) for r in OPERATIONS))):
+            ratios[label] = {n: ratio(n, f) for n in names}
+            out.append(f"| {label} (median of per-round ratios) | "
+                       + " | ".join(f"{ratios[label][n]:.2f}" for n in names) + " |")
+    return "\n".join(out), {"median_us": med, "cpu_us": total, "kernel_us": kernel,
+                            "connections_per_s": rate, "ratios": ratios}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--fragproxy", required=True)
+    ap.add_argument("--peers", default="fragproxy,haproxy,nginx")
+    ap.add_argument("--reference", default="haproxy", help="the peer ratios are taken to")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--seconds", type=int, default=5)
+    ap.add_argument("--out", required=True, help="path prefix of NAME.md and NAME.json")
+    a = ap.parse_args()
+    work = tempfile.mkdtemp(prefix="fp-conncost-")
+    os.chmod(work, 0o755)  # nginx's workers (not root) read the origin's file
+    procs = P.Processes(work)
+    durations = Durations(False)
+    durations.secs = a.seconds
+    names = a.peers.split(",")
+    results = {n: [] for n in names}
+    try:
+        up = upstreams(procs, work)
+        group = [p for p in P.all_peers("") if p.name in names]
+        for peer in group:
+            peer.start(procs, up, work, os.path.abspath(a.fragproxy))
+        for peer in group:  # io-wq threads, TIME_WAIT sockets and caches as in the measured rounds
+            connrate(peer, Durations(True))
+        for rnd in range(1, a.rounds + 1):
+            order = list(group)
+            random.Random(rnd).shuffle(order)
+            for peer in order:
+                print(f"round {rnd}/{a.rounds} {peer.name}", file=sys.stderr)
+                results[peer.name].append(measure(peer, durations, work))
+    finally:
+        procs.stop()
+    text, summary = table(results, names, a.reference)
+    meta = {"date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
+            "command": " ".join(shlex.quote(x) for x in sys.argv), "rounds": a.rounds,
+            "machine": report.machine()}
+    with open(a.out + ".json", "w") as f:
+        json.dump({"meta": meta, "rounds": results, "summary": summary}, f, indent=1)
+    with open(a.out + ".md", "w") as f:
+        m = meta["machine"]
+        f.write(f"# Where a new connection's CPU goes ({meta['date']}, {m['cpu']}, "
+                f"{m['cores']} cores, Linux {m['kernel']})\n\nCommand: `{meta['command']}`; "
+                f"{a.rounds} rounds of {a.seconds} s, medians (perf's sampling included in the CPU "
+                f"figures, for every peer alike)\n\n{text}\n")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
