@@ -116,7 +116,8 @@ def table(results, names, reference):
         def ratio(n, f):
             return statistics.median(f(x) / y["CPU us per connection"]
                                      for x, y in zip(results[n], results[reference]))
-        for label, f in ((f"CPU per connection, x {reference}'s", lambda x: x["CPU us per connection"]),
+        for label, f in ((f"CPU per connection, x {reference}'s",
+                          lambda x: x["CPU us per connection"]),
                          (f"the kernel work alone, x {reference}'s CPU per connection",
                           lambda x: sum(x["us"].get(r, 0.0) for r in OPERATIONS))):
             ratios[label] = {n: ratio(n, f) for n in names}
