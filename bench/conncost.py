@@ -1,20 +1,21 @@
 #!/usr/bin/env python3
-"""Where a new connection's CPU goes, in fragproxy and in the other proxies, from one run.
+"""Where a new connection's (or a request's) CPU goes, in fragproxy and the other proxies, one run.
 Needs perf (Debian's linux-perf).
 
 Usage: bench/conncost.py --fragproxy build/app/fragproxy [--peers fragproxy,haproxy,nginx]
-                         [--rounds 3] [--seconds 5] --out bench/results/NAME
+                         [--scenario connrate|rps] [--rounds 3] [--seconds 5] --out NAME
 
 The connrate scenario of bench/compare.py (wrk, 2 threads, 32 connections, `Connection: close`,
-through the peer to the local nginx origin), with `perf record -g` on the peer's processes for
-the same seconds. Each sample goes to the first operation on its stack, root first: the kernel's
+through the peer to the local nginx origin), or with --scenario rps its first half (1,000
+keep-alive connections, per request), with `perf record -g` on the peer's processes for the
+same seconds. Each sample goes to the first operation on its stack, root first: the kernel's
 work for one TCP connection, which every proxy does (connect, close, shutdown, send, receive,
 accept, socket, socket options; each with the loopback's delivery to the other end, which runs
 in the sender's context), or else to what the proxy adds around it (io-wq threads, context
-switches, io_uring's submission and completion, epoll, userspace). Shares times the peer's CPU per
-connection (from /proc, over the same seconds) give microseconds per connection; peers alternate
-within each round (its own shuffled order) and the medians are reported. Writes NAME.md and
-NAME.json."""
+switches, io_uring's submission and completion, epoll, userspace). Shares times the peer's CPU
+per connection or request (from /proc, over the same seconds) give microseconds for each; peers
+alternate within each round (its own shuffled order) and the medians are reported. Writes NAME.md
+and NAME.json."""
 import argparse
 import datetime
 import json
@@ -31,7 +32,7 @@ import peers as P  # noqa: E402
 import report  # noqa: E402
 from compare import upstreams  # noqa: E402
 from flamegraph import folded  # noqa: E402
-from scenarios import Durations, connrate  # noqa: E402
+from scenarios import Durations, connrate, keepalive  # noqa: E402
 
 # The kernel's per-connection operations, by the frames that start them (io_uring's, syscalls').
 OPERATIONS = {
@@ -77,60 +78,67 @@ def breakdown(stacks):
     return shares
 
 
-def measure(peer, durations, work):
+# What each scenario counts, and how it is run.
+UNITS = {"connrate": ("connection", "connections/s", connrate),
+         "rps": ("request", "requests/s", lambda peer, d: keepalive(peer, d, 1000))}
+
+
+def measure(peer, durations, work, scenario):
     pids = [p for proc in peer.procs for p in P.tree(proc.pid)]
     data = os.path.join(work, peer.name + ".perf.data")
     perf = subprocess.Popen(["perf", "record", "-q", "-g", "-F", "999", "-o", data, "-p",
                              ",".join(map(str, pids))],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    unit, rate, run = UNITS[scenario]
     try:
-        got = connrate(peer, durations)
+        got = run(peer, durations)
     finally:
         perf.send_signal(2)
         perf.wait(timeout=60)
-    us = got["CPU us per connection"]
-    return {"connections/s": got["connections/s"], "CPU us per connection": us,
+    us = got[f"CPU us per {unit}"]
+    return {"rate": got[rate], "CPU us": us,
             "us": {k: v * us for k, v in breakdown(folded(data)).items()}}
 
 
-def table(results, names, reference):
+def table(results, names, reference, scenario):
+    unit, rate_name, _ = UNITS[scenario]
     rows = [*OPERATIONS, *OVERHEAD]
     med = {n: {r: statistics.median(x["us"].get(r, 0.0) for x in results[n]) for r in rows}
            for n in names}
-    total = {n: statistics.median(x["CPU us per connection"] for x in results[n]) for n in names}
-    rate = {n: statistics.median(x["connections/s"] for x in results[n]) for n in names}
+    total = {n: statistics.median(x["CPU us"] for x in results[n]) for n in names}
+    rate = {n: statistics.median(x["rate"] for x in results[n]) for n in names}
     kernel = {n: sum(med[n][r] for r in OPERATIONS) for n in names}
-    out = ["| us per connection (median) | " + " | ".join(names) + " |",
+    out = [f"| us per {unit} (median) | " + " | ".join(names) + " |",
            "|---" * (len(names) + 1) + "|"]
     for r in rows:
         out.append(f"| {r} | " + " | ".join(f"{med[n][r]:.1f}" for n in names) + " |")
-    out.append("| **the connection's kernel work (sum of the operations)** | "
+    out.append(f"| **the {unit}'s kernel work (sum of the operations)** | "
                + " | ".join(f"**{kernel[n]:.1f}**" for n in names) + " |")
     out.append("| **what the proxy adds (the rest)** | "
                + " | ".join(f"**{total[n] - kernel[n]:.1f}**" for n in names) + " |")
-    out.append("| **CPU per connection** | "
+    out.append(f"| **CPU per {unit}** | "
                + " | ".join(f"**{total[n]:.1f}**" for n in names) + " |")
-    out.append("| connections/s | " + " | ".join(f"{rate[n]:,.0f}" for n in names) + " |")
+    out.append(f"| {rate_name} | " + " | ".join(f"{rate[n]:,.0f}" for n in names) + " |")
     ratios = {}
     if reference in results:  # per-round ratios, as compare.py reports them: the noise is shared
         def ratio(n, f):
-            return statistics.median(f(x) / y["CPU us per connection"]
+            return statistics.median(f(x) / y["CPU us"]
                                      for x, y in zip(results[n], results[reference]))
-        for label, f in ((f"CPU per connection, x {reference}'s",
-                          lambda x: x["CPU us per connection"]),
-                         (f"the kernel work alone, x {reference}'s CPU per connection",
+        for label, f in ((f"CPU per {unit}, x {reference}'s", lambda x: x["CPU us"]),
+                         (f"the kernel work alone, x {reference}'s CPU per {unit}",
                           lambda x: sum(x["us"].get(r, 0.0) for r in OPERATIONS))):
             ratios[label] = {n: ratio(n, f) for n in names}
             out.append(f"| {label} (median of per-round ratios) | "
                        + " | ".join(f"{ratios[label][n]:.2f}" for n in names) + " |")
-    return "\n".join(out), {"median_us": med, "cpu_us": total, "kernel_us": kernel,
-                            "connections_per_s": rate, "ratios": ratios}
+    return "\n".join(out), {"unit": unit, "median_us": med, "cpu_us": total, "kernel_us": kernel,
+                            "rate": rate, "ratios": ratios}
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--fragproxy", required=True)
     ap.add_argument("--peers", default="fragproxy,haproxy,nginx")
+    ap.add_argument("--scenario", default="connrate", choices=sorted(UNITS))
     ap.add_argument("--reference", default="haproxy", help="the peer ratios are taken to")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--seconds", type=int, default=5)
@@ -149,24 +157,26 @@ def main():
         for peer in group:
             peer.start(procs, up, work, os.path.abspath(a.fragproxy))
         for peer in group:  # io-wq threads, TIME_WAIT sockets and caches as in the measured rounds
-            connrate(peer, Durations(True))
+            UNITS[a.scenario][2](peer, Durations(True))
         for rnd in range(1, a.rounds + 1):
             order = list(group)
             random.Random(rnd).shuffle(order)
             for peer in order:
                 print(f"round {rnd}/{a.rounds} {peer.name}", file=sys.stderr)
-                results[peer.name].append(measure(peer, durations, work))
+                results[peer.name].append(measure(peer, durations, work, a.scenario))
     finally:
         procs.stop()
-    text, summary = table(results, names, a.reference)
+    text, summary = table(results, names, a.reference, a.scenario)
     meta = {"date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
             "command": " ".join(shlex.quote(x) for x in sys.argv), "rounds": a.rounds,
+            "scenario": a.scenario,
             "machine": report.machine()}
     with open(a.out + ".json", "w") as f:
         json.dump({"meta": meta, "rounds": results, "summary": summary}, f, indent=1)
     with open(a.out + ".md", "w") as f:
         m = meta["machine"]
-        f.write(f"# Where a new connection's CPU goes ({meta['date']}, {m['cpu']}, "
+        what = "a new connection's" if a.scenario == "connrate" else "a request's"
+        f.write(f"# Where {what} CPU goes ({meta['date']}, {m['cpu']}, "
                 f"{m['cores']} cores, Linux {m['kernel']})\n\nCommand: `{meta['command']}`; "
                 f"{a.rounds} rounds of {a.seconds} s, medians (perf's sampling included in the CPU "
                 f"figures, for every peer alike)\n\n{text}\n")

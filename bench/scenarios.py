@@ -101,31 +101,37 @@ def rps(peer, d):
     """Concurrent keep-alive connections exchanging small requests and responses through the
     peer to the nginx origin (wrk -c 1000, then -c RPS_MANY): requests/s, the proxy's CPU per
     request, and latency percentiles from wrk's own distribution."""
-    resource.setrlimit(resource.RLIMIT_NOFILE, (resource.getrlimit(resource.RLIMIT_NOFILE)[1],) * 2)
     out = {}
     for conns in (1000, RPS_MANY):
         label = "" if conns == 1000 else f"{conns:,}: "
-        before = peer.cpu_seconds()
-        r = subprocess.run(["wrk", "-t", "2", "-c", str(conns), "-d", f"{d.secs}s", "--latency",
-                            f"http://127.0.0.1:{peer.ports['http']}/small.txt"],
-                           capture_output=True, text=True, timeout=120)
-        m = re.search(r"Requests/sec:\s+([\d.]+)", r.stdout)
-        done = re.search(r"(\d+) requests in", r.stdout)
-        if not m or not done:
-            raise RuntimeError("wrk: no rate in its output:\n" + r.stdout + r.stderr)
-        non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", r.stdout)
-        if non2xx:
-            raise RuntimeError(f"wrk: {non2xx.group(1)} failed responses through {peer.name}")
-        errors = re.search(r"Socket errors: (.*)", r.stdout)
-        out.update({f"{label}requests/s": float(m.group(1)),
-                    f"{label}p50 us": wrk_latency_us(r.stdout, 50),
-                    f"{label}p99 us": wrk_latency_us(r.stdout, 99)})
-        if conns != 1000:
-            out[f"{label}socket errors"] = (sum(int(x) for x in re.findall(r"\d+", errors.group(1)))
-                                            if errors else 0)
-        if peer.procs and int(done.group(1)):
-            out[f"{label}CPU us per request"] = ((peer.cpu_seconds() - before) * 1e6 /
-                                                 int(done.group(1)))
+        got = keepalive(peer, d, conns)
+        if conns == 1000:
+            got.pop("socket errors")
+        out.update({label + k: v for k, v in got.items()})
+    return out
+
+
+def keepalive(peer, d, conns):
+    """One wrk run of rps: `conns` keep-alive connections for d.secs."""
+    resource.setrlimit(resource.RLIMIT_NOFILE, (resource.getrlimit(resource.RLIMIT_NOFILE)[1],) * 2)
+    before = peer.cpu_seconds()
+    r = subprocess.run(["wrk", "-t", "2", "-c", str(conns), "-d", f"{d.secs}s", "--latency",
+                        f"http://127.0.0.1:{peer.ports['http']}/small.txt"],
+                       capture_output=True, text=True, timeout=120)
+    m = re.search(r"Requests/sec:\s+([\d.]+)", r.stdout)
+    done = re.search(r"(\d+) requests in", r.stdout)
+    if not m or not done:
+        raise RuntimeError("wrk: no rate in its output:\n" + r.stdout + r.stderr)
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", r.stdout)
+    if non2xx:
+        raise RuntimeError(f"wrk: {non2xx.group(1)} failed responses through {peer.name}")
+    errors = re.search(r"Socket errors: (.*)", r.stdout)
+    out = {"requests/s": float(m.group(1)), "p50 us": wrk_latency_us(r.stdout, 50),
+           "p99 us": wrk_latency_us(r.stdout, 99),
+           "socket errors": (sum(int(x) for x in re.findall(r"\d+", errors.group(1)))
+                             if errors else 0)}
+    if peer.procs and int(done.group(1)):
+        out["CPU us per request"] = (peer.cpu_seconds() - before) * 1e6 / int(done.group(1))
     return out
 
 
