@@ -18,6 +18,7 @@ alternate within each round (its own shuffled order) and the medians are reporte
 and NAME.json."""
 import argparse
 import datetime
+import errno
 import json
 import os
 import random
@@ -26,6 +27,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import peers as P  # noqa: E402
@@ -83,14 +85,50 @@ UNITS = {"connrate": ("connection", "connections/s", connrate),
          "rps": ("request", "requests/s", lambda peer, d: keepalive(peer, d, 1000))}
 
 
+def enable(perf, ctl, ack, timeout=30):
+    """Turns perf's events on through its control FIFO and waits for its ack ("ack\n\0")."""
+    deadline = time.monotonic() + timeout
+    got, c = b"", None
+    a = os.open(ack, os.O_RDONLY | os.O_NONBLOCK)  # (opens with or without perf at the other end)
+    try:
+        while b"ack" not in got:
+            if perf.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"perf record did not acknowledge 'enable' ({got!r}, "
+                                   f"exit {perf.poll()})")
+            if c is None:
+                try:  # opens once perf holds the FIFO for reading
+                    c = os.open(ctl, os.O_WRONLY | os.O_NONBLOCK)
+                    os.write(c, b"enable\n")
+                except OSError as e:
+                    if e.errno != errno.ENXIO:
+                        raise
+            try:
+                got += os.read(a, 64)
+            except BlockingIOError:
+                pass
+            time.sleep(0.01)
+    finally:
+        os.close(a)
+        if c is not None:
+            os.close(c)
+
+
 def measure(peer, durations, work, scenario):
     pids = [p for proc in peer.procs for p in P.tree(proc.pid)]
     data = os.path.join(work, peer.name + ".perf.data")
-    perf = subprocess.Popen(["perf", "record", "-q", "-g", "-F", "999", "-o", data, "-p",
-                             ",".join(map(str, pids))],
+    ctl, ack = os.path.join(work, "perf.ctl"), os.path.join(work, "perf.ack")
+    for fifo in (ctl, ack):  # fresh ones: nothing left of the previous perf's
+        if os.path.exists(fifo):
+            os.unlink(fifo)
+        os.mkfifo(fifo)
+    # Started with its events off; on once perf says so (a SIGINT while it still attaches to
+    # the threads leaves an empty file).
+    perf = subprocess.Popen(["perf", "record", "-q", "-g", "-F", "999", "-o", data, "-D", "-1",
+                             "--control", f"fifo:{ctl},{ack}", "-p", ",".join(map(str, pids))],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     unit, rate, run = UNITS[scenario]
     try:
+        enable(perf, ctl, ack)
         got = run(peer, durations)
     finally:
         perf.send_signal(2)
