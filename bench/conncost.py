@@ -23,6 +23,7 @@ import json
 import os
 import random
 import shlex
+import shutil
 import statistics
 import subprocess
 import sys
@@ -36,7 +37,8 @@ from compare import upstreams  # noqa: E402
 from flamegraph import folded  # noqa: E402
 from scenarios import Durations, connrate, keepalive  # noqa: E402
 
-# The kernel's per-connection operations, by the frames that start them (io_uring's, syscalls').
+# The kernel's operations on a TCP connection, by the frames that start them (io_uring's,
+# syscalls').
 OPERATIONS = {
     "connect": ("io_connect", "__sys_connect"),
     "close": ("io_close", "__x64_sys_close", "__fput"),
@@ -219,6 +221,7 @@ def main():
                 f"{a.rounds} rounds of {a.seconds} s, medians (perf's sampling included in the CPU "
                 f"figures, for every peer alike)\n\n{text}\n")
     print(text)
+    shutil.rmtree(work, ignore_errors=True)  # (left behind on a failure: the logs are there)
 
 
 if __name__ == "__main__":
