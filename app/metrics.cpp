@@ -36,16 +36,19 @@ class Writer {
     // One sample per listener (by its latest name) and worker, with extra labels.
     void by_listener(
         const char* name, const char* type, const char* help,
-        std::initializer_list<std::pair<const char*, Counter net::ListenerCounters::*>> samples) {
+        std::initializer_list<std::pair<const char*, Counter net::ListenerCounters::*>> samples,
+        Proxy::Protocols which = Proxy::Protocols::kTcp) {
         head(name, type, help);
-        proxy_.for_each_listener([&](const std::string& listener, const net::ListenerShared& l) {
-            for (const auto& [labels, field] : samples)
-                for (std::size_t w = 0; w < proxy_.workers().size(); ++w) {
-                    o_ << name << "{listener=" << quoted(listener) << ",worker=\"" << w << '"';
-                    if (*labels) o_ << ',' << labels;
-                    o_ << "} " << (l.per_worker[w].*field).get() << '\n';
-                }
-        });
+        proxy_.for_each_listener(
+            [&](const std::string& listener, const net::ListenerShared& l) {
+                for (const auto& [labels, field] : samples)
+                    for (std::size_t w = 0; w < proxy_.workers().size(); ++w) {
+                        o_ << name << "{listener=" << quoted(listener) << ",worker=\"" << w << '"';
+                        if (*labels) o_ << ',' << labels;
+                        o_ << "} " << (l.per_worker[w].*field).get() << '\n';
+                    }
+            },
+            which);
     }
     void head(const char* name, const char* type, const char* help) {
         o_ << "# HELP " << name << ' ' << help << "\n# TYPE " << name << ' ' << type << '\n';
@@ -158,16 +161,21 @@ std::string render_metrics(const Proxy& proxy) {
              {Sample<T>{"kind=\"connect\"", &T::connect_timeouts},
               Sample<T>{"kind=\"idle\"", &T::idle_timeouts},
               Sample<T>{"kind=\"send_stall\"", &T::send_stalls}});
-    w.by_listener("fragproxy_bytes_total", "counter", "TCP payload bytes forwarded.",
+    w.by_listener("fragproxy_bytes_total", "counter",
+                  "Payload bytes forwarded (TCP; UDP: the datagrams' payloads).",
                   {{"direction=\"client_to_upstream\"", &net::ListenerCounters::bytes_client},
-                   {"direction=\"upstream_to_client\"", &net::ListenerCounters::bytes_upstream}});
+                   {"direction=\"upstream_to_client\"", &net::ListenerCounters::bytes_upstream}},
+                  Proxy::Protocols::kAll);
     w.family("fragproxy_udp_sessions_active", "gauge",
              "UDP sessions established (published once a second).", {Sample<U>{"", &U::live}});
-    w.family("fragproxy_udp_sessions_total", "counter", "UDP sessions opened.",
-             {Sample<U>{"", &U::sessions}});
-    w.family("fragproxy_udp_datagrams_total", "counter", "UDP datagrams relayed.",
-             {Sample<U>{"direction=\"in\"", &U::datagrams_in},
-              Sample<U>{"direction=\"out\"", &U::datagrams_out}});
+    w.by_listener("fragproxy_udp_sessions_total", "counter", "UDP sessions opened.",
+                  {{"", &net::ListenerCounters::sessions}}, Proxy::Protocols::kUdp);
+    w.by_listener(
+        "fragproxy_udp_datagrams_total", "counter",
+        "UDP datagrams forwarded (taken to be sent on; drops are udp_dropped_total).",
+        {{"direction=\"client_to_upstream\"", &net::ListenerCounters::datagrams_client},
+         {"direction=\"upstream_to_client\"", &net::ListenerCounters::datagrams_upstream}},
+        Proxy::Protocols::kUdp);
     w.family("fragproxy_udp_dropped_total", "counter", "UDP datagrams or sessions dropped.",
              {Sample<U>{"reason=\"session_refused\"", &U::sessions_refused},
               Sample<U>{"reason=\"no_buffer\"", &U::dropped_no_buffer},

@@ -85,20 +85,26 @@ Proxy::Proxy(const Config& config, AccessLog* log) : config_(config), log_(log) 
     share_listeners(config_);
 }
 
-// Each TCP listener gets the counters of its address, each upstream those of its own (the same
-// across reloads).
+// Each listener gets the counters of its address (and protocol), each upstream those of its own
+// (the same across reloads).
+net::ListenerShared* Proxy::share_listener(const std::string& name, const std::string& key,
+                                           bool udp, unsigned workers) {
+    ListenerEntry& e = listeners_[key];
+    if (!e.shared) e.shared = std::make_unique<net::ListenerShared>(workers);
+    e.name = name;
+    e.udp = udp;
+    return e.shared.get();
+}
+
 void Proxy::share_listeners(Config& config) {
     std::lock_guard lock(config_mu_);
     for (auto& l : config.worker.listeners) {
-        ListenerEntry& e = listeners_[l.listen.str() + (l.share_port ? " shared" : "")];
-        if (!e.shared) e.shared = std::make_unique<net::ListenerShared>(config.workers);
-        e.name = l.name;
-        if (l.policy.limits() && !e.shared->sources)
-            e.shared->sources = std::make_unique<net::SourceTable>();
-        l.shared = e.shared.get();
+        const std::string key = l.listen.str() + (l.share_port ? " shared" : "");
+        l.shared = share_listener(l.name, key, false, config.workers);
+        if (l.policy.limits() && !l.shared->sources)
+            l.shared->sources = std::make_unique<net::SourceTable>();
         for (net::Route& r : l.routing.routes) {
-            RouteEntry& re =
-                routes_[l.listen.str() + (l.share_port ? " shared" : "") + "\n" + r.name];
+            RouteEntry& re = routes_[key + "\n" + r.name];
             if (!re.shared) re.shared = std::make_unique<net::RouteShared>(config.workers);
             re.listener = l.name;
             re.route = r.name;
@@ -106,8 +112,11 @@ void Proxy::share_listeners(Config& config) {
         }
         share_upstreams(l, config.workers);
     }
-    for (auto& l : config.worker.udp_listeners)
+    for (auto& l : config.worker.udp_listeners) {
+        l.shared = share_listener(l.name, "udp " + l.listen.str() + (l.share_port ? " shared" : ""),
+                                  true, config.workers);
         share_upstreams(l, config.workers);
+    }
 }
 
 template <class Listener>
@@ -145,10 +154,11 @@ void Proxy::configure_health(const Config& config) {
 }
 
 void Proxy::for_each_listener(
-    const std::function<void(const std::string&, const net::ListenerShared&)>& fn) const {
+    const std::function<void(const std::string&, const net::ListenerShared&)>& fn,
+    Protocols which) const {
     std::lock_guard lock(config_mu_);
     for (const auto& [addr, e] : listeners_)
-        fn(e.name, *e.shared);
+        if (which == Protocols::kAll || (which == Protocols::kUdp) == e.udp) fn(e.name, *e.shared);
 }
 
 void Proxy::for_each_route(const std::function<void(const std::string&, const std::string&,

@@ -47,8 +47,10 @@ class Proxy {
     const std::vector<std::unique_ptr<net::Worker>>& workers() const noexcept { return workers_; }
     // Every TCP listener address ever configured (name, counters) and every upstream address
     // (address, counters), for the metrics. Any thread.
+    enum class Protocols { kTcp, kUdp, kAll };
     void for_each_listener(
-        const std::function<void(const std::string&, const net::ListenerShared&)>& fn) const;
+        const std::function<void(const std::string&, const net::ListenerShared&)>& fn,
+        Protocols which = Protocols::kTcp) const;
     void for_each_upstream(
         const std::function<void(const std::string&, const net::UpstreamShared&)>& fn) const;
     // (listener, route, counters) of every route a configuration has had.
@@ -64,6 +66,8 @@ class Proxy {
   private:
     void choose_receive_path();
     void share_listeners(Config& config);
+    net::ListenerShared* share_listener(const std::string& name, const std::string& key, bool udp,
+                                        unsigned workers);
     void configure_health(const Config& config);
     template <class Listener>
     void share_upstreams(Listener& l, unsigned workers);
@@ -78,6 +82,7 @@ class Proxy {
     // configured). The name is the listener's latest; written under config_mu_.
     struct ListenerEntry {
         std::string name;
+        bool udp = false;
         std::unique_ptr<net::ListenerShared> shared;
     };
     std::map<std::string, ListenerEntry> listeners_;

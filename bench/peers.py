@@ -290,6 +290,12 @@ ABLATIONS = {
     "fragproxy-zc": "io_uring: {send_zc: true}",  # (turned on: off by default)
     "fragproxy-nobatch": "io_uring: {batch_wait_us: 0}",
 }
+# Other fragproxy peers the same table compares with fragproxy round by round: the backend where
+# io_uring is refused, and fragproxy as operated (its cost: metrics scraped, access log written).
+VARIANTS = {
+    "fragproxy-epoll": "backend: epoll",
+    "fragproxy-observed": "admin endpoint scraped every second, JSON access log",
+}
 # Peers only run when named (--peers): each measures one optimisation.
 ON_REQUEST = {"fragproxy-coop", "fragproxy-plain", "fragproxy-nogso", "fragproxy-fds",
               "fragproxy-nobundles", "fragproxy-zc", "fragproxy-nobatch"}

@@ -129,9 +129,10 @@ ABLATION_COLUMNS = [
 
 def ablation(results):
     """What each optimisation is worth: each ablation peer (fragproxy with one optimisation
-    turned off, or on, by its config) against fragproxy, per round, medians (ranges) of the
-    ratios. Empty when the run has no ablation peer."""
-    from peers import ABLATIONS
+    turned off, or on, by its config) and each variant (the epoll backend, fragproxy observed)
+    against fragproxy, per round, medians (ranges) of the ratios. Empty when the run has none."""
+    from peers import ABLATIONS, VARIANTS
+    ABLATIONS = {**ABLATIONS, **VARIANTS}
     rows = {}
     for name, sc in results.items():
         rounds = sc.get("rounds", {})

@@ -34,8 +34,9 @@ enum class TaskRun : std::uint8_t { kAuto, kDefer, kCoop, kNone };
 // Counters of one listener or upstream for one worker: each worker writes only its own (a cache
 // line of its own: no sharing on the data path); the admin thread reads them.
 struct alignas(64) ListenerCounters {
-    Counter accepted, rejected, bytes_client, bytes_upstream;
-    Counter denied, source_capped, source_rate_limited;  // refused by the source policy
+    Counter accepted, rejected, bytes_client, bytes_upstream;  // bytes: TCP and UDP payload
+    Counter sessions, datagrams_client, datagrams_upstream;    // UDP: sessions opened, datagrams
+    Counter denied, source_capped, source_rate_limited;        // refused by the source policy
     Counter no_upstream;                              // refused: every upstream out (health checks)
     Counter untrusted, proxy_invalid, proxy_timeout;  // accept_proxy refusals
     Counter no_route, hello_invalid, hello_timeout;   // routes refusals (by ClientHello)
@@ -159,6 +160,7 @@ struct UdpListenerSettings {
     Balancing balancing;
     std::shared_ptr<const CidrList> acl;           // allow/deny for new sessions; null: everyone
     std::vector<UpstreamShared*> upstream_shared;  // for least_conn across workers (app layer)
+    ListenerShared* shared = nullptr;  // its counters (by address, kept across reloads; app layer)
     Millis session_timeout{30000};
     std::uint32_t max_sessions = 10000;           // per worker
     std::uint32_t max_sessions_per_source = 256;  // per client IP, per worker

@@ -283,6 +283,7 @@ std::uint32_t UdpRelay::find_or_open(unsigned li, const sockaddr* from, socklen_
     s.up_max_seg = gso::max_segment(v6, known ? mtu : 0);
     by_client_.emplace(key(li, client, true), slot);
     stats_.sessions.add();
+    ls.shared->per_worker[index_].sessions.add();
     arm_session(slot);
     return slot;
 }
@@ -330,7 +331,6 @@ void UdpRelay::on_session(std::uint32_t slot, io_uring_cqe* cqe) noexcept {
 void UdpRelay::queue(std::uint32_t slot, unsigned dir, std::byte* frag, const std::byte* payload,
                      std::uint32_t len) noexcept {
     Session& s = sessions_[slot];
-    s.bytes[dir] += len;
     SendNode* n = s.open[dir];
     const std::uint32_t max_seg =
         dir == kToUpstream ? s.up_max_seg : gso::max_segment(s.client.family() == AF_INET6, 0);
@@ -349,6 +349,10 @@ void UdpRelay::queue(std::uint32_t slot, unsigned dir, std::byte* frag, const st
         }
         n->seg = std::uint16_t(batchable ? len : 0);
     }
+    s.bytes[dir] += len;
+    ListenerCounters& lc = s.cfg->shared->per_worker[index_];
+    (dir == kToUpstream ? lc.bytes_client : lc.bytes_upstream).add(len);
+    (dir == kToUpstream ? lc.datagrams_client : lc.datagrams_upstream).add();
     n->iov[n->count] = {const_cast<std::byte*>(payload), len};
     n->frag[n->count++] = frag;
     if (!batchable) return flush(n);

@@ -12,7 +12,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import run_cases  # noqa: E402
-from harness import Echo, Proxy, free_port, get, metrics, total, wait_for  # noqa: E402
+from harness import Echo, Proxy, UdpEcho, free_port, get, metrics, total, wait_for  # noqa: E402
+from harness import udp_free_port  # noqa: E402
 
 BINARY = sys.argv[1]
 
@@ -107,6 +108,40 @@ def case_metrics_count_exactly():
     assert workers == {'"0"', '"1"'}, workers
     up.stop()
     p.finish()
+
+
+def case_udp_metrics_count_exactly():
+    """Datagrams of known sizes through a UDP listener, each echoed: its listener's byte,
+    datagram and session counters say exactly that, each way; the TCP listener beside it and
+    the TCP-only families are untouched."""
+    up, tcp_up = UdpEcho(), Echo()
+    port, uport, admin = free_port(), udp_free_port(), free_port()
+    p = Proxy(BINARY, [{"listen": ("127.0.0.1", port), "upstreams": [("127.0.0.1", tcp_up.port)]},
+                       {"name": "dns", "protocol": "udp", "listen": ("127.0.0.1", uport),
+                        "upstreams": [("127.0.0.1", up.port)]}],
+              extra=[f'admin: {{listen: "127.0.0.1:{admin}"}}'])
+    p.start(("127.0.0.1", port))
+    sizes = [0, 1, 100, 1472, 9000, 65507, 64]
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as c:
+        c.settimeout(10)
+        for n in sizes:
+            data = os.urandom(n)
+            c.sendto(data, ("127.0.0.1", uport))
+            assert c.recv(70000) == data, n
+    m = metrics(admin)
+    for d in ("client_to_upstream", "upstream_to_client"):
+        assert total(m, "fragproxy_bytes_total", listener="dns", direction=d) == sum(sizes), m
+        assert total(m, "fragproxy_udp_datagrams_total", listener="dns", direction=d) == \
+            len(sizes), m
+        assert total(m, "fragproxy_bytes_total", listener="l0", direction=d) == 0, m
+    assert total(m, "fragproxy_udp_sessions_total", listener="dns") == 1, m
+    assert total(m, "fragproxy_udp_sessions_total") == 1, m
+    assert total(m, "fragproxy_connections_total", listener="dns") == 0, m
+    assert not [n for (n, ls) in m if ("listener", '"dns"') in ls and
+                n.startswith("fragproxy_connections")], m
+    p.finish()
+    up.stop()
+    tcp_up.stop()
 
 
 def case_junk_leaves_it_answering():
