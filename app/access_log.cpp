@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -83,7 +84,10 @@ AccessLog::AccessLog(const AccessLogSettings& settings, unsigned workers) : sett
     for (unsigned i = 0; i < workers; ++i)
         queues_.push_back(std::make_unique<net::AccessQueue>());
     fd_ = open_file();
-    thread_ = std::thread([this] { run(); });
+    thread_ = std::thread([this] {
+        ::pthread_setname_np(::pthread_self(), "fp-access-log");
+        run();
+    });
 }
 
 AccessLog::~AccessLog() {

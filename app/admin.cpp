@@ -1,5 +1,7 @@
 #include "app/admin.hpp"
 
+#include <pthread.h>
+
 #include <memory>
 #include <sstream>
 #include <system_error>
@@ -91,7 +93,10 @@ AdminServer::AdminServer(const net::SockAddr& addr, const Proxy& proxy, Reload r
         throw std::system_error(err.code(), "admin endpoint on " + addr.str());
     }
     accept();
-    thread_ = std::thread([this] { io_.run(); });
+    thread_ = std::thread([this] {
+        ::pthread_setname_np(::pthread_self(), "fp-admin");
+        io_.run();
+    });
 }
 
 AdminServer::~AdminServer() {
@@ -128,7 +133,11 @@ std::string AdminServer::respond(const std::string& head) const {
         return reply(405, "Method Not Allowed", "text/plain", "only GET\n", "Allow: GET\r\n");
     if (target == "/metrics")
         return reply(200, "OK", "text/plain; version=0.0.4; charset=utf-8", render_metrics(proxy_));
-    if (target == "/healthz") return reply(200, "OK", "text/plain", "ok\n");
+    if (target == "/healthz") {
+        const std::string why = proxy_.health();
+        return why.empty() ? reply(200, "OK", "text/plain", "ok\n")
+                           : reply(503, "Service Unavailable", "text/plain", why + "\n");
+    }
     if (target == "/ready")
         return proxy_.draining() ? reply(503, "Service Unavailable", "text/plain", "draining\n")
                                  : reply(200, "OK", "text/plain", "ready\n");

@@ -1,5 +1,7 @@
 #include "app/health.hpp"
 
+#include <pthread.h>
+
 #include <cstdio>
 #include <cstring>
 
@@ -63,7 +65,10 @@ struct HealthChecker::Probe : std::enable_shared_from_this<Probe> {
 };
 
 HealthChecker::HealthChecker()
-    : work_(asio::make_work_guard(io_)), thread_([this] { io_.run(); }) {}
+    : work_(asio::make_work_guard(io_)), thread_([this] {
+          ::pthread_setname_np(::pthread_self(), "fp-health");
+          io_.run();
+      }) {}
 
 HealthChecker::~HealthChecker() {
     asio::post(io_, [this] {

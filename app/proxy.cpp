@@ -7,6 +7,7 @@
 
 #include "net/features.hpp"
 #include "net/listen_socket.hpp"
+#include "net/reactor.hpp"
 
 namespace fp::app {
 namespace {
@@ -173,6 +174,22 @@ void Proxy::for_each_upstream(
     std::lock_guard lock(config_mu_);
     for (const auto& [addr, u] : upstreams_)
         fn(addr, *u);
+}
+
+std::string Proxy::health() const {
+    std::string why;
+    const std::uint64_t now = net::monotonic_ms();
+    for (std::size_t i = 0; i < workers_.size(); ++i) {
+        const std::uint64_t alive = workers_[i]->alive_ms();
+        std::string w;
+        if (workers_[i]->ended())
+            w = "worker " + std::to_string(i) + " has ended";
+        else if (now > alive + kStalledMs)
+            w = "worker " + std::to_string(i) + " has not run its loop for " +
+                std::to_string((now - alive) / 1000) + " s";
+        if (!w.empty()) why += (why.empty() ? "" : "; ") + w;
+    }
+    return why;
 }
 
 Config Proxy::config() const {

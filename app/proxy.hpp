@@ -27,6 +27,11 @@ class Proxy {
     void drain();
     bool drained() const;
     bool draining() const noexcept { return draining_.load(std::memory_order_relaxed); }
+    // /healthz: "" while every worker runs its loop; else which one does not, and since when (a
+    // worker whose thread ended, or one that has not ticked for kStalledMs: blocked, or starved
+    // of CPU).
+    static constexpr std::uint64_t kStalledMs = 5000;
+    std::string health() const;
     const AccessLog* access_log() const noexcept { return log_; }
     // The running configuration (a copy: a reload may replace it meanwhile). Any thread.
     Config config() const;

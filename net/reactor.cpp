@@ -13,11 +13,15 @@ constexpr std::uint64_t kPausedGapMs = 1500;
 
 // That time counts toward no timer: the completions of it may still be arriving (the kernel runs
 // deferred completions in bounded chunks), and the connections they belong to are not idle.
-void Reactor::update_clock() noexcept {
+std::uint64_t monotonic_ms() noexcept {
     timespec ts{};
     ::clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);  // vDSO: no syscall
+    return std::uint64_t(ts.tv_sec) * 1000 + std::uint64_t(ts.tv_nsec) / 1000000;
+}
+
+void Reactor::update_clock() noexcept {
     std::uint64_t before = now_ms_;
-    now_ms_ = std::uint64_t(ts.tv_sec) * 1000 + std::uint64_t(ts.tv_nsec) / 1000000;
+    now_ms_ = monotonic_ms();
     if (before && now_ms_ - before > kPausedGapMs) resumed_ms_ = now_ms_;
 }
 

@@ -18,6 +18,10 @@
 
 namespace fp::net {
 
+// The workers' clock, in milliseconds (CLOCK_MONOTONIC_COARSE: vDSO, no syscall); other threads
+// read it to compare with a worker's.
+std::uint64_t monotonic_ms() noexcept;
+
 class Reactor {
   public:
     explicit Reactor(Ring& ring) : ring_(ring) {}

@@ -1,5 +1,6 @@
 #include "net/worker.hpp"
 
+#include <pthread.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -81,15 +82,21 @@ void Worker::stop() {
 }
 
 void Worker::run(std::promise<void>* ready) noexcept {
+    char name[16];
+    std::snprintf(name, sizeof name, "fp-worker-%u", index_);
+    ::pthread_setname_np(::pthread_self(), name);  // what top -H and /proc/PID/task/*/comm show
     try {
         setup();
     } catch (...) {
         teardown(false);
+        ended_.store(true, std::memory_order_release);
         ready->set_exception(std::current_exception());
         return;
     }
+    alive_ms_.store(reactor_->now_ms(), std::memory_order_relaxed);
     ready->set_value();
     teardown(loop());
+    ended_.store(true, std::memory_order_release);
 }
 
 void Worker::setup() {
@@ -235,6 +242,7 @@ void Worker::after_batch() noexcept {
     if (udp_) udp_->after_batch();
     if (tick_due_) {
         tick_due_ = false;
+        alive_ms_.store(reactor_->now_ms(), std::memory_order_relaxed);
         tcp_->tick();
         if (udp_) udp_->tick();
     }

@@ -58,6 +58,10 @@ class Worker {
     const TcpStats& tcp_stats() const noexcept { return tcp_stats_; }
     const UdpStats& udp_stats() const noexcept { return udp_stats_; }
     const RingStats& ring_stats() const noexcept { return ring_stats_; }
+    // Liveness, for /healthz: when the worker last ran its once-a-second tick (monotonic_ms()),
+    // and whether its thread has ended (stopped, or its ring failed).
+    std::uint64_t alive_ms() const noexcept { return alive_ms_.load(std::memory_order_relaxed); }
+    bool ended() const noexcept { return ended_.load(std::memory_order_acquire); }
     // After stop(): what the worker still held when it ended. Both 0 unless something leaked.
     std::size_t leaked_pages() const noexcept { return leaked_pages_; }
     long leaked_fds() const noexcept { return leaked_fds_; }
@@ -92,6 +96,8 @@ class Worker {
     std::promise<std::string> reload_done_;
     std::shared_ptr<const WorkerSettings> current_;  // the listeners' settings (worker thread)
     std::atomic<bool> drained_{false};
+    std::atomic<std::uint64_t> alive_ms_{0};
+    std::atomic<bool> ended_{false};
     __kernel_timespec tick_ts_{1, 0};
 
     // Owned by the worker thread from setup() to teardown().
