@@ -50,8 +50,8 @@ class Proxy {
     // A reload that failed before it reached the workers (the file did not parse): counted.
     void reload_failed() noexcept { reloads_failed_.fetch_add(1, std::memory_order_relaxed); }
     const std::vector<std::unique_ptr<net::Worker>>& workers() const noexcept { return workers_; }
-    // Every TCP listener address ever configured (name, counters) and every upstream address
-    // (address, counters), for the metrics. Any thread.
+    // Every listener address ever configured (name, counters; TCP ones, UDP ones or both) and
+    // every upstream address (address, counters), for the metrics. Any thread.
     enum class Protocols { kTcp, kUdp, kAll };
     void for_each_listener(
         const std::function<void(const std::string&, const net::ListenerShared&)>& fn,
