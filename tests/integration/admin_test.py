@@ -169,7 +169,9 @@ def case_healthz_names_a_stalled_worker():
     status, _, body = get(admin, "/healthz")
     assert status == 503 and "worker 1 has not run its loop" in body, (status, body)
     assert time.monotonic() - t0 < 8, "reported within the 5 s bound (and a tick)"
-    metrics(admin)  # the admin thread answers the rest meanwhile
+    m = metrics(admin)  # the admin thread answers the rest meanwhile
+    assert total(m, "fragproxy_worker_tick_age_seconds", worker=1) >= 5, m
+    assert total(m, "fragproxy_worker_tick_age_seconds", worker=0) < 5, m  # the other runs
     assert libc.ptrace(PTRACE_DETACH, tids[0], None, None) == 0
     wait_for(lambda: get(admin, "/healthz")[0] == 200, 10, "/healthz to be 200 again")
     up.stop()
