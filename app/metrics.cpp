@@ -3,7 +3,6 @@
 #include <sstream>
 
 #include "app/proxy.hpp"
-#include "net/reactor.hpp"
 
 namespace fp::app {
 namespace {
@@ -100,12 +99,9 @@ std::string render_metrics(const Proxy& proxy) {
     w.line(std::string("fragproxy_draining ") + (proxy.draining() ? "1" : "0"));
     w.head("fragproxy_worker_tick_age_seconds", "gauge",
            "Seconds since the worker last ran its once-a-second tick (5 or more: /healthz fails).");
-    const std::uint64_t now = net::monotonic_ms();
-    for (std::size_t i = 0; i < proxy.workers().size(); ++i) {
-        const std::uint64_t alive = proxy.workers()[i]->alive_ms();
+    for (std::size_t i = 0; i < proxy.workers().size(); ++i)
         w.line("fragproxy_worker_tick_age_seconds{worker=\"" + std::to_string(i) + "\"} " +
-               std::to_string(now > alive ? (now - alive) / 1000 : 0));
-    }
+               std::to_string(proxy.tick_age_ms(i) / 1000));
     w.line("# HELP fragproxy_config_reloads_total Reloads (SIGHUP, POST /reload) by result.");
     w.line("# TYPE fragproxy_config_reloads_total counter");
     w.line("fragproxy_config_reloads_total{result=\"ok\"} " + std::to_string(proxy.reloads(true)));

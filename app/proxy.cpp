@@ -176,17 +176,21 @@ void Proxy::for_each_upstream(
         fn(addr, *u);
 }
 
+std::uint64_t Proxy::tick_age_ms(std::size_t i) const noexcept {
+    const std::uint64_t now = net::monotonic_ms(), alive = workers_[i]->alive_ms();
+    return now > alive ? now - alive : 0;
+}
+
 std::string Proxy::health() const {
     std::string why;
-    const std::uint64_t now = net::monotonic_ms();
     for (std::size_t i = 0; i < workers_.size(); ++i) {
-        const std::uint64_t alive = workers_[i]->alive_ms();
+        const std::uint64_t age = tick_age_ms(i);
         std::string w;
         if (workers_[i]->ended())
             w = "worker " + std::to_string(i) + " has ended";
-        else if (now > alive + kStalledMs)
+        else if (age > kStalledMs)
             w = "worker " + std::to_string(i) + " has not run its loop for " +
-                std::to_string((now - alive) / 1000) + " s";
+                std::to_string(age / 1000) + " s";
         if (!w.empty()) why += (why.empty() ? "" : "; ") + w;
     }
     return why;

@@ -32,6 +32,8 @@ class Proxy {
     // of CPU).
     static constexpr std::uint64_t kStalledMs = 5000;
     std::string health() const;
+    // Milliseconds since worker i last ran its tick.
+    std::uint64_t tick_age_ms(std::size_t i) const noexcept;
     const AccessLog* access_log() const noexcept { return log_; }
     // The running configuration (a copy: a reload may replace it meanwhile). Any thread.
     Config config() const;
