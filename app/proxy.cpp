@@ -310,6 +310,7 @@ void Proxy::choose_receive_path() {
     }
     w.backend = net::Backend::kIoUring;
     w.recv_path = got;
+    w.taskrun_probed = f.taskrun();  // every worker's ring: the probe's setup flags
     std::string why = want == net::RecvPath::kAuto ? "auto" : "configured";
     if (want == net::RecvPath::kAuto && got == net::RecvPath::kFragments)
         why += ": " + f.why_not(net::RecvPath::kIncremental);

@@ -144,6 +144,12 @@ KernelFeatures probe_kernel() {
     return f;
 }
 
+TaskRun KernelFeatures::taskrun() const noexcept {
+    if (setup_flags & IORING_SETUP_DEFER_TASKRUN) return TaskRun::kDefer;
+    if (setup_flags & IORING_SETUP_COOP_TASKRUN) return TaskRun::kCoop;
+    return TaskRun::kNone;
+}
+
 RecvPath KernelFeatures::resolve(RecvPath want) const noexcept {
     const bool fragments = io_uring() && pbuf_ring && recv_multishot;
     const bool incremental = fragments && pbuf_inc;

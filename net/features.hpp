@@ -31,6 +31,9 @@ struct KernelFeatures {
     bool direct = false;  // direct descriptors: accept and socket into a file table, fd install
 
     bool io_uring() const noexcept { return setup_error == 0; }
+    // The task-run mode setup_flags stand for: what `taskrun: auto` resolves to, so that every
+    // worker sets its ring up as the probe's was (Ring::best with it takes exactly those flags).
+    TaskRun taskrun() const noexcept;
     // The receive path `want` resolves to here (kAuto: incremental where the kernel has it), or
     // kAuto when this kernel can run neither (the reason is then why_not()).
     RecvPath resolve(RecvPath want) const noexcept;

@@ -180,7 +180,10 @@ struct WorkerSettings {
     Backend backend = Backend::kAuto;         // ... this too
     std::uint32_t recv_fragment = 64 * 1024;  // kFragments: bytes per receive buffer (a page)
     TaskRun taskrun = TaskRun::kAuto;         // io_uring backend only; at start (as backend)
-    bool udp_gso = true;                      // UDP sends batched with UDP_SEGMENT (GSO); at start
+    // What auto resolved to at start (the one probe's setup flags): every worker's ring takes it.
+    // kAuto where nothing resolved it (each ring then tries for itself, as Ring::best).
+    TaskRun taskrun_probed = TaskRun::kAuto;
+    bool udp_gso = true;  // UDP sends batched with UDP_SEGMENT (GSO); at start
     // TCP connections on the ring's direct descriptors (its fixed-file table) where the kernel
     // has them (6.8: accept and socket into the table, FIXED_FD_INSTALL); at start.
     bool direct_descriptors = true;

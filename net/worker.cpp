@@ -100,9 +100,12 @@ void Worker::run(std::promise<void>* ready) noexcept {
 }
 
 void Worker::setup() {
+    // (auto: as the start-up probe's ring was set up, the same for every worker)
+    const TaskRun taskrun =
+        current_->taskrun == TaskRun::kAuto ? current_->taskrun_probed : current_->taskrun;
     ring_ = std::make_unique<Ring>(current_->backend == Backend::kEpoll
                                        ? Ring::epoll(kRingEntries)
-                                       : Ring::best(kRingEntries, current_->taskrun));
+                                       : Ring::best(kRingEntries, taskrun));
     reactor_ = std::make_unique<Reactor>(*ring_);
     reactor_->update_clock();
     tcp_ = std::make_unique<TcpRelay>(*reactor_, *current_, index_, tcp_stats_, log_);

@@ -9,6 +9,7 @@
 #include <optional>
 #include <system_error>
 
+#include "net/features.hpp"
 #include "net/ring.hpp"
 #include "net/uapi.hpp"
 #include "tests/support/skip.hpp"
@@ -31,6 +32,14 @@ TEST_CASE("Ring::best takes the task-run mode asked for, and auto the best the k
     } else {  // a kernel without DEFER_TASKRUN refuses it when asked for it alone
         CHECK_THROWS_AS(net::Ring::best(8, net::TaskRun::kDefer), std::system_error);
     }
+}
+
+TEST_CASE("the start-up probe's task-run mode sets a worker's ring up with the probe's own flags") {
+    // (what every worker does with taskrun: auto: Proxy resolves it once, from this probe)
+    const net::KernelFeatures f = net::probe_kernel();
+    if (!f.io_uring()) test::skip(f.refusal().c_str());
+    for (unsigned entries : {8u, 256u, 4096u})
+        CHECK(net::Ring::best(entries, f.taskrun()).features().setup_flags == f.setup_flags);
 }
 
 TEST_CASE("Ring::register_direct: a sparse table where the kernel has one, never on epoll") {
