@@ -7,7 +7,7 @@
 // already freed the page is charged again in place, otherwise it belongs to its fragments and a
 // pool page takes the slot. Owner frees of fragments whose page is still lent go back to its bias.
 //
-// The caller (net/recv_pages.hpp) hands each slot's bytes to the filler whenever refill() or
+// The caller (net/engine/recv_pages.hpp) hands each slot's bytes to the filler whenever refill() or
 // eject() reports that the slot holds a freshly charged page.
 //
 // Owner thread only. Fragments may be freed on any thread with frag_free().

@@ -19,7 +19,7 @@ struct Page {
     PageState state = PageState::kFree;
     bool reserve = false;  // taken past the soft limit: returned, never reused in place
     // Owner only: FragCache slot + 1 while a cache holds the page, or non-zero while the page is
-    // in a worker's provided-buffer ring (net/recv_pages.hpp).
+    // in a worker's provided-buffer ring (net/engine/recv_pages.hpp).
     std::uint8_t held = 0;
     Page* prev = nullptr;  // pool free list (owner only)
     Page* next = nullptr;  // pool free list, or the remote-free stack while being returned

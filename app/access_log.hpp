@@ -1,8 +1,8 @@
 #pragma once
 // AccessLog (access_log: {path, format}): one line per TCP connection and UDP session when it
 // ends — time, listener, protocol, client, upstream, duration, bytes each way, how it ended. The
-// workers hand records over through their own bounded AccessQueue (net/access_record.hpp; a full
-// queue drops the record and counts it, never blocks a worker); this class's thread takes them
+// workers hand records over through their own bounded AccessQueue (net/base/access_record.hpp; a
+// full queue drops the record and counts it, never blocks a worker); this class's thread takes them
 // out every kPass, formats them (json or text) and appends them to the file with one write per
 // pass. reopen() (SIGUSR1, logrotate's convention) makes the thread open the path again.
 #include <atomic>
@@ -15,7 +15,7 @@
 #include <vector>
 
 #include "app/config.hpp"
-#include "net/access_record.hpp"
+#include "net/base/access_record.hpp"
 
 namespace fp::app {
 

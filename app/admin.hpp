@@ -17,7 +17,7 @@
 #include <thread>
 #include <utility>
 
-#include "net/address.hpp"
+#include "net/base/address.hpp"
 
 namespace fp::app {
 

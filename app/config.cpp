@@ -17,7 +17,7 @@
 #include <system_error>
 #include <thread>
 
-#include "net/features.hpp"
+#include "net/base/modes.hpp"
 
 namespace fp::app {
 namespace {
@@ -571,7 +571,7 @@ net::TcpListenerSettings parse_tcp(Map& m, Common c, const Config& cfg) {
     }
     l.max_connections = m.scalar<std::uint32_t>("max_connections", 10000, 1, 1000000);
     // One connection's queue may never take more than 1/8 of its worker's arena (and under
-    // memory pressure it gets far less: net/memory_budget.hpp).
+    // memory pressure it gets far less: net/tcp/memory_budget.hpp).
     const std::uint32_t cap_kib =
         std::uint32_t(std::min<std::uint64_t>(cfg.worker.memory.arena_bytes / 8 / 1024, 1 << 20));
     l.max_inflight_bytes = m.scalar<std::uint32_t>("max_inflight_kib", 1024, 16, cap_kib) * 1024;

@@ -11,8 +11,8 @@
 #include <vector>
 
 #include "app/resolver.hpp"
-#include "net/address.hpp"
-#include "net/settings.hpp"
+#include "net/base/address.hpp"
+#include "net/policy/settings.hpp"
 
 namespace fp::app {
 

@@ -14,7 +14,7 @@
 #include <thread>
 #include <vector>
 
-#include "net/settings.hpp"
+#include "net/policy/settings.hpp"
 
 namespace fp::app {
 

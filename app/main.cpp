@@ -18,7 +18,7 @@
 #include "app/proxy.hpp"
 #include "app/self_check.hpp"
 #include "app/systemd.hpp"
-#include "net/features.hpp"
+#include "net/engine/features.hpp"
 
 namespace {
 

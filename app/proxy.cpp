@@ -5,9 +5,9 @@
 #include <sstream>
 #include <stdexcept>
 
-#include "net/features.hpp"
-#include "net/listen_socket.hpp"
-#include "net/reactor.hpp"
+#include "net/engine/features.hpp"
+#include "net/engine/reactor.hpp"
+#include "net/policy/listen_socket.hpp"
 
 namespace fp::app {
 namespace {

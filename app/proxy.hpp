@@ -12,7 +12,7 @@
 #include "app/access_log.hpp"
 #include "app/config.hpp"
 #include "app/health.hpp"
-#include "net/worker.hpp"
+#include "net/worker/worker.hpp"
 
 namespace fp::app {
 

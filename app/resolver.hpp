@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-#include "net/address.hpp"
+#include "net/base/address.hpp"
 
 namespace fp::app {
 

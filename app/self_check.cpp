@@ -10,8 +10,8 @@
 
 #include "alloc/frag.hpp"
 #include "alloc/frag_cache.hpp"
-#include "net/fixed_buffers.hpp"
-#include "net/ring.hpp"
+#include "net/engine/fixed_buffers.hpp"
+#include "net/engine/ring.hpp"
 
 namespace fp::app {
 namespace {

@@ -8,7 +8,7 @@
 #include <cstring>
 #include <vector>
 
-#include "net/client_hello.hpp"
+#include "net/wire/client_hello.hpp"
 
 using fp::net::ClientHello;
 

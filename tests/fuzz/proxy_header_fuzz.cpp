@@ -8,7 +8,7 @@
 #include <cstdlib>
 #include <cstring>
 
-#include "net/proxy_header.hpp"
+#include "net/wire/proxy_header.hpp"
 
 using fp::net::AccessAddr;
 using fp::net::ProxyHeader;

@@ -10,7 +10,7 @@ long run allocates beyond the short one is what forwarding costs the heap: one a
 receive or send would be thousands; start-up, the connection itself and the once-a-second
 housekeeping are the same in both. Paths: io_uring with incremental buffers, io_uring with
 fragments, and the epoll backend (Asio's handlers take their memory from the worker's
-HandlerPool, net/epoll/handler_pool.hpp, so a wait must not reach malloc either). The plain build only (a sanitizer's allocator is not glibc's)."""
+HandlerPool, net/engine/handler_pool.hpp, so a wait must not reach malloc either). The plain build only (a sanitizer's allocator is not glibc's)."""
 import asyncio
 import os
 import socket

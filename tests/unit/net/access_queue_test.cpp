@@ -4,7 +4,7 @@
 
 #include <thread>
 
-#include "net/access_record.hpp"
+#include "net/base/access_record.hpp"
 
 using namespace fp::net;
 

@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "net/balance.hpp"
+#include "net/policy/balance.hpp"
 
 using namespace fp::net;
 

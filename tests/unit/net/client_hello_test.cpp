@@ -7,8 +7,8 @@
 #include <string>
 #include <vector>
 
-#include "net/client_hello.hpp"
-#include "net/route.hpp"
+#include "net/policy/route.hpp"
+#include "net/wire/client_hello.hpp"
 
 using namespace fp::net;
 using Bytes = std::vector<std::uint8_t>;

@@ -13,8 +13,8 @@
 
 #include "alloc/frag.hpp"
 #include "alloc/frag_cache.hpp"
-#include "net/fixed_buffers.hpp"
-#include "net/ring.hpp"
+#include "net/engine/fixed_buffers.hpp"
+#include "net/engine/ring.hpp"
 #include "tests/support/death.hpp"
 #include "tests/support/socket_pair.hpp"
 

@@ -3,7 +3,7 @@
 
 #include <vector>
 
-#include "net/frag_queue.hpp"
+#include "net/tcp/frag_queue.hpp"
 
 using namespace fp::net;
 

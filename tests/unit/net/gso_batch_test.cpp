@@ -1,7 +1,7 @@
 // The UDP GSO batching rule: what may go out together and be cut apart again unchanged.
 #include <doctest/doctest.h>
 
-#include "net/gso_batch.hpp"
+#include "net/udp/gso_batch.hpp"
 
 using namespace fp::net;
 

@@ -3,8 +3,8 @@
 #include <cerrno>
 #include <string>
 
-#include "net/memory_budget.hpp"
-#include "net/ring.hpp"
+#include "net/engine/ring.hpp"
+#include "net/tcp/memory_budget.hpp"
 
 using fp::net::MemoryBudget;
 using fp::net::Pressure;

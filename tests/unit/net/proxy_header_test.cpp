@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "net/proxy_header.hpp"
+#include "net/wire/proxy_header.hpp"
 
 using namespace fp::net;
 

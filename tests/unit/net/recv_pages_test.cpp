@@ -13,9 +13,9 @@
 #include <vector>
 
 #include "alloc/page_pool.hpp"
-#include "net/recv_pages.hpp"
-#include "net/ring.hpp"
-#include "net/uapi.hpp"
+#include "net/engine/recv_pages.hpp"
+#include "net/engine/ring.hpp"
+#include "net/engine/uapi.hpp"
 #include "tests/support/skip.hpp"
 #include "tests/support/socket_pair.hpp"
 

@@ -9,9 +9,9 @@
 #include <optional>
 #include <system_error>
 
-#include "net/features.hpp"
-#include "net/ring.hpp"
-#include "net/uapi.hpp"
+#include "net/engine/features.hpp"
+#include "net/engine/ring.hpp"
+#include "net/engine/uapi.hpp"
 #include "tests/support/skip.hpp"
 
 using namespace fp;

@@ -4,7 +4,7 @@
 
 #include <vector>
 
-#include "net/slot_table.hpp"
+#include "net/engine/slot_table.hpp"
 
 using namespace fp::net;
 

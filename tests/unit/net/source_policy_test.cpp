@@ -6,7 +6,7 @@
 
 #include <thread>
 
-#include "net/source_policy.hpp"
+#include "net/policy/source_policy.hpp"
 
 using namespace fp::net;
 

@@ -5,8 +5,8 @@
 #include <cerrno>
 #include <initializer_list>
 
-#include "net/classify.hpp"
-#include "net/user_data.hpp"
+#include "net/engine/classify.hpp"
+#include "net/engine/user_data.hpp"
 
 using namespace fp::net;
 
