@@ -6,6 +6,8 @@
 //   hold(page, tag)  the holder takes a page (a fresh one, or one it reuses) and tags it
 //   charge()         one store: refs = bias = size + 1, more than the fragments the page can hold
 //   carve()          a fragment is handed out: the local bias falls by one, no atomic op
+//   split()          one fragment becomes two: one more reference, from the bias like carve()
+//                    (split_unheld(): of a page no holder has, one atomic increment of its count)
 //   give_back(n)     the holder's own frees (owner frees): the bias rises again, no atomic op
 //   reconcile()      the holder lets go: one atomic sub_and_test of the bias; the page comes back
 //                    when every fragment was already freed, for the caller to reuse or release
@@ -62,6 +64,19 @@ struct BiasedPage {
         frag_debug::track(p, len);
         return p;
     }
+    // The fragment of `len` bytes at `frag` becomes two, at `at`: the second is a reference of
+    // its own, taken from the bias as carve() takes one (no atomic op). Returns the second.
+    std::byte* split(std::byte* frag, std::uint32_t len, std::uint32_t at) noexcept {
+        --bias;
+        return retrack(frag, len, at);
+    }
+    // The same split of a fragment whose page no holder has any more (its bias was given back):
+    // the new reference is one atomic increment of the page's count.
+    static std::byte* split_unheld(Page& p, std::byte* frag, std::uint32_t len,
+                                   std::uint32_t at) noexcept {
+        p.refs.fetch_add(1, std::memory_order_relaxed);
+        return retrack(frag, len, at);
+    }
     // An owner free of one fragment (already untracked and poisoned), or of `n` at once.
     void give_back(std::uint32_t n = 1) noexcept { bias += n; }
     bool full() const noexcept { return bias == size + 1; }
@@ -84,6 +99,15 @@ struct BiasedPage {
     // reconcile(), and the page back to the pool when that was its last reference.
     void release(PagePool& pool) noexcept {
         if (Page* p = reconcile()) page_release(pool, *p);
+    }
+
+  private:
+    static std::byte* retrack(std::byte* frag, std::uint32_t len, std::uint32_t at) noexcept {
+        FP_CHECK(at > 0 && at < len, "split of a %u-byte fragment at %u", len, at);
+        frag_debug::untrack(frag);
+        frag_debug::track(frag, at);
+        frag_debug::track(frag + at, len - at);
+        return frag + at;
     }
 };
 

@@ -54,19 +54,10 @@ unsigned FragCache::slot_by_page(const std::byte* p) noexcept {
 }
 
 std::byte* FragCache::split(std::byte* frag, std::uint32_t len, std::uint32_t at) noexcept {
-    FP_CHECK(at > 0 && at < len, "split of a %u-byte fragment at %u", len, at);
-    frag_debug::untrack(frag);
-    frag_debug::track(frag, at);
-    frag_debug::track(frag + at, len - at);
-    if (cur_.va && cur_.contains(frag)) {
-        --cur_.bias;
-    } else if (const unsigned i = slot_holding(frag); i < kSlots) {
-        --slots_[i].bias;
-    } else {
-        pool_.page_of(frag)->refs.fetch_add(1, std::memory_order_relaxed);
-    }
     stats_.fragments.add();
-    return frag + at;
+    if (cur_.va && cur_.contains(frag)) return cur_.split(frag, len, at);
+    if (const unsigned i = slot_holding(frag); i < kSlots) return slots_[i].split(frag, len, at);
+    return BiasedPage::split_unheld(*pool_.page_of(frag), frag, len, at);
 }
 
 std::span<std::byte> FragCache::probe(std::size_t min, std::size_t align) noexcept {

@@ -337,3 +337,26 @@ TEST_CASE("owner frees of retired order-0 pages go back to their bias, and the p
     only.give_back();
     CHECK(pool.pages_in_use() == 0);
 }
+
+TEST_CASE("a split fragment is two references: from the bias while held, the count after") {
+    PagePool pool(small_pool());
+    FragCache cache(pool);
+    auto* a = static_cast<std::byte*>(cache.alloc(1000));
+    REQUIRE(a);
+    const Page* page = cache.page();
+    std::byte* tail = cache.split(a, 1000, 400);  // the cache holds the page: no atomic op
+    CHECK(tail == a + 400);
+    CHECK(refs(page) == kPage + 1);  // the count is untouched
+    CHECK(refs(page) == 2 + cache.bias());
+    cache.drain();  // the cache lets go: the page is its fragments' alone
+    CHECK(refs(page) == 2);
+    std::byte* last = cache.split(tail, 600, 100);  // no holder: one increment of the count
+    CHECK(last == tail + 100);
+    CHECK(refs(page) == 3);
+    frag_free(a);
+    frag_free(tail);
+    CHECK(pool.pages_in_use() == 1);
+    frag_free(last);
+    CHECK(pool.pages_in_use() == 0);
+    CHECK(cache.stats().fragments.get() == 3);
+}
