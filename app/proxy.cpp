@@ -69,7 +69,6 @@ constexpr Field<U> kUdpFields[] = {
     {"sessions", &U::sessions},
     {"sessions_expired", &U::sessions_expired},
     {"sessions_refused", &U::sessions_refused},
-    {"dropped_caps", &U::dropped_caps},
     {"dropped_no_buffer", &U::dropped_no_buffer},
     {"dropped_responses", &U::dropped_responses},
     {"upstream_errors", &U::upstream_errors},
@@ -78,6 +77,7 @@ constexpr Field<U> kUdpFields[] = {
     {"gso_refused", &U::gso_refused},
     {"buffer_waits", &U::buffer_waits},
     {"live_sessions", &U::live},
+    {"illegal_transitions", &U::illegal_transitions},
 };
 
 }  // namespace

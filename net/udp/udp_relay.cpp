@@ -226,17 +226,20 @@ std::uint32_t UdpRelay::find_or_open(unsigned li, const sockaddr* from, socklen_
     std::memcpy(&client.ss, from, std::min<std::size_t>(len, sizeof client.ss));
     client.len = len;
     auto it = by_client_.find(key(li, client, true));
-    if (it != by_client_.end()) return sessions_[it->second].closing ? UINT32_MAX : it->second;
+    if (it != by_client_.end()) return sessions_[it->second].closing() ? UINT32_MAX : it->second;
     Listener& l = listeners_[li];
     const auto& ls = *l.cfg;
     if (ls.acl && !ls.acl->allowed(AccessAddr::of(client))) {
         stats_.denied.add();
         return UINT32_MAX;
     }
-    std::uint32_t& per_source = per_source_[key(li, client, false)];
+    // Every cap before anything is made for a new source: a spray of spoofed sources past a
+    // cap costs a lookup each, no allocation (the per-source entry is made once admitted).
+    const Key source = key(li, client, false);
+    const auto counted = per_source_.find(source);
+    const std::uint32_t per_source = counted == per_source_.end() ? 0 : counted->second;
     if (draining_ || l.removed || l.sessions >= ls.max_sessions ||
         per_source >= ls.max_sessions_per_source || sessions_.full()) {
-        if (per_source == 0) per_source_.erase(key(li, client, false));
         stats_.sessions_refused.add();
         return UINT32_MAX;
     }
@@ -250,7 +253,6 @@ std::uint32_t UdpRelay::find_or_open(unsigned li, const sockaddr* from, socklen_
         [&](std::size_t i) { return ls.upstream_shared[i]->active(); },
         [&](std::size_t i) { return ls.upstream_shared[i]->usable(); });
     if (up_index == Balancer::kNone) {  // every upstream out: a counted drop
-        if (per_source == 0) per_source_.erase(key(li, client, false));
         stats_.dropped_no_upstream.add();
         return UINT32_MAX;
     }
@@ -258,7 +260,6 @@ std::uint32_t UdpRelay::find_or_open(unsigned li, const sockaddr* from, socklen_
     int fd = ::socket(up.family(), SOCK_DGRAM | SOCK_CLOEXEC, 0);
     if (fd < 0 || ::connect(fd, up.sa(), up.len) != 0) {  // a UDP connect sends nothing
         if (fd >= 0) ::close(fd);
-        if (per_source == 0) per_source_.erase(key(li, client, false));
         stats_.upstream_errors.add();
         return UINT32_MAX;
     }
@@ -269,7 +270,7 @@ std::uint32_t UdpRelay::find_or_open(unsigned li, const sockaddr* from, socklen_
     const bool known = v6 ? ::getsockopt(fd, IPPROTO_IPV6, IPV6_MTU, &mtu, &mtu_len) == 0
                           : ::getsockopt(fd, IPPROTO_IP, IP_MTU, &mtu, &mtu_len) == 0;
     ++open_fds_;
-    ++per_source;
+    ++per_source_[source];
     ++l.sessions;
     const std::uint32_t slot = *sessions_.open();
     Session& s = sessions_[slot];
@@ -290,26 +291,25 @@ std::uint32_t UdpRelay::find_or_open(unsigned li, const sockaddr* from, socklen_
 
 void UdpRelay::arm_session(std::uint32_t slot) noexcept {
     Session& s = sessions_[slot];
-    if (s.recv_armed || s.closing) return;
+    if (s.state != State::kIdle) return;
     if (recv_->offered() == 0) return starve(slot);
     io_uring_sqe* q = reactor_.submit(sessions_, Op::kUdpUpRecv, slot);
     if (!q) return;
     io_uring_prep_recv_multishot(q, s.fd, nullptr, 0, 0);
     q->flags |= IOSQE_BUFFER_SELECT;
     q->buf_group = kUdpGroup;
-    s.recv_armed = true;
-    s.starved = false;
+    set_state(s, State::kArmed);
 }
 
 void UdpRelay::on_session(std::uint32_t slot, io_uring_cqe* cqe) noexcept {
     Session& s = sessions_[slot];
-    if (Reactor::final(cqe)) s.recv_armed = false;
+    if (Reactor::final(cqe) && s.state == State::kArmed) set_state(s, State::kIdle);
     const Verdict v = classify(Op::kUdpUpRecv, cqe->res);
     std::byte* buf = v == Verdict::kOk ? take(cqe) : nullptr;
     if (v == Verdict::kOk) {  // a datagram; 0 bytes is one too, and may come without a buffer
         const std::uint32_t cap = s.cfg->max_responses;
-        if (s.closing || (cap && s.responses >= cap)) {
-            if (!s.closing) stats_.dropped_responses.add();
+        if (s.closing() || (cap && s.responses >= cap)) {
+            if (!s.closing()) stats_.dropped_responses.add();
             if (buf) recv_->free(buf);
         } else {  // the upstream's datagrams do not keep the session alive: only the client's
             ++s.responses;
@@ -317,13 +317,13 @@ void UdpRelay::on_session(std::uint32_t slot, io_uring_cqe* cqe) noexcept {
         }
     } else if (v == Verdict::kNoBuffers) {
         starve(slot);
-    } else if (v == Verdict::kReset && !s.closing) {
+    } else if (v == Verdict::kReset && !s.closing()) {
         stats_.upstream_errors.add();  // e.g. ICMP port unreachable: this session ends, no more
         s.end = AccessEnd::kReset;
         close_session(slot);
     }
-    if (s.closing) return finish_session(slot);
-    if (!s.recv_armed && !s.starved) arm_session(slot);
+    if (s.closing()) return finish_session(slot);
+    arm_session(slot);  // (when idle: the multishot ended)
 }
 
 // Adds one datagram to the session's open batch for that direction, or starts a new batch. A
@@ -436,7 +436,7 @@ void UdpRelay::on_send(std::uint32_t node, int res) noexcept {
 void UdpRelay::resend_each(SendNode* n) noexcept {
     const std::uint32_t slot = n->slot;
     Session* live = sessions_.find(slot, n->gen);
-    if (!live || live->closing) return release(n, true);
+    if (!live || live->closing()) return release(n, true);
     Session& s = *live;
     s.no_gso[n->dir] = true;
     // A batch opened since holds later datagrams: they go after these, one by one as well.
@@ -462,11 +462,12 @@ void UdpRelay::release(SendNode* n, bool free_frags) noexcept {
 
 void UdpRelay::close_session(std::uint32_t slot) noexcept {
     Session& s = sessions_[slot];
-    if (s.closing) return;
-    s.closing = true;
+    if (s.closing()) return;
+    const bool armed = s.state == State::kArmed;
+    set_state(s, State::kClosing);
     for (SendNode* n : s.open)
         if (n) flush(n);  // what was received goes out before the socket closes
-    if (s.recv_armed)
+    if (armed)
         if (io_uring_sqe* q = reactor_.submit(sessions_, Op::kUdpCancel, slot))
             io_uring_prep_cancel_fd(q, s.fd, IORING_ASYNC_CANCEL_ALL);
     finish_session(slot);
@@ -474,7 +475,7 @@ void UdpRelay::close_session(std::uint32_t slot) noexcept {
 
 void UdpRelay::finish_session(std::uint32_t slot) noexcept {
     Session& s = sessions_[slot];
-    if (!s.closing || s.pending || !s.live) return;
+    if (!s.closing() || s.pending || !s.live) return;
     close_fd(s.fd);
     s.fd = -1;
     by_client_.erase(key(s.listener, s.client, true));
@@ -517,12 +518,13 @@ void UdpRelay::handle(const Tag& t, io_uring_cqe* cqe) noexcept {
 }
 
 void UdpRelay::tick() noexcept {
-    const std::uint64_t now_ms = reactor_.now_ms();
     for (std::uint32_t slot = 0; slot < sessions_.size(); ++slot) {
         Session& s = sessions_[slot];
-        if (!s.live || s.closing) continue;
+        if (!s.live || s.closing()) continue;
+        // since(): time the worker did not run (a stopped process, a paused machine) counts
+        // toward no session's timeout; datagrams that came meanwhile are still to be read.
         auto limit = std::uint64_t(s.cfg->session_timeout.count());
-        if (now_ms - s.last_active < limit) continue;
+        if (reactor_.since(s.last_active) < limit) continue;
         stats_.sessions_expired.add();
         s.end = AccessEnd::kIdleTimeout;
         close_session(slot);
@@ -554,8 +556,8 @@ void UdpRelay::after_batch() noexcept {
     for (; i < starved_.size() && budget > 0; ++i) {
         std::uint32_t slot = starved_[i];
         Session& s = sessions_[slot];
-        if (!s.live || !s.starved) continue;  // closed meanwhile (the slot may be reused)
-        s.starved = false;
+        if (!s.live || s.state != State::kStarved) continue;  // closed meanwhile (maybe reused)
+        set_state(s, State::kIdle);
         arm_session(slot);
         --budget;
     }
@@ -567,9 +569,9 @@ void UdpRelay::after_batch() noexcept {
 void UdpRelay::starve(std::uint32_t slot) noexcept {
     Session& s = sessions_[slot];
     any_starved_ = true;
-    if (s.starved) return;
+    if (s.state == State::kStarved) return;
     stats_.buffer_waits.add();
-    s.starved = true;
+    set_state(s, State::kStarved);
     starved_.push_back(slot);
 }
 
@@ -584,7 +586,7 @@ void UdpRelay::stop() noexcept {
         if (io_uring_sqe* q = reactor_.submit(Op::kMisc)) io_uring_prep_cancel_fd(q, l.fd.get(), 0);
     }
     for (std::uint32_t slot = 0; slot < sessions_.size(); ++slot)
-        if (sessions_[slot].live && !sessions_[slot].closing) {
+        if (sessions_[slot].live && !sessions_[slot].closing()) {
             sessions_[slot].end = AccessEnd::kDrained;
             close_session(slot);
         }

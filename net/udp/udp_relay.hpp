@@ -38,6 +38,7 @@
 #include "alloc/page_pool.hpp"
 #include "net/base/access_record.hpp"
 #include "net/base/fd.hpp"
+#include "net/base/state_table.hpp"
 #include "net/engine/reactor.hpp"
 #include "net/engine/recv_pages.hpp"
 #include "net/engine/slot_table.hpp"
@@ -49,7 +50,7 @@ namespace fp::net {
 
 struct UdpStats {
     Counter datagrams_in, datagrams_out, sessions, sessions_expired, sessions_refused;
-    Counter dropped_caps, dropped_no_buffer, upstream_errors;
+    Counter dropped_no_buffer, upstream_errors;
     Counter sends, gso_refused;   // sendmsg calls (one per batch); GSO batches the path refused
     Counter buffer_waits;         // receives that waited for buffers (the ring ran dry)
     Counter dropped_responses;    // upstream datagrams past max_responses per client datagram
@@ -57,6 +58,7 @@ struct UdpStats {
     Counter dropped_no_upstream;  // datagrams of new clients while every upstream was out
     Counter live;                 // sessions established (a gauge, published once a second)
     Counter frags, pages_reused, pages_new;  // as TcpStats: the datagrams' receive buffers
+    Counter illegal_transitions;             // session state changes the table lacks (a bug)
 };
 
 class UdpRelay {
@@ -87,10 +89,20 @@ class UdpRelay {
 
   private:
     struct SendNode;
+    // A session's life, as its upstream socket's receive and then its close:
+    //   kIdle     no receive armed (a new session; a multishot that ended): armed at once
+    //   kArmed    a multishot receive in flight on its upstream socket
+    //   kStarved  the receive waits for buffers (in starved_; after_batch() re-arms it)
+    //   kClosing  what it queued goes out, its receive is cancelled, its slot freed at the last CQE
+    enum class State : std::uint8_t { kIdle, kArmed, kStarved, kClosing };
+    static constexpr StateTable<State, 4> kEdges{
+        {State::kIdle, State::kArmed},     {State::kIdle, State::kStarved},
+        {State::kIdle, State::kClosing},   {State::kArmed, State::kIdle},
+        {State::kArmed, State::kClosing},  {State::kStarved, State::kIdle},
+        {State::kStarved, State::kClosing}};
     struct Session : SlotHeader {
-        bool closing = false;
-        bool recv_armed = false;
-        bool starved = false;
+        State state = State::kIdle;
+        bool closing() const noexcept { return state == State::kClosing; }
         std::uint16_t listener = 0;
         std::uint16_t upstream = 0;  // in cfg->upstreams
         int fd = -1;
@@ -143,6 +155,9 @@ class UdpRelay {
     void starve(std::uint32_t slot) noexcept;
     void on_session(std::uint32_t slot, io_uring_cqe* cqe) noexcept;
     std::uint32_t find_or_open(unsigned listener, const sockaddr* from, socklen_t len) noexcept;
+    void set_state(Session& s, State to) noexcept {
+        net::set_state(s.state, to, kEdges, stats_.illegal_transitions);
+    }
     void close_session(std::uint32_t slot) noexcept;
     void finish_session(std::uint32_t slot) noexcept;
     void queue(std::uint32_t slot, unsigned dir, std::byte* frag, const std::byte* payload,

@@ -116,6 +116,37 @@ def udp_case(path):
     return case
 
 
+def case_udp_refused_sources():
+    """A spray of new sources past max_sessions costs the heap nothing: every cap is checked
+    before anything is made for a source (20 against 2,000 refused sources, each its own
+    address in 127.1.0.0/16, on one established session's listener)."""
+    echo = UdpEcho()
+    listener = {"protocol": "udp", "upstreams": [("127.0.0.1", echo.port)],
+                "extra": ["max_sessions: 1"]}
+
+    def spray(n):
+        def work(port):
+            held = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            held.settimeout(5)
+            held.sendto(b"held", ("127.0.0.1", port))
+            assert held.recv(16) == b"held"  # the one session
+            for i in range(n):
+                with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                    s.bind((f"127.1.{i >> 8}.{i & 255}", 0))
+                    s.sendto(b"refused", ("127.0.0.1", port))
+            # The listener's socket is read in order: its echo means the spray was handled.
+            held.sendto(b"last", ("127.0.0.1", port))
+            assert held.recv(16) == b"last"
+            held.close()
+        return work
+    try:
+        short = allocations(listener, [], spray(20))
+        long = allocations(listener, [], spray(2000))
+    finally:
+        echo.stop()
+    compare("udp, 20 vs 2,000 refused new sources", short, long)
+
+
 for p in PATHS:
     globals()[f"case_tcp_{p}"] = tcp_case(p)
     globals()[f"case_udp_{p}"] = udp_case(p)

@@ -257,6 +257,35 @@ def case_drain_keeps_sessions_refuses_new():
     assert st["sessions"] == 1 and st["sessions_expired"] == 1 and st["datagrams_in"] == 2, st
 
 
+def proc_state(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()[0]
+
+
+def case_paused_process_keeps_sessions():
+    """The proxy stopped (SIGSTOP) for three times its session_timeout: the time it did not run
+    counts toward no session's timeout, so the session is there on resume (the next datagram
+    takes it, no new session), and expires as usual once it is idle again."""
+    up = Echo()
+    port = udp_free_port()
+    p = proxy(port, up.port, ["session_timeout: 1s"], workers=1)
+    c = client()
+    c.sendto(b"before", ("127.0.0.1", port))
+    assert c.recvfrom(10)[0] == b"before"
+    os.kill(p.proc.pid, signal.SIGSTOP)
+    wait_for(lambda: proc_state(p.proc.pid) == "T", 10, "the proxy to stop")
+    time.sleep(3)  # the pause itself is what is tested, not a synchronisation
+    os.kill(p.proc.pid, signal.SIGCONT)
+    c.sendto(b"after", ("127.0.0.1", port))
+    assert c.recvfrom(10)[0] == b"after"
+    st = p.stats()["udp"]
+    assert st["sessions"] == 1 and st["sessions_expired"] == 0, st
+    p.wait_stats(lambda s: s["udp"]["sessions_expired"] == 1, 10, "the idle session to expire")
+    up.stop()
+    st = finish(p)
+    assert st["sessions"] == 1 and st["illegal_transitions"] == 0, st
+
+
 def udp_rcvbuf_errors():
     """The kernel's count of UDP datagrams dropped on a full socket receive buffer (IPv4 and
     IPv6, the whole machine)."""
@@ -291,7 +320,7 @@ def case_iperf3_udp():
     assert s["packets"] > 0 and s["lost_packets"] < s["packets"], s
     assert s["lost_packets"] <= kernel_drops, (s, kernel_drops)
     u = finish(p)
-    assert all(u[k] == 0 for k in ("dropped_caps", "dropped_no_buffer", "dropped_responses",
+    assert all(u[k] == 0 for k in ("dropped_no_buffer", "dropped_responses",
                                    "upstream_errors", "sessions_refused", "denied")), u
     assert u["datagrams_in"] <= s["packets"] + 1 <= u["datagrams_in"] + kernel_drops + 1, (u, s)
 
