@@ -13,30 +13,6 @@
 namespace fp::app {
 namespace {
 
-const char* end_name(net::AccessEnd e) {
-    switch (e) {
-        case net::AccessEnd::kClientClose:
-            return "client_close";
-        case net::AccessEnd::kUpstreamClose:
-            return "upstream_close";
-        case net::AccessEnd::kReset:
-            return "reset";
-        case net::AccessEnd::kIdleTimeout:
-            return "idle_timeout";
-        case net::AccessEnd::kSendStall:
-            return "send_stall";
-        case net::AccessEnd::kConnectFailure:
-            return "connect_failure";
-        case net::AccessEnd::kRejected:
-            return "rejected";
-        case net::AccessEnd::kDrained:
-            return "drained";
-        case net::AccessEnd::kNone:
-            break;
-    }
-    return "unknown";
-}
-
 std::string address(const net::AccessAddr& a) {
     char host[INET6_ADDRSTRLEN] = {};
     if (a.family == 0 || !::inet_ntop(a.family, a.addr, host, sizeof host)) return "";
@@ -120,12 +96,12 @@ std::string AccessLog::format(const net::AccessRecord& r, bool json, std::uint64
                ",\"duration_ms\":" + std::to_string(duration) +
                ",\"bytes_client_to_upstream\":" + std::to_string(r.bytes_to_upstream) +
                ",\"bytes_upstream_to_client\":" + std::to_string(r.bytes_to_client) +
-               ",\"end\":\"" + end_name(r.end) + "\"}\n";
+               ",\"end\":\"" + net::access_end_name(r.end) + "\"}\n";
     auto or_dash = [](const std::string& s) { return s.empty() ? std::string("-") : s; };
     return iso_time(wall_ms) + ' ' + r.listener + ' ' + proto + ' ' + or_dash(client) + ' ' +
            or_dash(upstream) + ' ' + std::to_string(duration) + "ms " +
            std::to_string(r.bytes_to_upstream) + ' ' + std::to_string(r.bytes_to_client) + ' ' +
-           end_name(r.end) + '\n';
+           net::access_end_name(r.end) + '\n';
 }
 
 void AccessLog::run() {

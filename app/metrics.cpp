@@ -114,9 +114,19 @@ std::string render_metrics(const Proxy& proxy) {
         w.line("fragproxy_connections_active{listener=" + Writer::quoted(name) + "} " +
                std::to_string(l.connections.load(std::memory_order_relaxed)));
     });
-    w.family("fragproxy_connections_closed_total", "counter", "TCP connections closed.",
-             {Sample<T>{"how=\"any\"", &T::closed}, Sample<T>{"how=\"reset\"", &T::resets},
-              Sample<T>{"how=\"cut_with_data\"", &T::cut}});
+    w.head("fragproxy_connections_closed_total", "counter",
+           "TCP connections closed, by how they ended (the access log's end).");
+    for (std::size_t how = 1; how < net::kAccessEnds; ++how)  // (0, kNone: no closed one has it)
+        for (std::size_t i = 0; i < proxy.workers().size(); ++i)
+            w.line(std::string("fragproxy_connections_closed_total{worker=\"") + std::to_string(i) +
+                   "\",how=\"" + net::access_end_name(net::AccessEnd(how)) + "\"} " +
+                   std::to_string(proxy.workers()[i]->tcp_stats().closed_by[how].get()));
+    w.family("fragproxy_connections_reset_total", "counter",
+             "TCP connections closed with a reset (RST), whatever the reason.",
+             {Sample<T>{"", &T::resets}});
+    w.family("fragproxy_connections_cut_total", "counter",
+             "TCP connections closed with data still queued (always a reset).",
+             {Sample<T>{"", &T::cut}});
     w.by_listener("fragproxy_connections_rejected_total", "counter",
                   "TCP connections refused at accept, or once their PROXY header or ClientHello "
                   "was read.",

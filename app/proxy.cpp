@@ -55,6 +55,7 @@ constexpr Field<W> kTcpFields[] = {
     {"pressure_level", &W::pressure_level},
     {"live_connections", &W::live},
     {"queue_peak_bytes", &W::queue_peak, true},
+    {"illegal_transitions", &W::illegal_transitions},
 };
 using R = net::RingStats;
 constexpr Field<R> kRingFields[] = {

@@ -29,6 +29,32 @@ enum class AccessEnd : std::uint8_t {
     kRejected,        // refused at accept (max_connections)
     kDrained,         // closed by the drain deadline or a stop
 };
+inline constexpr std::size_t kAccessEnds = std::size_t(AccessEnd::kDrained) + 1;
+
+// As the access log and the metrics' `how` label write it.
+constexpr const char* access_end_name(AccessEnd e) noexcept {
+    switch (e) {
+        case AccessEnd::kClientClose:
+            return "client_close";
+        case AccessEnd::kUpstreamClose:
+            return "upstream_close";
+        case AccessEnd::kReset:
+            return "reset";
+        case AccessEnd::kIdleTimeout:
+            return "idle_timeout";
+        case AccessEnd::kSendStall:
+            return "send_stall";
+        case AccessEnd::kConnectFailure:
+            return "connect_failure";
+        case AccessEnd::kRejected:
+            return "rejected";
+        case AccessEnd::kDrained:
+            return "drained";
+        case AccessEnd::kNone:
+            break;
+    }
+    return "unknown";
+}
 
 // An IPv4 or IPv6 address and port, compact (no sockaddr_storage in a record).
 struct AccessAddr {

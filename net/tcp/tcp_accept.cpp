@@ -241,7 +241,7 @@ void TcpRelay::open_conn(unsigned listener, int client_fd, bool direct) noexcept
         return connect_upstream(slot);
     }
     // Its PROXY header or ClientHello first (tick: their timeouts).
-    c.state = proxied ? State::kProxyHeader : State::kClientHello;
+    set_state(c, proxied ? State::kProxyHeader : State::kClientHello);
     arm_recv(c, slot, 0);
 }
 

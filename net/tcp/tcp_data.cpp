@@ -47,7 +47,7 @@ void TcpRelay::arm_recv(Conn& c, std::uint32_t slot, unsigned s) noexcept {
         return paused_by_budget(c, slot, s);
     }
     io_uring_sqe* q = reactor_.submit(conns_, Op::kRecv, slot, s);
-    if (!q) return close_conn(c, slot, true);
+    if (!q) return close_conn(c, slot, AccessEnd::kNone, true);
     // The kernel enforces the grant while memory is tight; otherwise the receive runs until
     // its grant is used up and is cancelled then (on_data), as a plain backpressure pause: no
     // re-arm per grant on the common path.
@@ -87,13 +87,11 @@ void TcpRelay::on_recv(Conn& c, std::uint32_t slot, unsigned s, io_uring_cqe* cq
             side.recv = Recv::kEof;
             if (c.end == AccessEnd::kNone)
                 c.end = s == 0 ? AccessEnd::kClientClose : AccessEnd::kUpstreamClose;
-            if (c.state == State::kLingering) return close_conn(c, slot, false);
-            if (c.state == State::kProxyHeader || c.state == State::kClientHello) {
+            if (c.state == State::kLingering) return close_conn(c, slot, AccessEnd::kNone, false);
+            if (c.state == State::kProxyHeader || c.state == State::kClientHello)
                 // gone before its header or ClientHello was whole
-                c.end = AccessEnd::kRejected;
-                return close_conn(c, slot, false);
-            }
-            if (c.state == State::kRelaying) c.state = State::kHalfClosed;
+                return close_conn(c, slot, AccessEnd::kRejected, false);
+            if (c.state == State::kRelaying) set_state(c, State::kHalfClosed);
             if (other.out.empty() && other.send == Send::kIdle) shutdown_side(c, slot, s ^ 1);
             break;
         case Verdict::kNoBuffers:
@@ -103,7 +101,7 @@ void TcpRelay::on_recv(Conn& c, std::uint32_t slot, unsigned s, io_uring_cqe* cq
             break;
         default:
             if (c.state != State::kClosing)
-                return close_conn(c, slot, c.state != State::kLingering);
+                return close_conn(c, slot, AccessEnd::kNone, c.state != State::kLingering);
     }
     if (side.recv == Recv::kIdle) arm_recv(c, slot, s);
     check_done(c, slot);
@@ -126,7 +124,7 @@ void TcpRelay::on_data(Conn& c, std::uint32_t slot, unsigned s, io_uring_cqe* cq
         queue_fragment(c.side[s ^ 1], frag, n, node);
     });
     if (!keep) return;
-    if (lost) return close_conn(c, slot, true);
+    if (lost) return close_conn(c, slot, AccessEnd::kNone, true);
     (s ? stats_.bytes_upstream : stats_.bytes_client).add(len);
     c.bytes[s] += len;
     ListenerCounters& lc = c.cfg->shared->per_worker[index_];
@@ -182,7 +180,7 @@ void TcpRelay::kick_send(Conn& c, std::uint32_t slot, unsigned s) noexcept {
     side.msg.msg_iov = side.iov;
     side.msg.msg_iovlen = n;
     io_uring_sqe* q = reactor_.submit(conns_, Op::kSend, slot, s);
-    if (!q) return close_conn(c, slot, true);
+    if (!q) return close_conn(c, slot, AccessEnd::kNone, true);
     if (send_zc_ && bytes >= kZcMinBytes) {
         io_uring_prep_sendmsg_zc(q, side.fd, &side.msg, MSG_NOSIGNAL);
         q->ioprio |= uapi::kSendZcReportUsage;
@@ -218,7 +216,7 @@ void TcpRelay::on_send(Conn& c, std::uint32_t slot, unsigned s, int res) noexcep
     side.send = Send::kIdle;
     if (c.state == State::kClosing) return maybe_finish(c, slot);
     const Verdict v = classify(Op::kSend, res);
-    if (v == Verdict::kReset) return close_conn(c, slot, true);
+    if (v == Verdict::kReset) return close_conn(c, slot, AccessEnd::kNone, true);
     // Only collapse cancels sends; its cancel may also land on the send made after a collapse
     // that ran early (the first send completed before the cancel): resubmitted, nothing lost.
     if (v == Verdict::kCancelled) res = 0;

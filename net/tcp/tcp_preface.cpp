@@ -38,8 +38,7 @@ void TcpRelay::read_proxy_header(Conn& c, std::uint32_t slot) noexcept {
     if (h.status != ProxyHeader::Status::kDone || (h.version == 1 && !ap.v1) ||
         (h.version == 2 && !ap.v2)) {
         lc.proxy_invalid.add();
-        c.end = AccessEnd::kRejected;
-        return close_conn(c, slot, true);
+        return close_conn(c, slot, AccessEnd::kRejected, true);
     }
     // The header is not the client's payload: out of the queue and out of the byte counts.
     auto left = std::uint32_t(h.length);
@@ -65,7 +64,7 @@ void TcpRelay::read_proxy_header(Conn& c, std::uint32_t slot) noexcept {
         c.local = h.dst;
     }
     if (c.cfg->send_proxy == 2 && c.cfg->pass_tlvs.any() && !keep_tlvs(c, buf, h))
-        return close_conn(c, slot, true);  // (out of memory)
+        return close_conn(c, slot, AccessEnd::kNone, true);  // (out of memory)
     admit_proxied(c, slot);
 }
 
@@ -90,7 +89,7 @@ void TcpRelay::admit_proxied(Conn& c, std::uint32_t slot) noexcept {
     if (Counter* refused = refusal(cfg, c.client)) return refuse(c, slot, *refused);
     c.source_counted = cfg.policy.limits();
     if (!cfg.routing.enabled()) return route_to(c, slot, -1);
-    c.state = State::kClientHello;
+    set_state(c, State::kClientHello);
     read_client_hello(c, slot);
 }
 
@@ -148,8 +147,7 @@ void TcpRelay::route_to(Conn& c, std::uint32_t slot, int route) noexcept {
 void TcpRelay::refuse(Conn& c, std::uint32_t slot, Counter& reason, bool reset) noexcept {
     stats_.refused.add();
     reason.add();
-    c.end = AccessEnd::kRejected;
-    close_conn(c, slot, reset);
+    close_conn(c, slot, AccessEnd::kRejected, reset);
 }
 
 }  // namespace fp::net

@@ -150,14 +150,14 @@ void TcpRelay::handle(const Tag& t, io_uring_cqe* cqe) noexcept {
 // command), connect with its linked timeout.
 void TcpRelay::connect_upstream(std::uint32_t slot) noexcept {
     Conn& c = conns_[slot];
-    c.state = State::kConnecting;
+    set_state(c, State::kConnecting);
     const auto& l = *c.cfg;
     c.upstream = std::uint16_t(c.upstream % l.upstreams.size());
     count_upstream(c, c.upstream);
     const SockAddr& up = l.upstreams[c.upstream];
     if (reactor_.features().socket_op) {
         io_uring_sqe* s = reactor_.submit(conns_, Op::kSocket, slot);
-        if (!s) return close_conn(c, slot, false);
+        if (!s) return close_conn(c, slot, AccessEnd::kNone, false);
         // (what the completion's result is; a plain fd when the table is nearly full)
         c.side[1].direct = direct_ && direct_used_ + kSocketHeadroom < direct_files_;
         if (c.side[1].direct)
@@ -169,7 +169,7 @@ void TcpRelay::connect_upstream(std::uint32_t slot) noexcept {
     int fd = ::socket(up.family(), SOCK_STREAM | SOCK_CLOEXEC, 0);
     const Verdict v = classify(Op::kSocket, fd < 0 ? -errno : fd);
     if (v == Verdict::kOutOfFds) return wait_for_fd(c, slot, errno);
-    if (v != Verdict::kOk) return close_conn(c, slot, false);
+    if (v != Verdict::kOk) return close_conn(c, slot, AccessEnd::kNone, false);
     ++open_fds_;
     c.side[1].fd = fd;
     c.side[1].direct = false;
@@ -190,7 +190,7 @@ void TcpRelay::on_socket(Conn& c, std::uint32_t slot, int res) noexcept {
     if (c.state == State::kClosing) return maybe_finish(c, slot);
     const Verdict v = classify(Op::kSocket, res);
     if (v == Verdict::kOutOfFds) return wait_for_fd(c, slot, -res);
-    if (v != Verdict::kOk) return close_conn(c, slot, false);
+    if (v != Verdict::kOk) return close_conn(c, slot, AccessEnd::kNone, false);
     static constexpr int kOne = 1;
     io_uring_sqe* q = sockopt_cmd_ ? reactor_.submit(conns_, Op::kSockopt, slot) : nullptr;
     if (q) {
@@ -207,7 +207,7 @@ void TcpRelay::on_socket(Conn& c, std::uint32_t slot, int res) noexcept {
 // again when accepting resumes, rather than accepting a client only to drop it.
 void TcpRelay::wait_for_fd(Conn& c, std::uint32_t slot, int err) noexcept {
     out_of_fds(c.listener, err);
-    c.state = State::kFdWait;
+    set_state(c, State::kFdWait);
     fd_waiters_.push_back({slot, c.gen, 0});
 }
 
@@ -250,7 +250,7 @@ void TcpRelay::start_connect(Conn& c, std::uint32_t slot, int fd) noexcept {
     io_uring_sqe* t = s ? reactor_.submit(conns_, Op::kLinkTimeout, slot) : nullptr;
     if (!t) {
         if (s) io_uring_prep_nop(s);  // counted already: its completion finds the close
-        return close_conn(c, slot, false);
+        return close_conn(c, slot, AccessEnd::kNone, false);
     }
     io_uring_prep_connect(s, fd, up.sa(), up.len);
     use(s, c.side[1]);
@@ -267,15 +267,16 @@ void TcpRelay::on_connect(Conn& c, std::uint32_t slot, int res) noexcept {
     if (classify(Op::kConnect, res) == Verdict::kOk) {
         up.connects.add();
         health.connect_ok();
-        c.state = State::kRelaying;
+        set_state(c, State::kRelaying);
         c.end = AccessEnd::kNone;  // an earlier upstream's failure is not how it ends
         c.last_active = reactor_.now_ms();
-        if (c.cfg->send_proxy && !queue_proxy_header(c)) return close_conn(c, slot, true);
+        if (c.cfg->send_proxy && !queue_proxy_header(c))
+            return close_conn(c, slot, AccessEnd::kNone, true);
         arm_recv(c, slot, 0);  // (already armed after a PROXY header: its bytes wait queued)
         arm_recv(c, slot, 1);
         kick_send(c, slot, 1);  // the PROXY header, if any, and what the client sent meanwhile
         if (c.side[0].recv == Recv::kEof) {  // the client's FIN came while connecting
-            c.state = State::kHalfClosed;
+            set_state(c, State::kHalfClosed);
             if (c.side[1].out.empty()) shutdown_side(c, slot, 1);
         }
         return;
@@ -326,7 +327,7 @@ bool TcpRelay::queue_proxy_header(Conn& c) noexcept {
 // until its FIN, kLingerMs (tick), or an error; then close.
 void TcpRelay::linger_close(Conn& c, std::uint32_t slot) noexcept {
     drain_queue(c.side[1].out);  // read while connecting (send_proxy, a PROXY header, routes)
-    c.state = State::kLingering;
+    set_state(c, State::kLingering);
     c.last_active = reactor_.now_ms();
     shutdown_side(c, slot, 0);
     arm_recv(c, slot, 0);
@@ -345,10 +346,10 @@ void TcpRelay::shutdown_side(Conn& c, std::uint32_t slot, unsigned s) noexcept {
         other.send == Send::kShut) {
         side.send = Send::kShut;
         stats_.fin_by_close.add();
-        return close_conn(c, slot, false);
+        return close_conn(c, slot, AccessEnd::kNone, false);
     }
     io_uring_sqe* q = reactor_.submit(conns_, Op::kShutdown, slot, s);
-    if (!q) return close_conn(c, slot, true);
+    if (!q) return close_conn(c, slot, AccessEnd::kNone, true);
     io_uring_prep_shutdown(q, side.fd, SHUT_WR);
     use(q, side);
     side.send = Send::kShut;
@@ -361,14 +362,15 @@ void TcpRelay::check_done(Conn& c, std::uint32_t slot) noexcept {
     const Side& b = c.side[1];
     if (a.recv == Recv::kEof && b.recv == Recv::kEof && a.send == Send::kShut &&
         b.send == Send::kShut)
-        close_conn(c, slot, false);
+        close_conn(c, slot, AccessEnd::kNone, false);
 }
 
-// Cancels everything the connection has in flight; maybe_finish() frees it once the last CQE is in.
-void TcpRelay::close_conn(Conn& c, std::uint32_t slot, bool reset) noexcept {
+void TcpRelay::close_conn(Conn& c, std::uint32_t slot, AccessEnd why, bool reset) noexcept {
     if (c.state == State::kClosing) return;
-    const bool connecting = c.state == State::kConnecting || c.state == State::kFdWait;
-    c.state = State::kClosing;
+    const bool connecting =
+        c.state == State::kAccepted || c.state == State::kConnecting || c.state == State::kFdWait;
+    set_state(c, State::kClosing);
+    if (why != AccessEnd::kNone) c.end = why;
     if (!c.side[0].out.empty() || !c.side[1].out.empty()) {  // data would be lost: never a FIN
         stats_.cut.add();
         reset = true;
@@ -417,6 +419,7 @@ void TcpRelay::maybe_finish(Conn& c, std::uint32_t slot) noexcept {
     count_upstream(c, -1);
     if (c.source_counted) c.cfg->shared->sources->release(c.client);
     if (log_) log_access(c);
+    stats_.closed_by[std::size_t(c.end)].add();
     c.cfg.reset();  // the settings of an earlier reload go once their last connection has
     conns_.close(slot);
     stats_.closed.add();
@@ -513,8 +516,7 @@ void TcpRelay::tick() noexcept {
         if (c.state == State::kProxyHeader &&
             reactor_.since(c.started_ms) >= std::uint64_t(l.accept_proxy.timeout.count())) {
             l.shared->per_worker[index_].proxy_timeout.add();
-            c.end = AccessEnd::kRejected;
-            close_conn(c, slot, true);
+            close_conn(c, slot, AccessEnd::kRejected, true);
             continue;
         }
         if (c.state == State::kClientHello &&
@@ -529,17 +531,13 @@ void TcpRelay::tick() noexcept {
             stalled |= !side.out.empty() && reactor_.since(side.progress_ms) >= stall;
         if (stalled && !lingering) {
             stats_.send_stalls.add();
-            c.end = AccessEnd::kSendStall;
-            close_conn(c, slot, true);
+            close_conn(c, slot, AccessEnd::kSendStall, true);
             continue;
         }
         const auto idle = lingering ? kLingerMs : std::uint64_t(l.idle_timeout.count());
         if (reactor_.since(c.last_active) < idle) continue;
-        if (!lingering) {
-            stats_.idle_timeouts.add();
-            c.end = AccessEnd::kIdleTimeout;
-        }
-        close_conn(c, slot, false);
+        if (!lingering) stats_.idle_timeouts.add();
+        close_conn(c, slot, lingering ? AccessEnd::kNone : AccessEnd::kIdleTimeout, false);
     }
     if (queuing_ == 0) {  // nothing collapsed (or a header) is queued: their pages go back
         compact_->drain();
@@ -572,8 +570,8 @@ void TcpRelay::stop() noexcept {
     for (std::uint32_t slot = 0; slot < conns_.size(); ++slot) {
         Conn& c = conns_[slot];
         if (!c.live || c.state == State::kClosing) continue;
-        if (c.state != State::kLingering) c.end = AccessEnd::kDrained;
-        close_conn(c, slot, c.state != State::kLingering);
+        const bool lingering = c.state == State::kLingering;
+        close_conn(c, slot, lingering ? AccessEnd::kNone : AccessEnd::kDrained, !lingering);
     }
 }
 

@@ -7,9 +7,11 @@
 // Connection states, and every transition (Conn::state changes only through these):
 //
 //   from          event                                             to
-//   (free slot)   accepted, under max_connections                   kConnecting
-//   (free slot)   accepted on an accept_proxy listener              kProxyHeader
-//   (free slot)   accepted on a listener with routes                kClientHello
+//   (free slot)   accepted, under max_connections                   kAccepted
+//   kAccepted     no PROXY header, no routes: its upstream          kConnecting
+//   kAccepted     on an accept_proxy listener                       kProxyHeader
+//   kAccepted     on a listener with routes                         kClientHello
+//   kAccepted     its receive could not be armed (send_proxy)       kClosing
 //   kProxyHeader  a valid PROXY header read, the client admitted    kConnecting, or
 //                 (its receive stays armed: what follows is queued   kClientHello (routes)
 //                 toward the upstream)
@@ -23,12 +25,18 @@
 //   kConnecting   connected                                         kRelaying
 //   kConnecting   connect failed, another upstream left             kConnecting
 //   kConnecting   connect failed on every upstream                  kLingering
+//   kConnecting   connected, and the client's FIN came meanwhile    kRelaying, then kHalfClosed
 //   kRelaying     one side's FIN received                           kHalfClosed
 //   kHalfClosed   both FINs passed on, both queues sent             kClosing (FIN both ways)
 //   kLingering    the client's FIN, an error, or kLingerMs          kClosing
 //   any but       error, idle timeout, send stall, stop             kClosing (a reset when data
 //   kClosing                                                        is queued or on an error)
 //   kClosing      the last CQE of the connection                    (slot free)
+//
+// The table is kEdges below; set_state() is the one writer of Conn::state (it aborts on an edge
+// the table lacks in debug and sanitizer builds, counts it in release: tcp illegal_transitions),
+// and close_conn() the one way into kClosing, with the reason the access log and
+// fragproxy_connections_closed_total{how} show.
 //
 // Per side, its receive (bytes from this side's peer) and its send (bytes to it):
 //
@@ -61,6 +69,7 @@
 #include "alloc/page_pool.hpp"
 #include "net/base/access_record.hpp"
 #include "net/base/fd.hpp"
+#include "net/base/state_table.hpp"
 #include "net/engine/reactor.hpp"
 #include "net/engine/recv_pages.hpp"
 #include "net/engine/slot_table.hpp"
@@ -96,6 +105,9 @@ struct TcpStats {
     // The allocator, for the receives: fragments received into, one-call drains of a page's
     // fragments (a closing connection's queue); pages reused in place or new (published).
     Counter frags, page_drains, pages_reused, pages_new;
+    Counter illegal_transitions;  // connection state changes the table lacks (a bug)
+    // Connections closed, by how they ended (AccessEnd: what the access log says too).
+    Counter closed_by[kAccessEnds];
 };
 
 class TcpRelay {
@@ -144,6 +156,7 @@ class TcpRelay {
     static constexpr std::uint32_t kZcMinBytes = 3 * 1024;
 
     enum class State : std::uint8_t {
+        kAccepted,
         kProxyHeader,
         kClientHello,
         kConnecting,
@@ -153,6 +166,17 @@ class TcpRelay {
         kLingering,
         kClosing
     };
+    static constexpr StateTable<State, 9> kEdges{
+        {State::kAccepted, State::kConnecting},     {State::kAccepted, State::kProxyHeader},
+        {State::kAccepted, State::kClientHello},    {State::kAccepted, State::kClosing},
+        {State::kProxyHeader, State::kClientHello}, {State::kProxyHeader, State::kConnecting},
+        {State::kProxyHeader, State::kClosing},     {State::kClientHello, State::kConnecting},
+        {State::kClientHello, State::kClosing},     {State::kConnecting, State::kConnecting},
+        {State::kConnecting, State::kFdWait},       {State::kConnecting, State::kRelaying},
+        {State::kConnecting, State::kLingering},    {State::kConnecting, State::kClosing},
+        {State::kFdWait, State::kConnecting},       {State::kFdWait, State::kClosing},
+        {State::kRelaying, State::kHalfClosed},     {State::kRelaying, State::kClosing},
+        {State::kHalfClosed, State::kClosing},      {State::kLingering, State::kClosing}};
     enum class Recv : std::uint8_t { kIdle, kArmed, kPausing, kPaused, kStarved, kEof };
     enum class Send : std::uint8_t { kIdle, kSending, kCollapsing, kShut };
 
@@ -177,7 +201,7 @@ class TcpRelay {
         iovec iov[kMaxIov];
     };
     struct Conn : SlotHeader {
-        State state = State::kConnecting;
+        State state = State::kAccepted;                  // set_state() alone writes it
         std::shared_ptr<const TcpListenerSettings> cfg;  // as when accepted (reloads change it)
         __kernel_timespec connect_ts{};                  // the connect's link timeout
         std::uint16_t listener = 0;
@@ -238,7 +262,15 @@ class TcpRelay {
     void linger_close(Conn& c, std::uint32_t slot) noexcept;
     void shutdown_side(Conn& c, std::uint32_t slot, unsigned s) noexcept;
     void check_done(Conn& c, std::uint32_t slot) noexcept;
-    void close_conn(Conn& c, std::uint32_t slot, bool reset) noexcept;
+    void set_state(Conn& c, State to) noexcept {
+        net::set_state(c.state, to, kEdges, stats_.illegal_transitions);
+    }
+    // The one way a connection closes (to kClosing): cancels what it has in flight;
+    // maybe_finish() frees it once the last CQE is in. why: the reason this close has of its own
+    // (a timeout, a refusal, the drain), or kNone: it ends as it went (its FINs, a failed
+    // connect, an error). reset: RST instead of FIN (forced when data would be lost). The reason
+    // it ends with (Conn::end) is what the access log and closed_total{how} show.
+    void close_conn(Conn& c, std::uint32_t slot, AccessEnd why, bool reset) noexcept;
     void log_access(const Conn& c) noexcept;
     void reject(Listener& l, const AccessAddr& client, int client_fd, bool direct,
                 Counter& reason) noexcept;
@@ -262,8 +294,9 @@ class TcpRelay {
     void refuse(Conn& c, std::uint32_t slot, Counter& reason, bool reset = false) noexcept;
     // Not connected to its upstream yet: nothing is sent, no FIN passed on.
     static bool before_upstream(const Conn& c) noexcept {
-        return c.state == State::kProxyHeader || c.state == State::kClientHello ||
-               c.state == State::kConnecting || c.state == State::kFdWait;
+        return c.state == State::kAccepted || c.state == State::kProxyHeader ||
+               c.state == State::kClientHello || c.state == State::kConnecting ||
+               c.state == State::kFdWait;
     }
     void upstream_keepalive(Conn& c, std::uint32_t slot, int fd) noexcept;
     bool queue_proxy_header(Conn& c) noexcept;
