@@ -9,8 +9,8 @@ using namespace fp::net;
 
 namespace {
 enum class S : std::uint8_t { kA, kB, kC, kEnd };
-constexpr StateTable<S, 4> kEdges{{S::kA, S::kB}, {S::kB, S::kC}, {S::kA, S::kEnd},
-                                  {S::kB, S::kEnd}, {S::kC, S::kEnd}};
+constexpr StateTable<S, 4> kEdges{
+    {S::kA, S::kB}, {S::kB, S::kC}, {S::kA, S::kEnd}, {S::kB, S::kEnd}, {S::kC, S::kEnd}};
 }  // namespace
 
 TEST_CASE("a state table allows exactly its edges") {
