@@ -11,7 +11,7 @@
 #include "alloc/frag.hpp"
 #include "alloc/frag_cache.hpp"
 #include "net/engine/fixed_buffers.hpp"
-#include "net/engine/ring.hpp"
+#include "net/engine/uring_ring.hpp"
 
 namespace fp::app {
 namespace {
@@ -36,7 +36,7 @@ bool churn(FragCache& cache, std::ostream& out) {
 }
 
 bool receive_fixed(FragCache& cache, std::ostream& out) {
-    net::Ring ring(8);
+    net::UringRing ring(8);
     net::FixedBuffers fixed(ring, cache.pool());
     int sv[2];
     if (::socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0) return false;

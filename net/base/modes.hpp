@@ -8,7 +8,7 @@ namespace fp::net {
 
 // How TCP receives land in memory.
 enum class RecvPath : std::uint8_t { kAuto, kIncremental, kFragments };
-// backend: io_uring (the kernel's ring), or epoll (net/engine/emulated_ring.hpp: the same SQEs
+// backend: io_uring (the kernel's ring), or epoll (net/engine/epoll_ring.hpp: the same SQEs
 // carried out in userspace on Asio, where io_uring is refused); auto: io_uring where
 // io_uring_setup works.
 enum class Backend : std::uint8_t { kAuto, kIoUring, kEpoll };

@@ -7,10 +7,12 @@
 //                      0                               kEnd: the peer's FIN (half-close)
 //                      -ENOBUFS                        kNoBuffers: wait for pages, re-arm
 //                      -ECANCELED                      kCancelled: our pause or close
+//                      -EAGAIN                         kCancelled: nothing read, re-armed
 //                      -EINVAL                         kUnsupported: no multishot limits (< 6.17)
 //                      other < 0                       kReset: the peer is gone
 //   send (TCP)         >= 0                            kOk: bytes sent (a short send goes on)
 //                      -ECANCELED, -EINTR              kCancelled: our cancel for a collapse
+//                      -EAGAIN                         kCancelled: nothing sent, sent again
 //                      other < 0                       kReset
 //   socket             >= 0                            kOk: the upstream fd
 //                      -EMFILE, -ENFILE                kOutOfFds: accepting pauses, retried
@@ -66,12 +68,12 @@ constexpr Verdict classify(Op op, int res) noexcept {
             if (res > 0) return Verdict::kOk;
             if (res == 0) return Verdict::kEnd;
             if (res == -ENOBUFS) return Verdict::kNoBuffers;
-            if (res == -ECANCELED) return Verdict::kCancelled;
+            if (res == -ECANCELED || res == -EAGAIN) return Verdict::kCancelled;
             if (res == -EINVAL) return Verdict::kUnsupported;
             return Verdict::kReset;
         case Op::kSend:
             if (res >= 0) return Verdict::kOk;
-            if (res == -ECANCELED || res == -EINTR) return Verdict::kCancelled;
+            if (res == -ECANCELED || res == -EINTR || res == -EAGAIN) return Verdict::kCancelled;
             return Verdict::kReset;
         case Op::kSocket:
             if (res >= 0) return Verdict::kOk;

@@ -7,8 +7,8 @@
 #include <cerrno>
 #include <cstring>
 
-#include "net/engine/ring.hpp"
 #include "net/engine/uapi.hpp"
+#include "net/engine/uring_ring.hpp"
 
 namespace fp::net {
 namespace {
@@ -85,7 +85,7 @@ std::string KernelFeatures::refusal() const {
 KernelFeatures probe_kernel() {
     KernelFeatures f;
     try {
-        Ring ring = Ring::best(kProbeEntries);
+        UringRing ring = UringRing::best(kProbeEntries);
         const RingFeatures& rf = ring.features();
         f.setup_flags = rf.setup_flags;
         f.socket_op = rf.socket_op;

@@ -32,7 +32,7 @@ std::string memlock_limit() {
 
 }  // namespace
 
-FixedBuffers::FixedBuffers(Ring& ring, const PagePool& pool)
+FixedBuffers::FixedBuffers(UringRing& ring, const PagePool& pool)
     : ring_(ring), base_(pool.arena().base()) {
     const std::size_t bytes = pool.arena().size();
     shift_ = PagePool::kBaseShift + pool.order();
@@ -42,12 +42,12 @@ FixedBuffers::FixedBuffers(Ring& ring, const PagePool& pool)
     std::vector<iovec> iov(count_);
     for (unsigned i = 0; i < count_; ++i)
         iov[i] = {const_cast<std::byte*>(base_) + (std::size_t{i} << shift_), buffer_bytes()};
-    int rc = io_uring_register_buffers(ring_.get(), iov.data(), count_);
+    int rc = ring_.register_buffers(iov.data(), count_);
     if (rc < 0) fail(-rc, bytes);
 }
 
 FixedBuffers::~FixedBuffers() {
-    io_uring_unregister_buffers(ring_.get());
+    ring_.unregister_buffers();
 }
 
 }  // namespace fp::net

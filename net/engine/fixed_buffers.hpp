@@ -10,7 +10,7 @@
 #include <cstddef>
 
 #include "alloc/page_pool.hpp"
-#include "net/engine/ring.hpp"
+#include "net/engine/uring_ring.hpp"
 
 namespace fp::net {
 
@@ -23,7 +23,7 @@ class FixedBuffers {
   public:
     static constexpr std::size_t kMaxBuffers = 16384;  // the kernel's IORING_MAX_REG_BUFFERS
 
-    FixedBuffers(Ring& ring, const PagePool& pool);
+    FixedBuffers(UringRing& ring, const PagePool& pool);
     ~FixedBuffers();
     FixedBuffers(const FixedBuffers&) = delete;
     FixedBuffers& operator=(const FixedBuffers&) = delete;
@@ -36,7 +36,7 @@ class FixedBuffers {
     std::size_t buffer_bytes() const noexcept { return std::size_t{1} << shift_; }
 
   private:
-    Ring& ring_;
+    UringRing& ring_;
     const std::byte* base_;
     unsigned shift_;
     unsigned count_;

@@ -11,6 +11,9 @@
 #include <system_error>
 #include <utility>
 
+#include "net/engine/epoll_ring.hpp"
+#include "net/engine/uring_ring.hpp"
+
 namespace fp::net {
 namespace {
 
@@ -103,17 +106,17 @@ void Worker::setup() {
     // (auto: as the start-up probe's ring was set up, the same for every worker)
     const TaskRun taskrun =
         current_->taskrun == TaskRun::kAuto ? current_->taskrun_probed : current_->taskrun;
-    ring_ = std::make_unique<Ring>(current_->backend == Backend::kEpoll
-                                       ? Ring::epoll(kRingEntries)
-                                       : Ring::best(kRingEntries, taskrun));
+    if (current_->backend == Backend::kEpoll)
+        ring_ = std::make_unique<EpollRing>(kRingEntries);
+    else
+        ring_ = std::make_unique<UringRing>(UringRing::best(kRingEntries, taskrun));
     reactor_ = std::make_unique<Reactor>(*ring_);
     reactor_->update_clock();
     tcp_ = std::make_unique<TcpRelay>(*reactor_, *current_, index_, tcp_stats_, log_);
     if (!current_->udp_listeners.empty())
         udp_ = std::make_unique<UdpRelay>(*reactor_, *current_, index_, udp_stats_, log_);
     if (index_ == 0)
-        std::fprintf(stderr, "fragproxy: worker ring: %s; receive: %s\n",
-                     ring_->emulated() ? "epoll (Asio)" : ring_->features().describe().c_str(),
+        std::fprintf(stderr, "fragproxy: worker ring: %s; receive: %s\n", ring_->describe().c_str(),
                      tcp_->describe().c_str());
     // NAPI busy polling: an option for NIC deployments; where the kernel (6.9) or the backend has
     // none it runs without, and says so once.

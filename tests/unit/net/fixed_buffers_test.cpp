@@ -14,7 +14,7 @@
 #include "alloc/frag.hpp"
 #include "alloc/frag_cache.hpp"
 #include "net/engine/fixed_buffers.hpp"
-#include "net/engine/ring.hpp"
+#include "net/engine/uring_ring.hpp"
 #include "tests/support/death.hpp"
 #include "tests/support/socket_pair.hpp"
 
@@ -25,7 +25,7 @@ constexpr std::size_t kMiB = std::size_t{1} << 20;
 
 using test::SocketPair;
 
-int read_fixed(net::Ring& ring, int fd, net::FixedSlice s, unsigned len) {
+int read_fixed(net::UringRing& ring, int fd, net::FixedSlice s, unsigned len) {
     io_uring_sqe* sqe = io_uring_get_sqe(ring.get());
     io_uring_prep_read_fixed(sqe, fd, s.addr, len, 0, s.index);
     io_uring_submit(ring.get());
@@ -39,7 +39,7 @@ int read_fixed(net::Ring& ring, int fd, net::FixedSlice s, unsigned len) {
 
 TEST_CASE("every fragment maps to the registered buffer that holds it") {
     PagePool pool(PoolConfig{4 * kMiB, 4, 0, false});
-    net::Ring ring(8);
+    net::UringRing ring(8);
     net::FixedBuffers fixed(ring, pool);
     CHECK(fixed.count() == 64);
     CHECK(fixed.buffer_bytes() == 64 * 1024);
@@ -54,7 +54,7 @@ TEST_CASE("every fragment maps to the registered buffer that holds it") {
 TEST_CASE("read_fixed from a socketpair lands in fragments of the registered arena") {
     PagePool pool(PoolConfig{4 * kMiB, 4, 0, false});
     FragCache cache(pool);
-    net::Ring ring(8);
+    net::UringRing ring(8);
     net::FixedBuffers fixed(ring, pool);
     SocketPair sp;
     std::string sent;
@@ -83,7 +83,7 @@ TEST_CASE("read_fixed from a socketpair lands in fragments of the registered are
 
 TEST_CASE("arenas too large for 16384 buffers use larger iovecs") {
     PagePool pool(PoolConfig{128 * kMiB, 0, 0, false});  // 32768 base pages
-    net::Ring ring(8);
+    net::UringRing ring(8);
     net::FixedBuffers fixed(ring, pool);
     CHECK(fixed.count() == 16384);
     CHECK(fixed.buffer_bytes() == 8192);
@@ -97,7 +97,7 @@ TEST_CASE("a registration over RLIMIT_MEMLOCK fails with an error naming the lim
         if (::getuid() == 0 && (::setgid(65534) != 0 || ::setuid(65534) != 0)) std::_Exit(3);
         try {
             PagePool pool(PoolConfig{8 * kMiB, 4, 0, false});
-            net::Ring ring(8);
+            net::UringRing ring(8);
             net::FixedBuffers fixed(ring, pool);
         } catch (const std::system_error& e) {
             std::fputs(e.what(), stderr);

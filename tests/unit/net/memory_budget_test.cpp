@@ -3,7 +3,7 @@
 #include <cerrno>
 #include <string>
 
-#include "net/engine/ring.hpp"
+#include "net/engine/uring_ring.hpp"
 #include "net/tcp/memory_budget.hpp"
 
 using fp::net::MemoryBudget;

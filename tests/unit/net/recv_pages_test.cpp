@@ -14,8 +14,8 @@
 
 #include "alloc/page_pool.hpp"
 #include "net/engine/recv_pages.hpp"
-#include "net/engine/ring.hpp"
 #include "net/engine/uapi.hpp"
+#include "net/engine/uring_ring.hpp"
 #include "tests/support/skip.hpp"
 #include "tests/support/socket_pair.hpp"
 
@@ -25,9 +25,9 @@ namespace {
 
 using test::SocketPair;
 
-std::unique_ptr<net::Ring> ring_or_skip() {
+std::unique_ptr<net::UringRing> ring_or_skip() {
     try {
-        return std::make_unique<net::Ring>(net::Ring::best(64));
+        return std::make_unique<net::UringRing>(net::UringRing::best(64));
     } catch (const std::system_error& e) {
         test::skip(e.what());
     }
@@ -38,7 +38,7 @@ struct Completion {
     unsigned flags;
 };
 
-Completion next_cqe(net::Ring& ring) {
+Completion next_cqe(net::UringRing& ring) {
     io_uring_submit(ring.get());
     io_uring_cqe* cqe = nullptr;
     REQUIRE(io_uring_wait_cqe(ring.get(), &cqe) == 0);

@@ -1,5 +1,5 @@
-// Ring::best: the setup flags it takes for each task-run choice (io_uring: {taskrun: ...}); the
-// direct-descriptor table.
+// UringRing::best: the setup flags it takes for each task-run choice (io_uring: {taskrun: ...});
+// the direct-descriptor table.
 #include <doctest/doctest.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -9,28 +9,29 @@
 #include <optional>
 #include <system_error>
 
+#include "net/engine/epoll_ring.hpp"
 #include "net/engine/features.hpp"
-#include "net/engine/ring.hpp"
 #include "net/engine/uapi.hpp"
+#include "net/engine/uring_ring.hpp"
 #include "tests/support/skip.hpp"
 
 using namespace fp;
 
-TEST_CASE("Ring::best takes the task-run mode asked for, and auto the best the kernel has") {
+TEST_CASE("UringRing::best takes the task-run mode asked for, and auto the best the kernel has") {
     unsigned best = 0;
     try {
-        best = net::Ring::best(8).features().setup_flags;
+        best = net::UringRing::best(8).features().setup_flags;
     } catch (const std::system_error& e) {
         test::skip(e.what());
     }
-    CHECK(net::Ring::best(8, net::TaskRun::kNone).features().setup_flags == 0);
+    CHECK(net::UringRing::best(8, net::TaskRun::kNone).features().setup_flags == 0);
     if (best & IORING_SETUP_DEFER_TASKRUN) {  // 6.1: the kernel takes each of the three
-        CHECK(net::Ring::best(8, net::TaskRun::kDefer).features().setup_flags == best);
-        const unsigned coop = net::Ring::best(8, net::TaskRun::kCoop).features().setup_flags;
+        CHECK(net::UringRing::best(8, net::TaskRun::kDefer).features().setup_flags == best);
+        const unsigned coop = net::UringRing::best(8, net::TaskRun::kCoop).features().setup_flags;
         CHECK((coop & IORING_SETUP_COOP_TASKRUN) != 0);
         CHECK((coop & IORING_SETUP_DEFER_TASKRUN) == 0);
     } else {  // a kernel without DEFER_TASKRUN refuses it when asked for it alone
-        CHECK_THROWS_AS(net::Ring::best(8, net::TaskRun::kDefer), std::system_error);
+        CHECK_THROWS_AS(net::UringRing::best(8, net::TaskRun::kDefer), std::system_error);
     }
 }
 
@@ -39,16 +40,16 @@ TEST_CASE("the start-up probe's task-run mode sets a worker's ring up with the p
     const net::KernelFeatures f = net::probe_kernel();
     if (!f.io_uring()) test::skip(f.refusal().c_str());
     for (unsigned entries : {8u, 256u, 4096u})
-        CHECK(net::Ring::best(entries, f.taskrun()).features().setup_flags == f.setup_flags);
+        CHECK(net::UringRing::best(entries, f.taskrun()).features().setup_flags == f.setup_flags);
 }
 
-TEST_CASE("Ring::register_direct: a sparse table where the kernel has one, never on epoll") {
-    net::Ring epoll = net::Ring::epoll(8);
+TEST_CASE("UringRing::register_direct: a sparse table where the kernel has one, never on epoll") {
+    net::EpollRing epoll(8);
     CHECK_FALSE(epoll.register_direct(8));
     CHECK(epoll.features().direct_files == 0);
-    std::optional<net::Ring> ring;
+    std::optional<net::UringRing> ring;
     try {
-        ring.emplace(net::Ring::best(8));
+        ring.emplace(net::UringRing::best(8));
     } catch (const std::system_error& e) {
         test::skip(e.what());
     }
@@ -77,12 +78,12 @@ TEST_CASE("Ring::register_direct: a sparse table where the kernel has one, never
     ring->close_direct_now(index);
 }
 
-TEST_CASE("Ring::register_napi: the busy-poll time set is the one the kernel gives back") {
-    net::Ring epoll = net::Ring::epoll(8);
+TEST_CASE("UringRing::register_napi: the busy-poll time set is the one the kernel gives back") {
+    net::EpollRing epoll(8);
     CHECK(epoll.register_napi(50) == -EOPNOTSUPP);
-    std::optional<net::Ring> ring;
+    std::optional<net::UringRing> ring;
     try {
-        ring.emplace(net::Ring::best(8));
+        ring.emplace(net::UringRing::best(8));
     } catch (const std::system_error& e) {
         test::skip(e.what());
     }
@@ -94,11 +95,12 @@ TEST_CASE("Ring::register_napi: the busy-poll time set is the one the kernel giv
     CHECK(us == 50);
 }
 
-TEST_CASE("Ring::submit_and_wait_batch: returns with fewer CQEs than the batch, never with none") {
-    CHECK_FALSE(net::Ring::epoll(8).batch_wait());
-    std::optional<net::Ring> ring;
+TEST_CASE(
+    "UringRing::submit_and_wait_batch: returns with fewer CQEs than the batch, never with none") {
+    CHECK_FALSE(net::EpollRing(8).batch_wait());
+    std::optional<net::UringRing> ring;
     try {
-        ring.emplace(net::Ring::best(8));
+        ring.emplace(net::UringRing::best(8));
     } catch (const std::system_error& e) {
         test::skip(e.what());
     }

@@ -53,12 +53,14 @@ TEST_CASE("classify: what each result means for each op") {
     CHECK(classify(Op::kRecv, -ENOBUFS) == Verdict::kNoBuffers);
     CHECK(classify(Op::kRecv, -ECANCELED) == Verdict::kCancelled);
     CHECK(classify(Op::kRecv, -EINVAL) == Verdict::kUnsupported);
+    CHECK(classify(Op::kRecv, -EAGAIN) == Verdict::kCancelled);  // nothing read: re-armed
     for (int e : {ECONNRESET, EPIPE, ETIMEDOUT, EHOSTUNREACH})
         CHECK(classify(Op::kRecv, -e) == Verdict::kReset);
     // TCP send: 0 bytes is progress of nothing, not an end.
     CHECK(classify(Op::kSend, 0) == Verdict::kOk);
     CHECK(classify(Op::kSend, -ECANCELED) == Verdict::kCancelled);
     CHECK(classify(Op::kSend, -EINTR) == Verdict::kCancelled);
+    CHECK(classify(Op::kSend, -EAGAIN) == Verdict::kCancelled);  // nothing sent: sent again
     CHECK(classify(Op::kSend, -EPIPE) == Verdict::kReset);
     // Upstream socket and connect.
     CHECK(classify(Op::kSocket, 0) == Verdict::kOk);

@@ -1,4 +1,4 @@
-#include "net/engine/ring.hpp"
+#include "net/engine/uring_ring.hpp"
 
 #include <sys/resource.h>
 #include <sys/syscall.h>
@@ -79,7 +79,7 @@ std::system_error ring_error(int err, unsigned entries) {
 
 }  // namespace
 
-Ring::Ring(unsigned entries, unsigned flags) {
+UringRing::UringRing(unsigned entries, unsigned flags) {
     int rc = io_uring_queue_init(entries, &ring_, flags);
     if (rc < 0) throw ring_error(-rc, entries);
     live_ = true;
@@ -87,7 +87,7 @@ Ring::Ring(unsigned entries, unsigned flags) {
     probe();
 }
 
-Ring Ring::best(unsigned entries, TaskRun taskrun) {
+UringRing UringRing::best(unsigned entries, TaskRun taskrun) {
     constexpr unsigned kTries[] = {
         // in TaskRun's order: defer, coop, none
         IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_SUBMIT_ALL,
@@ -99,7 +99,7 @@ Ring Ring::best(unsigned entries, TaskRun taskrun) {
     int last = 0;
     for (std::size_t k = first; k < end; ++k) {
         const unsigned flags = kTries[k];
-        Ring r;
+        UringRing r;
         last = io_uring_queue_init(entries, &r.ring_, flags);
         if (last < 0) continue;
         r.live_ = true;
@@ -110,33 +110,23 @@ Ring Ring::best(unsigned entries, TaskRun taskrun) {
     throw ring_error(-last, entries);
 }
 
-Ring Ring::epoll(unsigned entries) {
-    Ring r;
-    r.emu_ = std::make_unique<EmulatedRing>(entries);
-    // What the emulation carries out (emulated_ring.hpp): sockets made, setsockopt and shutdown
-    // done at submission; no zero-copy sends, no bundles.
-    r.features_.socket_op = r.features_.shutdown_op = r.features_.uring_cmd = true;
-    return r;
-}
-
-Ring::Ring(Ring&& o) noexcept
-    : ring_(o.ring_), live_(o.live_), features_(o.features_), emu_(std::move(o.emu_)) {
+UringRing::UringRing(UringRing&& o) noexcept : ring_(o.ring_), live_(o.live_) {
+    features_ = o.features_;
     o.live_ = false;
 }
 
-int Ring::submit_and_wait(const __kernel_timespec* timeout) noexcept {
-    if (emu_) return emu_->submit_and_wait(timeout);
+int UringRing::submit_and_wait(const __kernel_timespec* timeout) noexcept {
     if (!timeout) return io_uring_submit_and_wait(&ring_, 1);
     io_uring_cqe* first = nullptr;
     auto ts = *timeout;
     return io_uring_submit_and_wait_timeout(&ring_, &first, 1, &ts, nullptr);
 }
 
-bool Ring::batch_wait() const noexcept {
-    return !emu_ && (features_.kernel_features & uapi::kFeatMinTimeout);
+bool UringRing::batch_wait() const noexcept {
+    return (features_.kernel_features & uapi::kFeatMinTimeout);
 }
 
-int Ring::submit_and_wait_batch(unsigned batch, unsigned min_wait_us) noexcept {
+int UringRing::submit_and_wait_batch(unsigned batch, unsigned min_wait_us) noexcept {
     const int submitted = io_uring_submit(&ring_);
     if (submitted < 0) return submitted;
     // With no timeout the wait would end at the minimum timeout even with nothing: a second,
@@ -152,11 +142,11 @@ int Ring::submit_and_wait_batch(unsigned batch, unsigned min_wait_us) noexcept {
     return rc < 0 ? rc : submitted;
 }
 
-Ring::~Ring() {
+UringRing::~UringRing() {
     if (live_) io_uring_queue_exit(&ring_);
 }
 
-void Ring::probe() {
+void UringRing::probe() {
     io_uring_probe* p = io_uring_get_probe_ring(&ring_);
     if (!p) return;
     features_.send_zc = io_uring_opcode_supported(p, IORING_OP_SEND_ZC);
@@ -169,15 +159,14 @@ void Ring::probe() {
     io_uring_free_probe(p);
 }
 
-bool Ring::register_direct(unsigned n) noexcept {
-    if (emu_ || n == 0) return false;
+bool UringRing::register_direct(unsigned n) noexcept {
+    if (n == 0) return false;
     if (io_uring_register_files_sparse(&ring_, n) != 0) return false;
     features_.direct_files = n;
     return true;
 }
 
-int Ring::register_napi(std::uint32_t us) noexcept {
-    if (emu_) return -EOPNOTSUPP;
+int UringRing::register_napi(std::uint32_t us) noexcept {
     uapi::Napi napi{};
     napi.busy_poll_to = us;
     napi.prefer_busy_poll = 1;
@@ -185,8 +174,7 @@ int Ring::register_napi(std::uint32_t us) noexcept {
     return rc < 0 ? -errno : 0;
 }
 
-int Ring::unregister_napi(std::uint32_t* us) noexcept {
-    if (emu_) return -EOPNOTSUPP;
+int UringRing::unregister_napi(std::uint32_t* us) noexcept {
     uapi::Napi napi{};
     const long rc =
         ::syscall(__NR_io_uring_register, ring_.ring_fd, uapi::kUnregisterNapi, &napi, 1);
@@ -195,21 +183,9 @@ int Ring::unregister_napi(std::uint32_t* us) noexcept {
     return 0;
 }
 
-void Ring::close_direct_now(int index) noexcept {
+void UringRing::close_direct_now(int index) noexcept {
     int none = -1;
     io_uring_register_files_update(&ring_, unsigned(index), &none, 1);
-}
-
-io_uring_sqe* Ring::sqe() noexcept {
-    if (emu_) {
-        if (io_uring_sqe* s = emu_->sqe()) return s;
-        emu_->submit();
-        return emu_->sqe();
-    }
-    io_uring_sqe* s = io_uring_get_sqe(&ring_);
-    if (s) return s;
-    io_uring_submit(&ring_);
-    return io_uring_get_sqe(&ring_);
 }
 
 std::string RingFeatures::describe_flags() const {

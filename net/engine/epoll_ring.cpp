@@ -1,4 +1,4 @@
-#include "net/engine/emulated_ring.hpp"
+#include "net/engine/epoll_ring.hpp"
 
 #include <fcntl.h>
 #include <sys/socket.h>
@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "alloc/poison.hpp"
+#include "net/engine/buf_rings.hpp"
 #include "net/engine/handler_pool.hpp"
 #include "net/engine/uapi.hpp"
 
@@ -28,7 +29,7 @@ std::chrono::nanoseconds duration_of(const __kernel_timespec* ts) {
 
 }  // namespace
 
-struct EmulatedRing::Impl {
+struct EpollRing::Impl {
     // An SQE being carried out: waiting for readiness, a timer, or a turn (a burst's rest).
     struct Op {
         io_uring_sqe sqe{};
@@ -45,12 +46,6 @@ struct EmulatedRing::Impl {
         std::vector<std::uint32_t> ops;                        // live ops on this fd
         bool nonblock = false;
     };
-    struct BufRing {
-        io_uring_buf_ring* br = nullptr;
-        unsigned mask = 0;
-        std::uint16_t head = 0;
-    };
-
     explicit Impl(unsigned entries) : sq(entries) {}
 
     // First: destroyed last, after every descriptor, timer and the io_context have destroyed
@@ -64,7 +59,7 @@ struct EmulatedRing::Impl {
     std::vector<std::unique_ptr<Op>> ops;
     std::vector<std::uint32_t> free_ops;
     std::vector<FdState> fds;
-    std::vector<BufRing> groups;
+    BufRings groups;
 
     // h with its memory from the handler pool: no heap allocation per wait, timer or turn.
     template <class Handler>
@@ -220,14 +215,6 @@ struct EmulatedRing::Impl {
         later(i);
     }
 
-    // The next provided buffer of the op's group, or null.
-    io_uring_buf* next_buffer(std::uint16_t group) {
-        if (group >= groups.size() || !groups[group].br) return nullptr;
-        BufRing& g = groups[group];
-        const std::uint16_t tail = __atomic_load_n(&g.br->tail, __ATOMIC_ACQUIRE);
-        return g.head == tail ? nullptr : &g.br->bufs[g.head & g.mask];
-    }
-
     void recv(std::uint32_t i) {
         Op& o = *ops[i];
         const io_uring_sqe& s = o.sqe;
@@ -235,7 +222,7 @@ struct EmulatedRing::Impl {
         const bool select = s.flags & IOSQE_BUFFER_SELECT;
         const std::uint32_t total = s.file_index;  // uapi::prep_recv_multishot_capped
         for (unsigned n = 0; n < kBurst; ++n) {
-            io_uring_buf* b = select ? next_buffer(s.buf_group) : nullptr;
+            io_uring_buf* b = select ? groups.next(s.buf_group) : nullptr;
             if (select && !b) return finish(i, -ENOBUFS);
             void* at = select ? reinterpret_cast<void*>(b->addr) : reinterpret_cast<void*>(s.addr);
             std::size_t len = select ? b->len : s.len;
@@ -257,7 +244,7 @@ struct EmulatedRing::Impl {
             unsigned flags = 0;
             if (select) {
                 flags = IORING_CQE_F_BUFFER | unsigned(b->bid) << IORING_CQE_BUFFER_SHIFT;
-                ++groups[s.buf_group].head;
+                groups.consume(s.buf_group);
             }
             o.taken += std::uint64_t(got);
             if (!multishot || (total && o.taken >= total)) return finish(i, int(got), flags);
@@ -281,7 +268,7 @@ struct EmulatedRing::Impl {
         const std::size_t head =
             sizeof(io_uring_recvmsg_out) + tmpl->msg_namelen + tmpl->msg_controllen;
         for (unsigned n = 0; n < kBurst; ++n) {
-            io_uring_buf* b = next_buffer(s.buf_group);
+            io_uring_buf* b = groups.next(s.buf_group);
             if (!b) return finish(i, -ENOBUFS);
             if (b->len < head) return finish(i, -EFAULT);
             auto* base = reinterpret_cast<std::byte*>(b->addr);
@@ -315,7 +302,7 @@ struct EmulatedRing::Impl {
             }
             const unsigned flags = IORING_CQE_F_BUFFER | unsigned(b->bid)
                                                              << IORING_CQE_BUFFER_SHIFT;
-            ++groups[s.buf_group].head;
+            groups.consume(s.buf_group);
             const int res = int(head + std::size_t(got));
             if (!multishot) return finish(i, res, flags);
             post(s.user_data, res, flags | IORING_CQE_F_MORE);
@@ -477,26 +464,31 @@ struct EmulatedRing::Impl {
     }
 };
 
-EmulatedRing::EmulatedRing(unsigned entries) : impl_(std::make_unique<Impl>(entries)) {}
+EpollRing::EpollRing(unsigned entries) : impl_(std::make_unique<Impl>(entries)) {
+    // What it carries out: sockets made, setsockopt and shutdown done at submission; no
+    // zero-copy sends, no bundles, no direct descriptors.
+    features_.socket_op = features_.shutdown_op = features_.uring_cmd = true;
+}
 
-EmulatedRing::~EmulatedRing() {
+EpollRing::~EpollRing() {
     for (auto& f : impl_->fds)  // registrations only: the fds are their owners' to close
         if (f.desc) f.desc->release();
 }
 
-io_uring_sqe* EmulatedRing::sqe() noexcept {
+io_uring_sqe* EpollRing::sqe() noexcept {
     Impl& m = *impl_;
+    if (m.sq_n == m.sq.size()) submit();
     if (m.sq_n == m.sq.size()) return nullptr;
     io_uring_sqe* s = &m.sq[m.sq_n++];
     std::memset(s, 0, sizeof *s);
     return s;
 }
 
-unsigned EmulatedRing::space_left() const noexcept {
-    return unsigned(impl_->sq.size()) - impl_->sq_n;
+void EpollRing::reserve(unsigned n) noexcept {
+    if (impl_->sq.size() - impl_->sq_n < n) submit();
 }
 
-int EmulatedRing::submit() noexcept {
+int EpollRing::submit() noexcept {
     Impl& m = *impl_;
     const unsigned n = m.sq_n;
     m.sq_n = 0;
@@ -510,7 +502,7 @@ int EmulatedRing::submit() noexcept {
     return int(n);
 }
 
-int EmulatedRing::submit_and_wait(const __kernel_timespec* timeout) noexcept {
+int EpollRing::submit_and_wait(const __kernel_timespec* timeout) noexcept {
     Impl& m = *impl_;
     const int submitted = submit();
     if (m.cq.empty()) {
@@ -528,26 +520,21 @@ int EmulatedRing::submit_and_wait(const __kernel_timespec* timeout) noexcept {
     return m.cq.empty() ? -ETIME : submitted;
 }
 
-std::span<io_uring_cqe> EmulatedRing::take_cqes() noexcept {
+unsigned EpollRing::drain_cqes(CqeFn fn, void* ctx) noexcept {
     Impl& m = *impl_;
     m.batch.clear();
     m.batch.swap(m.cq);
-    return m.batch;
+    for (io_uring_cqe& c : m.batch)
+        fn(ctx, &c);
+    return unsigned(m.batch.size());
 }
 
-int EmulatedRing::register_buf_ring(const io_uring_buf_reg& reg) noexcept {
-    if (reg.pad || reg.ring_entries == 0 || (reg.ring_entries & (reg.ring_entries - 1)))
-        return -EINVAL;  // incremental consumption is the kernel's (uapi::kPbufRingInc)
-    Impl& m = *impl_;
-    if (reg.bgid >= m.groups.size()) m.groups.resize(reg.bgid + 1u);
-    if (m.groups[reg.bgid].br) return -EEXIST;
-    m.groups[reg.bgid] = {reinterpret_cast<io_uring_buf_ring*>(reg.ring_addr), reg.ring_entries - 1,
-                          0};
-    return 0;
+int EpollRing::register_buf_ring(io_uring_buf_reg& reg) noexcept {
+    return impl_->groups.add(reg);
 }
 
-void EmulatedRing::unregister_buf_ring(std::uint16_t group) noexcept {
-    if (group < impl_->groups.size()) impl_->groups[group] = {};
+void EpollRing::unregister_buf_ring(std::uint16_t group) noexcept {
+    impl_->groups.remove(group);
 }
 
 }  // namespace fp::net
