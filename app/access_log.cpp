@@ -10,6 +10,8 @@
 #include <ctime>
 #include <system_error>
 
+#include "app/json.hpp"
+
 namespace fp::app {
 namespace {
 
@@ -18,24 +20,6 @@ std::string address(const net::AccessAddr& a) {
     if (a.family == 0 || !::inet_ntop(a.family, a.addr, host, sizeof host)) return "";
     const std::string port = std::to_string(a.port);
     return a.family == AF_INET6 ? "[" + std::string(host) + "]:" + port : host + (":" + port);
-}
-
-std::string quoted(const std::string& s) {  // a JSON string
-    std::string o = "\"";
-    for (char ch : s) {
-        const auto u = static_cast<unsigned char>(ch);
-        if (ch == '"' || ch == '\\') {
-            o += '\\';
-            o += ch;
-        } else if (u < 0x20) {
-            char esc[8];
-            std::snprintf(esc, sizeof esc, "\\u%04x", u);
-            o += esc;
-        } else {
-            o += ch;
-        }
-    }
-    return o + "\"";
 }
 
 std::string iso_time(std::uint64_t wall_ms) {
@@ -89,10 +73,10 @@ std::string AccessLog::format(const net::AccessRecord& r, bool json, std::uint64
     const std::uint64_t duration = r.end_ms - r.start_ms;
     const char* proto = r.udp ? "udp" : "tcp";
     if (json)
-        return "{\"time\":\"" + iso_time(wall_ms) + "\",\"listener\":" + quoted(r.listener) +
+        return "{\"time\":\"" + iso_time(wall_ms) + "\",\"listener\":" + json_quoted(r.listener) +
                ",\"protocol\":\"" + proto +
-               "\",\"client\":" + (client.empty() ? "null" : quoted(client)) +
-               ",\"upstream\":" + (upstream.empty() ? "null" : quoted(upstream)) +
+               "\",\"client\":" + (client.empty() ? "null" : json_quoted(client)) +
+               ",\"upstream\":" + (upstream.empty() ? "null" : json_quoted(upstream)) +
                ",\"duration_ms\":" + std::to_string(duration) +
                ",\"bytes_client_to_upstream\":" + std::to_string(r.bytes_to_upstream) +
                ",\"bytes_upstream_to_client\":" + std::to_string(r.bytes_to_client) +

@@ -111,6 +111,12 @@ void AdminServer::accept() {
     });
 }
 
+std::string AdminServer::address() const {
+    const auto e = acceptor_.local_endpoint();
+    const std::string host = e.address().to_string();
+    return (e.address().is_v6() ? "[" + host + "]" : host) + ":" + std::to_string(e.port());
+}
+
 std::string AdminServer::respond(const std::string& head) const {
     std::istringstream in(head);
     std::string method, target, version;

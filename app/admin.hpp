@@ -36,6 +36,8 @@ class AdminServer {
     AdminServer(const AdminServer&) = delete;
     AdminServer& operator=(const AdminServer&) = delete;
 
+    // Where it listens ("127.0.0.1:8080", "[::1]:8080"): the kernel's port for port 0.
+    std::string address() const;
     // The response to one request head (tests drive it directly too).
     std::string respond(const std::string& head) const;
 

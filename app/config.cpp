@@ -114,10 +114,12 @@ class Map {
     std::set<std::string> known_;
 };
 
+// A listen address (a listener's, the admin endpoint's): port 0 lets the kernel pick one (the
+// ready record, --ready-file, says which).
 net::SockAddr address(const YAML::Node& n, const std::string& source, const std::string& what) {
     std::string why;
     if (!n.IsScalar()) fail(source, n.Mark(), what + " must be an address string");
-    auto a = net::parse_address(n.Scalar(), &why);
+    auto a = net::parse_address(n.Scalar(), &why, /*any_port=*/true);
     if (!a) fail(source, n.Mark(), what + " '" + n.Scalar() + "': " + why);
     return *a;
 }
@@ -406,6 +408,9 @@ Common parse_common(Map& m, const YAML::Node& node, const std::string& source, R
             r.maglev = maglev(c, r.first, r.count);
     }
     c.share_port = m.flag("share_port", false);
+    if (c.share_port && c.listen.port() == 0)
+        fail(source, listen.Mark(),
+             m.name("listen") + ": share_port needs a port (0 is a new port of the kernel's)");
     return c;
 }
 
@@ -640,7 +645,7 @@ void parse_listener(Config& cfg, const YAML::Node& node, const std::string& sour
             fail(source, node["name"].Mark(), "listener name '" + c.name + "' is used twice");
     auto taken = [&](const auto& list) {
         for (const auto& prev : list)
-            if (prev.listen == c.listen)
+            if (prev.listen == c.listen && c.listen.port() != 0)  // (port 0: one each)
                 fail(source, node["listen"].Mark(),
                      c.protocol + " listen address " + c.listen.str() +
                          " is already used by listener '" + prev.name + "'");

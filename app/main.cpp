@@ -8,12 +8,17 @@
 
 #include <chrono>
 #include <csignal>
+#include <cstring>
 #include <fstream>
+#include <functional>
 #include <iostream>
+#include <mutex>
 #include <optional>
 
 #include "app/admin.hpp"
 #include "app/config.hpp"
+#include "app/json.hpp"
+#include "app/metrics.hpp"
 #include "app/privileges.hpp"
 #include "app/proxy.hpp"
 #include "app/self_check.hpp"
@@ -45,6 +50,37 @@ void write_stats(const fp::app::Proxy& proxy, const std::string& path, bool at_e
         out << proxy.stats_json(at_exit);
     }
     std::rename(tmp.c_str(), path.c_str());  // readers never see half a file
+    spare_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+}
+
+// --ready-file: {"pid": N, "listeners": [{"name", "protocol", "address"}, ...], "admin": ADDR or
+// null}, written once every listener is bound (the kernel's ports for port-0 ones) and again
+// after each reload; to a temporary file renamed over it, so a reader never sees half of it.
+std::mutex ready_mu;  // (a reload from the admin thread and one from SIGHUP)
+
+void write_ready(const std::string& path, const fp::app::Config& running,
+                 const std::string& admin) {
+    if (path.empty()) return;
+    std::lock_guard lock(ready_mu);
+    using fp::app::json_quoted;
+    std::string o = "{\"pid\": " + std::to_string(::getpid()) + ", \"listeners\": [";
+    auto each = [&](const auto& list, const char* protocol) {
+        for (const auto& l : list)
+            o += std::string(o.back() == '[' ? "" : ", ") + "{\"name\": " + json_quoted(l.name) +
+                 ", \"protocol\": \"" + protocol +
+                 "\", \"address\": " + json_quoted(l.listen.str()) + "}";
+    };
+    each(running.worker.listeners, "tcp");
+    each(running.worker.udp_listeners, "udp");
+    o += "], \"admin\": " + (admin.empty() ? std::string("null") : json_quoted(admin)) + "}\n";
+    if (spare_fd >= 0) ::close(spare_fd);
+    const std::string tmp = path + ".tmp";
+    {
+        std::ofstream out(tmp);
+        out << o;
+    }
+    if (std::rename(tmp.c_str(), path.c_str()) != 0)
+        std::cerr << "fragproxy: --ready-file " << path << ": " << std::strerror(errno) << "\n";
     spare_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
 }
 
@@ -113,8 +149,10 @@ std::string status(const fp::app::Config& c) {
 
 // SIGHUP or POST /reload: the file again, with the command line's overrides. Logged either way;
 // a file that does not parse leaves everything running as it was.
+// ready: rewrites the ready record (--ready-file) from what runs after the reload.
 fp::app::Proxy::ReloadResult reload(fp::app::Proxy& proxy, const std::string& path,
-                                    unsigned workers, fp::app::Resolver& resolver) {
+                                    unsigned workers, fp::app::Resolver& resolver,
+                                    const std::function<void()>& ready) {
     fp::app::Proxy::ReloadResult r;
     fp::app::Config next;
     fp::app::systemd::reloading();
@@ -130,6 +168,7 @@ fp::app::Proxy::ReloadResult reload(fp::app::Proxy& proxy, const std::string& pa
         r = {false, e.what()};
     }
     const fp::app::Config now = proxy.config();
+    ready();
     fp::app::systemd::ready(status(now));
     if (!r.ok) {
         std::cerr << "fragproxy: reload failed: " << r.message << "\n";
@@ -148,7 +187,8 @@ static int run(int argc, char** argv) {
     CLI::App cli{"fragproxy: an io_uring TCP proxy fed by a page-fragment allocator"};
     std::string config_path = "configs/fragproxy.yaml";
     bool check = false, self_check = false, features = false;
-    std::string stats_path;
+    std::string list_metrics;
+    std::string stats_path, ready_path;
     unsigned workers = 0;
     cli.add_option("-c,--config", config_path, "YAML configuration file")->capture_default_str();
     cli.add_flag("--check", check, "validate the configuration, print it resolved, and exit");
@@ -157,11 +197,24 @@ static int run(int argc, char** argv) {
     cli.add_flag("--self-check", self_check, "run the allocator self-check and exit");
     cli.add_flag("--features", features,
                  "print what this kernel's io_uring offers and the receive path auto picks");
+    cli.add_option("--list-metrics", list_metrics,
+                   "print the per-worker stats' /metrics families and exit: md (a Markdown "
+                   "table) or json (every stat with its --stats-json key)")
+        ->expected(0, 1)
+        ->default_str("md")
+        ->check(CLI::IsMember({"md", "json"}));
+    cli.add_option("--ready-file", ready_path,
+                   "write the ready record (pid, every listener's address, admin) as JSON to this "
+                   "file once listening, and again after each reload");
     cli.add_option("--stats-json", stats_path,
                    "write every counter as JSON to this file on SIGUSR1 and at exit");
     cli.set_version_flag("--version", std::string("fragproxy ") + FRAGPROXY_VERSION);
     CLI11_PARSE(cli, argc, argv);
 
+    if (!list_metrics.empty() || cli.count("--list-metrics")) {
+        std::cout << (list_metrics == "json" ? fp::app::stats_list_json() : fp::app::stats_table());
+        return 0;
+    }
     if (features) {
         std::cout << fp::net::probe_kernel().describe();
         return 0;
@@ -205,26 +258,29 @@ static int run(int argc, char** argv) {
     }
     fp::app::Proxy proxy(config, access_log ? &*access_log : nullptr);
     std::optional<fp::app::AdminServer> admin;  // stops before the proxy does
+    auto ready = [&] { write_ready(ready_path, proxy.config(), admin ? admin->address() : ""); };
     try {
         proxy.start();
         if (config.admin) {
             admin.emplace(*config.admin, proxy, [&] {
-                auto r = reload(proxy, config_path, workers, resolver);
+                auto r = reload(proxy, config_path, workers, resolver, ready);
                 return std::pair{r.ok, r.message};
             });
-            std::cerr << "fragproxy: admin endpoint on http://" << config.admin->str() << "/\n";
+            std::cerr << "fragproxy: admin endpoint on http://" << admin->address() << "/\n";
         }
         fp::app::drop_privileges(config.user);  // every socket is bound
     } catch (const std::exception& e) {
         std::cerr << "fragproxy: " << e.what() << "\n";
         return 1;
     }
-    for (const auto& l : config.worker.listeners)
+    const fp::app::Config running = proxy.config();  // (port-0 listeners: the kernel's ports)
+    for (const auto& l : running.worker.listeners)
         std::cerr << "fragproxy: " << l.name << ": tcp " << l.listen.str() << " -> "
                   << l.upstreams.size() << " upstream(s), " << config.workers << " worker(s)\n";
-    for (const auto& l : config.worker.udp_listeners)
+    for (const auto& l : running.worker.udp_listeners)
         std::cerr << "fragproxy: " << l.name << ": udp " << l.listen.str() << " -> "
                   << l.upstreams.size() << " upstream(s), " << config.workers << " worker(s)\n";
+    ready();
     fp::app::systemd::ready(status(config));
     int sig = 0;
     while (sigwait(&set, &sig) == 0) {
@@ -232,7 +288,7 @@ static int run(int argc, char** argv) {
             write_stats(proxy, stats_path, false);
             if (access_log) access_log->reopen();
         } else if (sig == SIGHUP)
-            reload(proxy, config_path, workers, resolver);
+            reload(proxy, config_path, workers, resolver, ready);
         else
             break;
     }

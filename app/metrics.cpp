@@ -1,38 +1,61 @@
 #include "app/metrics.hpp"
 
+#include <memory>
 #include <sstream>
+#include <string>
+#include <vector>
 
 #include "app/proxy.hpp"
+#include "net/base/stats.hpp"
 
 namespace fp::app {
 namespace {
 
-using T = net::TcpStats;
-using U = net::UdpStats;
-
-// One sample per worker of a TcpStats or UdpStats counter, with extra labels.
-template <class Stats>
-struct Sample {
-    const char* labels;  // "" or `key="value"` pairs, without braces
-    Counter Stats::*field;
+// The families of the stats lists (net/base/stats.hpp), in the order first seen; a family may
+// take samples from several lists (fragproxy_alloc_fragments_total: TCP's and UDP's arena).
+struct Family {
+    std::string name;
+    net::StatType type;
+    std::string help;
+    std::string samples;
 };
+
+class Families {
+  public:
+    Family& of(const char* name, net::StatType type, const char* help) {
+        for (Family& f : list_)
+            if (f.name == name) {
+                if (f.help.empty()) f.help = help;
+                return f;
+            }
+        return list_.emplace_back(Family{name, type, help, {}});
+    }
+    // One sample per worker of each stat in `defs`.
+    template <class Stats, class Get>
+    void add(std::span<const net::StatDef<Stats>> defs, std::size_t workers, Get stats_of) {
+        for (const auto& d : defs) {
+            Family& f = of(d.metric, d.type, d.help);
+            for (std::size_t w = 0; w < workers; ++w) {
+                f.samples += std::string(d.metric) + "{worker=\"" + std::to_string(w) + '"';
+                if (*d.labels) f.samples += std::string(",") + d.labels;
+                f.samples += "} " + std::to_string((stats_of(w).*d.field).get()) + '\n';
+            }
+        }
+    }
+    const std::vector<Family>& list() const { return list_; }
+
+  private:
+    std::vector<Family> list_;
+};
+
+constexpr const char* kClosedFamily = "fragproxy_connections_closed_total";
+constexpr const char* kClosedHelp =
+    "TCP connections closed, by how they ended (the access log's end).";
 
 class Writer {
   public:
     explicit Writer(const Proxy& p) : proxy_(p) {}
 
-    // head=false: more samples of the family just written (its other stats type).
-    template <class Stats, std::size_t N>
-    void family(const char* name, const char* type, const char* help,
-                const Sample<Stats> (&samples)[N], bool with_head = true) {
-        if (with_head) head(name, type, help);
-        for (const auto& s : samples)
-            for (std::size_t w = 0; w < proxy_.workers().size(); ++w) {
-                o_ << name << "{worker=\"" << w << '"';
-                if (*s.labels) o_ << ',' << s.labels;
-                o_ << "} " << (stats_of<Stats>(w).*s.field).get() << '\n';
-            }
-    }
     // One sample per listener (by its latest name) and worker, with extra labels.
     void by_listener(
         const char* name, const char* type, const char* help,
@@ -53,13 +76,8 @@ class Writer {
     void head(const char* name, const char* type, const char* help) {
         o_ << "# HELP " << name << ' ' << help << "\n# TYPE " << name << ' ' << type << '\n';
     }
-    void ring(const char* name, const char* help, Counter net::RingStats::*field) {
-        head(name, "counter", help);
-        for (std::size_t w = 0; w < proxy_.workers().size(); ++w)
-            o_ << name << "{worker=\"" << w << "\"} "
-               << (proxy_.workers()[w]->ring_stats().*field).get() << '\n';
-    }
     void line(const std::string& text) { o_ << text << '\n'; }
+    void raw(const std::string& text) { o_ << text; }
     static std::string quoted(const std::string& v) {  // a label value, escaped
         std::string o = "\"";
         for (char ch : v) {
@@ -75,19 +93,104 @@ class Writer {
     std::string str() const { return o_.str(); }
 
   private:
-    template <class Stats>
-    const Stats& stats_of(std::size_t w) const {
-        if constexpr (std::is_same_v<Stats, T>)
-            return proxy_.workers()[w]->tcp_stats();
-        else
-            return proxy_.workers()[w]->udp_stats();
-    }
-
     const Proxy& proxy_;
     std::ostringstream o_;
 };
 
+// Every stats list's families, with the samples of every worker; closed_by as one family by how.
+std::vector<Family> stat_families(const Proxy* proxy) {
+    static const std::vector<std::unique_ptr<net::Worker>> kNone;
+    const auto& workers = proxy ? proxy->workers() : kNone;
+    const std::size_t n = proxy ? workers.size() : 0;
+    Families fs;
+    fs.add(net::kTcpStatDefs, n,
+           [&](std::size_t w) -> const net::TcpStats& { return workers[w]->tcp_stats(); });
+    Family& closed = fs.of(kClosedFamily, net::StatType::kCounter, kClosedHelp);
+    for (std::size_t how = 1; how < net::kAccessEnds; ++how)  // (0, kNone: no closed one has it)
+        for (std::size_t i = 0; i < n; ++i)
+            closed.samples += std::string(kClosedFamily) + "{worker=\"" + std::to_string(i) +
+                              "\",how=\"" + net::access_end_name(net::AccessEnd(how)) + "\"} " +
+                              std::to_string(workers[i]->tcp_stats().closed_by[how].get()) + '\n';
+    fs.add(net::kUdpStatDefs, n,
+           [&](std::size_t w) -> const net::UdpStats& { return workers[w]->udp_stats(); });
+    fs.add(net::kRingStatDefs, n,
+           [&](std::size_t w) -> const net::RingStats& { return workers[w]->ring_stats(); });
+    return fs.list();
+}
+std::vector<Family> stat_families(const Proxy& proxy) {
+    return stat_families(&proxy);
+}
+
 }  // namespace
+
+// The README's table of the per-worker stats: one row per family.
+std::string stats_table() {
+    std::string out =
+        "| metric | type | labels besides `worker` | what it counts |\n"
+        "|---|---|---|---|\n";
+    auto cell = [](std::string v) {
+        std::string o;
+        for (char ch : v) {
+            if (ch == '|') o += '\\';
+            o += ch;
+        }
+        return o;
+    };
+    std::vector<std::pair<std::string, std::vector<std::string>>> labels;  // by family
+    auto note = [&](const char* family, const char* l) {
+        for (auto& [name, ls] : labels)
+            if (name == family) {
+                if (*l) ls.push_back(l);
+                return;
+            }
+        labels.push_back({family, {}});
+        if (*l) labels.back().second.push_back(l);
+    };
+    for (const auto& d : net::kTcpStatDefs)
+        note(d.metric, d.labels);
+    for (std::size_t how = 1; how < net::kAccessEnds; ++how)
+        note(kClosedFamily,
+             (std::string("how=\"") + net::access_end_name(net::AccessEnd(how)) + '"').c_str());
+    for (const auto& d : net::kUdpStatDefs)
+        note(d.metric, d.labels);
+    for (const auto& d : net::kRingStatDefs)
+        note(d.metric, d.labels);
+    for (const Family& f : stat_families(nullptr)) {
+        std::string ls;
+        for (const auto& [name, l] : labels)
+            if (name == f.name)
+                for (const std::string& one : l)
+                    ls += (ls.empty() ? "`" : ", `") + one + "`";
+        out += "| `" + f.name + "` | " + net::stat_type_name(f.type) + " | " + cell(ls) + " | " +
+               cell(f.help) + " |\n";
+    }
+    return out;
+}
+
+// [{"section": "tcp", "key": ..., "metric": ..., "labels": ..., "type": ...}, ...]: every stat of
+// the lists, for tests.
+std::string stats_list_json() {
+    std::string out = "[";
+    auto esc = [](const char* v) {
+        std::string o;
+        for (const char* c = v; *c; ++c) {
+            if (*c == '"' || *c == '\\') o += '\\';
+            o += *c;
+        }
+        return o;
+    };
+    auto list = [&](const char* section, const auto& defs) {
+        for (const auto& d : defs)
+            out += std::string(out.size() > 1 ? ",\n " : "") + "{\"section\": \"" + section +
+                   "\", \"key\": \"" + d.json + "\", \"metric\": \"" + d.metric +
+                   "\", \"labels\": \"" + esc(d.labels) + "\", \"type\": \"" +
+                   (d.type == net::StatType::kPeak ? "peak" : net::stat_type_name(d.type)) + "\"}";
+    };
+    list("tcp", net::kTcpStatDefs);
+    list("udp", net::kUdpStatDefs);
+    list("ring", net::kRingStatDefs);
+    return out + "]\n";
+}
 
 std::string render_metrics(const Proxy& proxy) {
     Writer w(proxy);
@@ -114,19 +217,6 @@ std::string render_metrics(const Proxy& proxy) {
         w.line("fragproxy_connections_active{listener=" + Writer::quoted(name) + "} " +
                std::to_string(l.connections.load(std::memory_order_relaxed)));
     });
-    w.head("fragproxy_connections_closed_total", "counter",
-           "TCP connections closed, by how they ended (the access log's end).");
-    for (std::size_t how = 1; how < net::kAccessEnds; ++how)  // (0, kNone: no closed one has it)
-        for (std::size_t i = 0; i < proxy.workers().size(); ++i)
-            w.line(std::string("fragproxy_connections_closed_total{worker=\"") + std::to_string(i) +
-                   "\",how=\"" + net::access_end_name(net::AccessEnd(how)) + "\"} " +
-                   std::to_string(proxy.workers()[i]->tcp_stats().closed_by[how].get()));
-    w.family("fragproxy_connections_reset_total", "counter",
-             "TCP connections closed with a reset (RST), whatever the reason.",
-             {Sample<T>{"", &T::resets}});
-    w.family("fragproxy_connections_cut_total", "counter",
-             "TCP connections closed with data still queued (always a reset).",
-             {Sample<T>{"", &T::cut}});
     w.by_listener("fragproxy_connections_rejected_total", "counter",
                   "TCP connections refused at accept, or once their PROXY header or ClientHello "
                   "was read.",
@@ -170,19 +260,11 @@ std::string render_metrics(const Proxy& proxy) {
         w.line("fragproxy_upstream_up{upstream=" + Writer::quoted(addr) + "} " +
                (u.usable() ? "1" : "0"));
     });
-    w.family("fragproxy_upstream_retries_total", "counter",
-             "Connects tried on the next upstream after one failed.", {Sample<T>{"", &T::retries}});
-    w.family("fragproxy_timeouts_total", "counter", "Connections ended by a timeout.",
-             {Sample<T>{"kind=\"connect\"", &T::connect_timeouts},
-              Sample<T>{"kind=\"idle\"", &T::idle_timeouts},
-              Sample<T>{"kind=\"send_stall\"", &T::send_stalls}});
     w.by_listener("fragproxy_bytes_total", "counter",
                   "Payload bytes forwarded (TCP; UDP: the datagrams' payloads).",
                   {{"direction=\"client_to_upstream\"", &net::ListenerCounters::bytes_client},
                    {"direction=\"upstream_to_client\"", &net::ListenerCounters::bytes_upstream}},
                   Proxy::Protocols::kAll);
-    w.family("fragproxy_udp_sessions_active", "gauge",
-             "UDP sessions established (published once a second).", {Sample<U>{"", &U::live}});
     w.by_listener("fragproxy_udp_sessions_total", "counter", "UDP sessions opened.",
                   {{"", &net::ListenerCounters::sessions}}, Proxy::Protocols::kUdp);
     w.by_listener(
@@ -191,56 +273,6 @@ std::string render_metrics(const Proxy& proxy) {
         {{"direction=\"client_to_upstream\"", &net::ListenerCounters::datagrams_client},
          {"direction=\"upstream_to_client\"", &net::ListenerCounters::datagrams_upstream}},
         Proxy::Protocols::kUdp);
-    w.family("fragproxy_udp_dropped_total", "counter", "UDP datagrams or sessions dropped.",
-             {Sample<U>{"reason=\"session_refused\"", &U::sessions_refused},
-              Sample<U>{"reason=\"no_buffer\"", &U::dropped_no_buffer},
-              Sample<U>{"reason=\"max_responses\"", &U::dropped_responses},
-              Sample<U>{"reason=\"upstream_error\"", &U::upstream_errors},
-              Sample<U>{"reason=\"denied\"", &U::denied},
-              Sample<U>{"reason=\"no_upstream\"", &U::dropped_no_upstream}});
-    w.family("fragproxy_alloc_pages_in_use", "gauge",
-             "Pages of the TCP arena in use (published once a second).",
-             {Sample<T>{"", &T::pages_in_use}});
-    w.family("fragproxy_alloc_fragments_total", "counter",
-             "Fragments received into (one per receive completion with data).",
-             {Sample<T>{"arena=\"tcp\"", &T::frags}});
-    w.family("fragproxy_alloc_fragments_total", "counter", "",
-             {Sample<U>{"arena=\"udp\"", &U::frags}}, false);
-    w.family("fragproxy_alloc_page_reuse_total", "counter",
-             "Receive pages charged again in place once all their fragments came back, or new "
-             "from the pool (published once a second).",
-             {Sample<T>{"arena=\"tcp\",how=\"in_place\"", &T::pages_reused},
-              Sample<T>{"arena=\"tcp\",how=\"new\"", &T::pages_new}});
-    w.family("fragproxy_alloc_page_reuse_total", "counter", "",
-             {Sample<U>{"arena=\"udp\",how=\"in_place\"", &U::pages_reused},
-              Sample<U>{"arena=\"udp\",how=\"new\"", &U::pages_new}},
-             false);
-    w.family("fragproxy_alloc_drains_total", "counter",
-             "A closing connection's queued fragments released, one call per page.",
-             {Sample<T>{"", &T::page_drains}});
-    w.ring("fragproxy_ring_submits_total", "SQEs submitted to the worker's io_uring.",
-           &net::RingStats::sqes);
-    w.ring("fragproxy_ring_cqes_total", "CQEs handled.", &net::RingStats::cqes);
-    w.ring("fragproxy_ring_enters_total",
-           "io_uring_enter calls (submit and wait: one per pass, two for a batch wait with "
-           "something to submit).",
-           &net::RingStats::enters);
-    w.ring(
-        "fragproxy_ring_batch_waits_total",
-        "Waits of a worker busy with UDP for a batch of CQEs, bounded by io_uring.batch_wait_us.",
-        &net::RingStats::batch_waits);
-    w.family("fragproxy_recv_buffer_waits_total", "counter",
-             "Receives that waited for receive buffers.",
-             {Sample<T>{"protocol=\"tcp\"", &T::starved}});
-    w.family("fragproxy_memory_pressure", "gauge", "0 below, 1 pressure, 2 above.",
-             {Sample<T>{"", &T::pressure_level}});
-    w.family("fragproxy_collapses_total", "counter",
-             "Stuck queues copied into compact fragments under memory pressure.",
-             {Sample<T>{"", &T::collapses}});
-    w.family(
-        "fragproxy_buffer_clamps_total", "counter",
-        "Kernel socket buffers clamped behind a stuck peer, and given back once it caught up.",
-        {Sample<T>{"action=\"clamp\"", &T::clamps}, Sample<T>{"action=\"unclamp\"", &T::unclamps}});
     if (const AccessLog* log = proxy.access_log()) {
         w.line(
             "# HELP fragproxy_access_log_dropped_total Access-log records dropped: the logger "
@@ -252,6 +284,10 @@ std::string render_metrics(const Proxy& proxy) {
         w.line("# HELP fragproxy_access_log_records_total Access-log lines written.");
         w.line("# TYPE fragproxy_access_log_records_total counter");
         w.line("fragproxy_access_log_records_total " + std::to_string(log->written()));
+    }
+    for (const Family& f : stat_families(proxy)) {
+        w.head(f.name.c_str(), net::stat_type_name(f.type), f.help.c_str());
+        w.raw(f.samples);
     }
     return w.str();
 }

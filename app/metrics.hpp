@@ -9,5 +9,9 @@ namespace fp::app {
 class Proxy;
 
 std::string render_metrics(const Proxy& proxy);
+// The per-worker stats' families as a Markdown table (fragproxy --list-metrics; the README's
+// table is this, checked by a test).
+std::string stats_table();
+std::string stats_list_json();  // every stat of the lists (fragproxy --list-metrics=json)
 
 }  // namespace fp::app

@@ -10,80 +10,45 @@
 #include "net/policy/listen_socket.hpp"
 
 namespace fp::app {
+
 namespace {
 
-// Every counter by the name it has in --stats-json (and the names the exit report draws from).
-template <class Stats>
-struct Field {
-    const char* name;
-    Counter Stats::*field;
-    bool peak = false;  // a high-water mark: the largest of the workers', not their sum
-};
-using W = net::TcpStats;
-using U = net::UdpStats;
-constexpr Field<W> kTcpFields[] = {
-    {"accepted", &W::accepted},
-    {"refused", &W::refused},
-    {"closed", &W::closed},
-    {"resets", &W::resets},
-    {"upstream_failures", &W::upstream_failures},
-    {"bytes_client_to_upstream", &W::bytes_client},
-    {"bytes_upstream_to_client", &W::bytes_upstream},
-    {"idle_timeouts", &W::idle_timeouts},
-    {"connect_timeouts", &W::connect_timeouts},
-    {"recv_buffer_waits", &W::starved},
-    {"cut_with_data", &W::cut},
-    {"send_stalls", &W::send_stalls},
-    {"pressure_pauses", &W::pressure_pauses},
-    {"collapses", &W::collapses},
-    {"collapsed_bytes", &W::collapsed_bytes},
-    {"collapse_failures", &W::collapse_failures},
-    {"buffer_clamps", &W::clamps},
-    {"buffer_unclamps", &W::unclamps},
-    {"fd_exhausted", &W::fd_exhausted},
-    {"accept_pauses", &W::accept_pauses},
-    {"direct_sides", &W::direct_sides},
-    {"fd_installs", &W::fd_installs},
-    {"sockopt_failures", &W::sockopt_failures},
-    {"fin_by_close", &W::fin_by_close},
-    {"close_cancels", &W::close_cancels},
-    {"zc_sends", &W::zc_sends},
-    {"zc_copied", &W::zc_copied},
-    {"recv_bundles", &W::recv_bundles},
-    {"pages_in_use", &W::pages_in_use},
-    {"queued_bytes", &W::queued_bytes},
-    {"pressure_level", &W::pressure_level},
-    {"live_connections", &W::live},
-    {"queue_peak_bytes", &W::queue_peak, true},
-    {"illegal_transitions", &W::illegal_transitions},
-};
-using R = net::RingStats;
-constexpr Field<R> kRingFields[] = {
-    {"sqes", &R::sqes},
-    {"cqes", &R::cqes},
-    {"enters", &R::enters},
-    {"batch_waits", &R::batch_waits},
-};
-constexpr Field<U> kUdpFields[] = {
-    {"datagrams_in", &U::datagrams_in},
-    {"datagrams_out", &U::datagrams_out},
-    {"sessions", &U::sessions},
-    {"sessions_expired", &U::sessions_expired},
-    {"sessions_refused", &U::sessions_refused},
-    {"dropped_no_buffer", &U::dropped_no_buffer},
-    {"dropped_responses", &U::dropped_responses},
-    {"upstream_errors", &U::upstream_errors},
-    {"denied", &U::denied},
-    {"sends", &U::sends},
-    {"gso_refused", &U::gso_refused},
-    {"buffer_waits", &U::buffer_waits},
-    {"live_sessions", &U::live},
-    {"illegal_transitions", &U::illegal_transitions},
-};
+// Listen addresses with port 0 get the kernel's choice: a reservation socket per listener holds
+// the port (the caller keeps them until every worker's socket is bound there). `running`: a
+// listener of the same name and protocol on the same host keeps the port it has (a reload).
+std::vector<net::Fd> reserve_ports(Config& next, const Config* running) {
+    std::vector<net::Fd> held;
+    auto same_host = [](net::SockAddr a, const net::SockAddr& b) {
+        a.set_port(b.port());
+        return a == b;
+    };
+    auto each = [&](auto& list, const auto* old, bool udp) {
+        for (auto& l : list) {
+            if (l.listen.port() != 0) continue;
+            bool kept = false;
+            for (std::size_t i = 0; old && i < old->size() && !kept; ++i)
+                if ((*old)[i].name == l.name && same_host(l.listen, (*old)[i].listen)) {
+                    l.listen = (*old)[i].listen;
+                    kept = true;
+                }
+            if (!kept) held.push_back(net::reserve_port(l.name, l.listen, udp));
+        }
+    };
+    each(next.worker.listeners, running ? &running->worker.listeners : nullptr, false);
+    each(next.worker.udp_listeners, running ? &running->worker.udp_listeners : nullptr, true);
+    return held;
+}
 
 }  // namespace
 
 Proxy::Proxy(const Config& config, AccessLog* log) : config_(config), log_(log) {
+    // Another process on a listener's address is refused before anything binds; then port-0
+    // listeners get their ports (before the listeners are keyed by address).
+    for (const auto& l : config_.worker.listeners)
+        if (!l.share_port && l.listen.port()) net::check_port_free(l.name, l.listen, false);
+    for (const auto& l : config_.worker.udp_listeners)
+        if (!l.share_port && l.listen.port()) net::check_port_free(l.name, l.listen, true);
+    reserved_ = reserve_ports(config_, nullptr);
     share_listeners(config_);
 }
 
@@ -241,7 +206,8 @@ Proxy::ReloadResult Proxy::reload(Config next) {
     };
     if (draining()) return fail("draining: no reload");
     const std::string kept = keep_restart_only(next);
-    try {  // a new address must be free before any worker tries it
+    std::vector<net::Fd> reserved;  // port-0 listeners' new ports, until the workers hold them
+    try {                           // a new address must be free before any worker tries it
         const Config running = config();
         auto known = [](const auto& list, const auto& l) {
             for (const auto& o : list)
@@ -249,11 +215,12 @@ Proxy::ReloadResult Proxy::reload(Config next) {
             return false;
         };
         for (const auto& l : next.worker.listeners)
-            if (!l.share_port && !known(running.worker.listeners, l))
+            if (!l.share_port && l.listen.port() && !known(running.worker.listeners, l))
                 net::check_port_free(l.name, l.listen, false);
         for (const auto& l : next.worker.udp_listeners)
-            if (!l.share_port && !known(running.worker.udp_listeners, l))
+            if (!l.share_port && l.listen.port() && !known(running.worker.udp_listeners, l))
                 net::check_port_free(l.name, l.listen, true);
+        reserved = reserve_ports(next, &running);
     } catch (const std::exception& e) {
         return fail(e.what());
     }
@@ -321,10 +288,6 @@ void Proxy::choose_receive_path() {
 
 void Proxy::start() {
     choose_receive_path();
-    for (const auto& l : config_.worker.listeners)
-        if (!l.share_port) net::check_port_free(l.name, l.listen, false);
-    for (const auto& l : config_.worker.udp_listeners)
-        if (!l.share_port) net::check_port_free(l.name, l.listen, true);
     configure_health(config_);
     auto settings = std::make_shared<const net::WorkerSettings>(config_.worker);
     for (unsigned i = 0; i < config_.workers; ++i) {
@@ -338,6 +301,7 @@ void Proxy::start() {
             throw;
         }
     }
+    reserved_.clear();  // every worker's socket holds the port-0 listeners' ports now
 }
 
 void Proxy::drain() {
@@ -407,26 +371,45 @@ void Proxy::report(std::ostream& out) const {
 // marks the largest of them. Read by tests and tools.
 std::string Proxy::stats_json(bool at_exit) const {
     std::ostringstream o;
-    auto section = [&](const char* title, const auto& fields, auto stats_of) {
+    // One section per stats list (net/base/stats.hpp): every stat by its key.
+    auto section = [&](const char* title, const auto& defs, auto stats_of, auto&& extra) {
         o << "\"" << title << "\": {";
         const char* sep = "";
-        for (const auto& f : fields) {
+        for (const auto& d : defs) {
             std::uint64_t n = 0;
             for (const auto& w : workers_) {
-                std::uint64_t v = (stats_of(*w).*f.field).get();
-                n = f.peak ? std::max(n, v) : n + v;
+                std::uint64_t v = (stats_of(*w).*d.field).get();
+                n = d.type == net::StatType::kPeak ? std::max(n, v) : n + v;
             }
-            o << sep << "\"" << f.name << "\": " << n;
+            o << sep << "\"" << d.json << "\": " << n;
             sep = ", ";
         }
+        extra();
         o << "}";
     };
     o << "{\"workers\": " << workers_.size() << ", ";
-    section("tcp", kTcpFields, [](const net::Worker& w) -> const W& { return w.tcp_stats(); });
+    section(
+        "tcp", net::kTcpStatDefs,
+        [](const net::Worker& w) -> const net::TcpStats& { return w.tcp_stats(); },
+        [&] {
+            o << ", \"closed_by\": {";
+            for (std::size_t how = 1; how < net::kAccessEnds; ++how) {
+                std::uint64_t n = 0;
+                for (const auto& w : workers_)
+                    n += w->tcp_stats().closed_by[how].get();
+                o << (how > 1 ? ", " : "") << "\"" << net::access_end_name(net::AccessEnd(how))
+                  << "\": " << n;
+            }
+            o << "}";
+        });
     o << ", ";
-    section("udp", kUdpFields, [](const net::Worker& w) -> const U& { return w.udp_stats(); });
+    section(
+        "udp", net::kUdpStatDefs,
+        [](const net::Worker& w) -> const net::UdpStats& { return w.udp_stats(); }, [] {});
     o << ", ";
-    section("ring", kRingFields, [](const net::Worker& w) -> const R& { return w.ring_stats(); });
+    section(
+        "ring", net::kRingStatDefs,
+        [](const net::Worker& w) -> const net::RingStats& { return w.ring_stats(); }, [] {});
     if (at_exit) {
         std::size_t pages = 0;
         long fds = 0;

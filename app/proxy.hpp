@@ -12,6 +12,7 @@
 #include "app/access_log.hpp"
 #include "app/config.hpp"
 #include "app/health.hpp"
+#include "net/base/fd.hpp"
 #include "net/worker/worker.hpp"
 
 namespace fp::app {
@@ -101,6 +102,9 @@ class Proxy {
     std::map<std::string, std::unique_ptr<net::UpstreamShared>> upstreams_;
     std::unique_ptr<HealthChecker> health_;  // once a listener checks (goes before upstreams_)
     std::vector<std::unique_ptr<net::Worker>> workers_;
+    // Sockets holding the ports the kernel picked for port-0 listeners until start() has bound
+    // every worker's there (listen_socket.hpp: reserve_port).
+    std::vector<net::Fd> reserved_;
     std::atomic<bool> draining_{false};
     std::atomic<std::uint64_t> reloads_ok_{0}, reloads_failed_{0};
 };

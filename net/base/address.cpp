@@ -13,7 +13,19 @@ bool SockAddr::unspecified() const noexcept {
     return IN6_IS_ADDR_UNSPECIFIED(&reinterpret_cast<const sockaddr_in6*>(&ss)->sin6_addr);
 }
 
-std::optional<SockAddr> parse_address(std::string_view text, std::string* why) {
+std::uint16_t SockAddr::port() const noexcept {
+    return ntohs(family() == AF_INET ? reinterpret_cast<const sockaddr_in*>(&ss)->sin_port
+                                     : reinterpret_cast<const sockaddr_in6*>(&ss)->sin6_port);
+}
+
+void SockAddr::set_port(std::uint16_t port) noexcept {
+    if (family() == AF_INET)
+        reinterpret_cast<sockaddr_in*>(&ss)->sin_port = htons(port);
+    else
+        reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port = htons(port);
+}
+
+std::optional<SockAddr> parse_address(std::string_view text, std::string* why, bool any_port) {
     auto fail = [&](const char* reason) -> std::optional<SockAddr> {
         if (why) *why = reason;
         return std::nullopt;
@@ -35,8 +47,9 @@ std::optional<SockAddr> parse_address(std::string_view text, std::string* why) {
     }
     unsigned p = 0;
     auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), p);
-    if (ec != std::errc() || end != port.data() + port.size() || p == 0 || p > 65535)
-        return fail("port must be 1..65535");
+    if (ec != std::errc() || end != port.data() + port.size() || (p == 0 && !any_port) || p > 65535)
+        return fail(any_port ? "port must be 0..65535 (0: the kernel picks one)"
+                             : "port must be 1..65535");
     SockAddr a;
     auto* v4 = reinterpret_cast<sockaddr_in*>(&a.ss);
     auto* v6 = reinterpret_cast<sockaddr_in6*>(&a.ss);

@@ -4,6 +4,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -19,9 +20,13 @@ struct SockAddr {
     std::string str() const;
     bool operator==(const SockAddr& o) const noexcept;
     bool unspecified() const noexcept;  // 0.0.0.0 or ::
+    std::uint16_t port() const noexcept;
+    void set_port(std::uint16_t port) noexcept;
 };
 
-// Null with a reason in *why when the text is not a numeric address with a port.
-std::optional<SockAddr> parse_address(std::string_view text, std::string* why = nullptr);
+// Null with a reason in *why when the text is not a numeric address with a port. any_port: port
+// 0 is taken too (a listen address: the kernel picks the port).
+std::optional<SockAddr> parse_address(std::string_view text, std::string* why = nullptr,
+                                      bool any_port = false);
 
 }  // namespace fp::net

@@ -51,6 +51,27 @@ void set_keepalive(int fd, const Keepalive& k, bool on) noexcept {
 
 // A socket without SO_REUSEPORT cannot bind where any socket is bound (TCP: SO_REUSEADDR still
 // lets it past connections in TIME_WAIT; UDP: SO_REUSEADDR would share the port, so not set).
+Fd reserve_port(const std::string& listener, SockAddr& addr, bool udp) {
+    Fd fd(::socket(addr.family(), (udp ? SOCK_DGRAM : SOCK_STREAM) | SOCK_CLOEXEC, 0));
+    if (fd.get() < 0)
+        throw std::system_error(errno, std::generic_category(), socket_error_context(listener));
+    int one = 1;
+    ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);  // (as the workers')
+    ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+    if (addr.family() == AF_INET6)
+        ::setsockopt(fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+    sockaddr_storage ss{};
+    socklen_t len = sizeof ss;
+    if (::bind(fd.get(), addr.sa(), addr.len) != 0 ||
+        ::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&ss), &len) != 0)
+        throw std::system_error(errno, std::generic_category(),
+                                "listener '" + listener + "': bind " + addr.str());
+    addr.set_port(ntohs(addr.family() == AF_INET
+                            ? reinterpret_cast<sockaddr_in*>(&ss)->sin_port
+                            : reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port));
+    return fd;
+}
+
 void check_port_free(const std::string& listener, const SockAddr& addr, bool udp) {
     int fd = ::socket(addr.family(), (udp ? SOCK_DGRAM : SOCK_STREAM) | SOCK_CLOEXEC, 0);
     if (fd < 0)

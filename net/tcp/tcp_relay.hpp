@@ -70,6 +70,7 @@
 #include "net/base/access_record.hpp"
 #include "net/base/fd.hpp"
 #include "net/base/state_table.hpp"
+#include "net/base/stats.hpp"
 #include "net/engine/reactor.hpp"
 #include "net/engine/recv_pages.hpp"
 #include "net/engine/slot_table.hpp"
@@ -79,36 +80,103 @@
 
 namespace fp::net {
 
+// The relay's statistics (net/base/stats.hpp): member, type, --stats-json key, /metrics family,
+// its labels, help.
+#define FP_TCP_STATS(X)                                                                            \
+    X(accepted, kCounter, "accepted", "fragproxy_tcp_accepted_total", "",                          \
+      "TCP connections accepted (by listener: fragproxy_connections_total).")                      \
+    X(refused, kCounter, "refused", "fragproxy_tcp_refused_total", "",                             \
+      "TCP connections refused at accept or after their preface (by listener and reason: "         \
+      "fragproxy_connections_rejected_total).")                                                    \
+    X(closed, kCounter, "closed", "fragproxy_tcp_closed_total", "",                                \
+      "TCP connections closed (by how: fragproxy_connections_closed_total).")                      \
+    X(resets, kCounter, "resets", "fragproxy_connections_reset_total", "",                         \
+      "TCP connections closed with a reset (RST), whatever the reason.")                           \
+    X(cut, kCounter, "cut_with_data", "fragproxy_connections_cut_total", "",                       \
+      "TCP connections closed with data still queued (always a reset).")                           \
+    X(upstream_failures, kCounter, "upstream_failures", "fragproxy_tcp_upstream_failures_total",   \
+      "",                                                                                          \
+      "Upstream connects that failed (by upstream: fragproxy_upstream_connect_failures_total).")   \
+    X(retries, kCounter, "retries", "fragproxy_upstream_retries_total", "",                        \
+      "Connects tried on the next upstream after one failed.")                                     \
+    X(connect_timeouts, kCounter, "connect_timeouts", "fragproxy_timeouts_total",                  \
+      "kind=\"connect\"", "Connections ended by a timeout.")                                       \
+    X(idle_timeouts, kCounter, "idle_timeouts", "fragproxy_timeouts_total", "kind=\"idle\"", "")   \
+    X(send_stalls, kCounter, "send_stalls", "fragproxy_timeouts_total", "kind=\"send_stall\"", "") \
+    X(bytes_client, kCounter, "bytes_client_to_upstream", "fragproxy_tcp_bytes_total",             \
+      "direction=\"client_to_upstream\"",                                                          \
+      "TCP payload bytes received, by direction (by listener: fragproxy_bytes_total).")            \
+    X(bytes_upstream, kCounter, "bytes_upstream_to_client", "fragproxy_tcp_bytes_total",           \
+      "direction=\"upstream_to_client\"", "")                                                      \
+    X(starved, kCounter, "recv_buffer_waits", "fragproxy_recv_buffer_waits_total",                 \
+      "protocol=\"tcp\"", "Receives that waited for receive buffers.")                             \
+    X(pressure_pauses, kCounter, "pressure_pauses", "fragproxy_pressure_pauses_total", "",         \
+      "Receives paused by the memory budget below max_inflight.")                                  \
+    X(collapses, kCounter, "collapses", "fragproxy_collapses_total", "",                           \
+      "Stuck queues copied into compact fragments under memory pressure.")                         \
+    X(collapsed_bytes, kCounter, "collapsed_bytes", "fragproxy_collapsed_bytes_total", "",         \
+      "Bytes those collapses copied.")                                                             \
+    X(collapse_failures, kCounter, "collapse_failures", "fragproxy_collapse_failures_total", "",   \
+      "Collapses that found no memory to copy into.")                                              \
+    X(clamps, kCounter, "buffer_clamps", "fragproxy_buffer_clamps_total", "action=\"clamp\"",      \
+      "Kernel socket buffers clamped behind a stuck peer, and given back once it caught up.")      \
+    X(unclamps, kCounter, "buffer_unclamps", "fragproxy_buffer_clamps_total",                      \
+      "action=\"unclamp\"", "")                                                                    \
+    X(fd_exhausted, kCounter, "fd_exhausted", "fragproxy_fd_exhausted_total", "",                  \
+      "Accepts or upstream sockets that failed for want of file descriptors (EMFILE, ENFILE).")    \
+    X(accept_pauses, kCounter, "accept_pauses", "fragproxy_accept_pauses_total", "",               \
+      "Times accepting paused for want of file descriptors.")                                      \
+    X(direct_sides, kCounter, "direct_sides", "fragproxy_tcp_direct_sides_total", "",              \
+      "Client and upstream sockets made as io_uring direct descriptors.")                          \
+    X(fd_installs, kCounter, "fd_installs", "fragproxy_tcp_fd_installs_total", "",                 \
+      "Plain fds installed for direct descriptors (the memory budget's syscalls).")                \
+    X(sockopt_failures, kCounter, "sockopt_failures", "fragproxy_tcp_sockopt_failures_total", "",  \
+      "Socket commands (setsockopt through the ring) that failed.")                                \
+    X(fin_by_close, kCounter, "fin_by_close", "fragproxy_tcp_fin_by_close_total", "",              \
+      "Last FINs passed on by the close, without a shutdown.")                                     \
+    X(close_cancels, kCounter, "close_cancels", "fragproxy_tcp_close_cancels_total", "",           \
+      "Sides with an operation in flight at their close, cancelled.")                              \
+    X(zc_sends, kCounter, "zc_sends", "fragproxy_tcp_zerocopy_sends_total", "",                    \
+      "Zero-copy sends (io_uring.send_zc).")                                                       \
+    X(zc_copied, kCounter, "zc_copied", "fragproxy_tcp_zerocopy_copied_total", "",                 \
+      "Zero-copy sends the kernel copied after all.")                                              \
+    X(recv_bundles, kCounter, "recv_bundles", "fragproxy_tcp_recv_bundles_total", "",              \
+      "Receive completions that filled more than one buffer (bundles).")                           \
+    X(live, kGauge, "live_connections", "fragproxy_tcp_connections_live", "",                      \
+      "TCP connections this worker holds (published once a second).")                              \
+    X(queued_bytes, kGauge, "queued_bytes", "fragproxy_tcp_queued_bytes", "",                      \
+      "Bytes queued toward slow peers (published once a second).")                                 \
+    X(queue_peak, kPeak, "queue_peak_bytes", "fragproxy_tcp_queue_peak_bytes", "",                 \
+      "The largest send queue seen, in bytes.")                                                    \
+    X(pressure_level, kGauge, "pressure_level", "fragproxy_memory_pressure", "",                   \
+      "0 below, 1 pressure, 2 above (published once a second).")                                   \
+    X(pages_in_use, kGauge, "pages_in_use", "fragproxy_alloc_pages_in_use", "",                    \
+      "Pages of the TCP arena in use (published once a second).")                                  \
+    X(frags, kCounter, "fragments", "fragproxy_alloc_fragments_total", "arena=\"tcp\"",            \
+      "Fragments received into (one per receive buffer filled).")                                  \
+    X(page_drains, kCounter, "page_drains", "fragproxy_alloc_drains_total", "",                    \
+      "A closing connection's queued fragments released, one call per page.")                      \
+    X(pages_reused, kCounter, "pages_reused", "fragproxy_alloc_page_reuse_total",                  \
+      "arena=\"tcp\",how=\"in_place\"",                                                            \
+      "Receive pages charged again in place once all their fragments came back, or new from "      \
+      "the pool (published once a second).")                                                       \
+    X(pages_new, kCounter, "pages_new", "fragproxy_alloc_page_reuse_total",                        \
+      "arena=\"tcp\",how=\"new\"", "")                                                             \
+    X(illegal_transitions, kCounter, "illegal_transitions", "fragproxy_illegal_transitions_total", \
+      "protocol=\"tcp\"", "State changes the state table lacks (a bug; 0 expected).")
+
 struct TcpStats {
-    Counter accepted, refused, closed, resets, upstream_failures, bytes_client, bytes_upstream;
-    Counter idle_timeouts, starved;
-    Counter connect_timeouts;  // connects that did not complete within timeouts.connect
-    Counter retries;           // connects tried on the next upstream after one failed
-    Counter cut;               // connections closed with queued data discarded (always a reset)
-    Counter send_stalls;       // queues that made no progress for timeouts.send_stall: reset
-    Counter pressure_pauses;   // receives paused by the memory budget below max_inflight
-    Counter collapses, collapsed_bytes;  // stuck queues copied into compact fragments, and bytes
-    Counter collapse_failures;           // collapses that found no memory to copy into
-    Counter clamps, unclamps;     // kernel buffers clamped behind a stuck peer, and given back
-    Counter fd_exhausted;         // accepts or upstream sockets that failed with EMFILE/ENFILE
-    Counter accept_pauses;        // times accepting paused for want of file descriptors
-    Counter direct_sides;         // client and upstream sockets made as direct descriptors
-    Counter fd_installs;          // plain fds installed for direct ones (the memory budget's)
-    Counter sockopt_failures;     // socket commands (setsockopt through the ring) that failed
-    Counter fin_by_close;         // last FINs passed on by the close, without a shutdown
-    Counter close_cancels;        // sides with an op in flight at their close, cancelled
-    Counter zc_sends, zc_copied;  // zero-copy sends, and those the kernel copied after all
-    Counter recv_bundles;         // receive completions that filled more than one buffer
-    // Gauges, published once a second (tick) for other threads.
-    Counter pages_in_use, queued_bytes, pressure_level, live;
-    Counter queue_peak;  // the largest send queue seen, in bytes (a high-water mark)
-    // The allocator, for the receives: fragments received into, one-call drains of a page's
-    // fragments (a closing connection's queue); pages reused in place or new (published).
-    Counter frags, page_drains, pages_reused, pages_new;
-    Counter illegal_transitions;  // connection state changes the table lacks (a bug)
-    // Connections closed, by how they ended (AccessEnd: what the access log says too).
+    FP_TCP_STATS(FP_STAT_MEMBER)
+    // Connections closed, by how they ended (AccessEnd: what the access log says too):
+    // --stats-json tcp.closed_by.<end>, fragproxy_connections_closed_total{how="<end>"}.
     Counter closed_by[kAccessEnds];
 };
+
+namespace tcp_stats {
+using Self = TcpStats;
+inline constexpr StatDef<Self> kDefs[] = {FP_TCP_STATS(FP_STAT_DEF)};
+}  // namespace tcp_stats
+inline constexpr std::span<const StatDef<TcpStats>> kTcpStatDefs = tcp_stats::kDefs;
 
 class TcpRelay {
   public:

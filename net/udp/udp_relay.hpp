@@ -39,6 +39,7 @@
 #include "net/base/access_record.hpp"
 #include "net/base/fd.hpp"
 #include "net/base/state_table.hpp"
+#include "net/base/stats.hpp"
 #include "net/engine/reactor.hpp"
 #include "net/engine/recv_pages.hpp"
 #include "net/engine/slot_table.hpp"
@@ -48,18 +49,55 @@
 
 namespace fp::net {
 
+// The relay's statistics (net/base/stats.hpp): member, type, --stats-json key, /metrics family,
+// its labels, help.
+#define FP_UDP_STATS(X)                                                                            \
+    X(datagrams_in, kCounter, "datagrams_in", "fragproxy_udp_worker_datagrams_total",              \
+      "direction=\"in\"",                                                                          \
+      "UDP datagrams received from clients (in) and sent to them (out), by worker (by "            \
+      "listener: fragproxy_udp_datagrams_total).")                                                 \
+    X(datagrams_out, kCounter, "datagrams_out", "fragproxy_udp_worker_datagrams_total",            \
+      "direction=\"out\"", "")                                                                     \
+    X(sessions, kCounter, "sessions", "fragproxy_udp_worker_sessions_total", "",                   \
+      "UDP sessions opened, by worker (by listener: fragproxy_udp_sessions_total).")               \
+    X(sessions_expired, kCounter, "sessions_expired", "fragproxy_udp_sessions_expired_total", "",  \
+      "UDP sessions ended by their session_timeout.")                                              \
+    X(sessions_refused, kCounter, "sessions_refused", "fragproxy_udp_dropped_total",               \
+      "reason=\"session_refused\"", "UDP datagrams or sessions dropped.")                          \
+    X(dropped_no_buffer, kCounter, "dropped_no_buffer", "fragproxy_udp_dropped_total",             \
+      "reason=\"no_buffer\"", "")                                                                  \
+    X(dropped_responses, kCounter, "dropped_responses", "fragproxy_udp_dropped_total",             \
+      "reason=\"max_responses\"", "")                                                              \
+    X(upstream_errors, kCounter, "upstream_errors", "fragproxy_udp_dropped_total",                 \
+      "reason=\"upstream_error\"", "")                                                             \
+    X(denied, kCounter, "denied", "fragproxy_udp_dropped_total", "reason=\"denied\"", "")          \
+    X(dropped_no_upstream, kCounter, "dropped_no_upstream", "fragproxy_udp_dropped_total",         \
+      "reason=\"no_upstream\"", "")                                                                \
+    X(sends, kCounter, "sends", "fragproxy_udp_sends_total", "",                                   \
+      "UDP sendmsg calls (one per batch of datagrams).")                                           \
+    X(gso_refused, kCounter, "gso_refused", "fragproxy_udp_gso_refused_total", "",                 \
+      "UDP GSO batches the path refused (sent again one by one).")                                 \
+    X(buffer_waits, kCounter, "buffer_waits", "fragproxy_recv_buffer_waits_total",                 \
+      "protocol=\"udp\"", "")                                                                      \
+    X(live, kGauge, "live_sessions", "fragproxy_udp_sessions_active", "",                          \
+      "UDP sessions established (published once a second).")                                       \
+    X(frags, kCounter, "fragments", "fragproxy_alloc_fragments_total", "arena=\"udp\"", "")        \
+    X(pages_reused, kCounter, "pages_reused", "fragproxy_alloc_page_reuse_total",                  \
+      "arena=\"udp\",how=\"in_place\"", "")                                                        \
+    X(pages_new, kCounter, "pages_new", "fragproxy_alloc_page_reuse_total",                        \
+      "arena=\"udp\",how=\"new\"", "")                                                             \
+    X(illegal_transitions, kCounter, "illegal_transitions", "fragproxy_illegal_transitions_total", \
+      "protocol=\"udp\"", "")
+
 struct UdpStats {
-    Counter datagrams_in, datagrams_out, sessions, sessions_expired, sessions_refused;
-    Counter dropped_no_buffer, upstream_errors;
-    Counter sends, gso_refused;   // sendmsg calls (one per batch); GSO batches the path refused
-    Counter buffer_waits;         // receives that waited for buffers (the ring ran dry)
-    Counter dropped_responses;    // upstream datagrams past max_responses per client datagram
-    Counter denied;               // datagrams of clients allow/deny refused a session
-    Counter dropped_no_upstream;  // datagrams of new clients while every upstream was out
-    Counter live;                 // sessions established (a gauge, published once a second)
-    Counter frags, pages_reused, pages_new;  // as TcpStats: the datagrams' receive buffers
-    Counter illegal_transitions;             // session state changes the table lacks (a bug)
+    FP_UDP_STATS(FP_STAT_MEMBER)
 };
+
+namespace udp_stats {
+using Self = UdpStats;
+inline constexpr StatDef<Self> kDefs[] = {FP_UDP_STATS(FP_STAT_DEF)};
+}  // namespace udp_stats
+inline constexpr std::span<const StatDef<UdpStats>> kUdpStatDefs = udp_stats::kDefs;
 
 class UdpRelay {
   public:

@@ -18,6 +18,7 @@
 #include <thread>
 #include <vector>
 
+#include "net/base/stats.hpp"
 #include "net/engine/reactor.hpp"
 #include "net/engine/ring.hpp"
 #include "net/policy/settings.hpp"
@@ -26,11 +27,26 @@
 
 namespace fp::net {
 
-// The ring's work, for the cost per byte: SQEs submitted, CQEs handled, io_uring_enter calls.
+// The ring's work, for the cost per byte (net/base/stats.hpp).
+#define FP_RING_STATS(X)                                                                          \
+    X(sqes, kCounter, "sqes", "fragproxy_ring_submits_total", "",                                 \
+      "SQEs submitted to the worker's ring.")                                                     \
+    X(cqes, kCounter, "cqes", "fragproxy_ring_cqes_total", "", "CQEs handled.")                   \
+    X(enters, kCounter, "enters", "fragproxy_ring_enters_total", "",                              \
+      "io_uring_enter calls (submit and wait: one per pass, two for a batch wait with something " \
+      "to submit).")                                                                              \
+    X(batch_waits, kCounter, "batch_waits", "fragproxy_ring_batch_waits_total", "",               \
+      "Waits of a worker busy with UDP for a batch of CQEs, bounded by io_uring.batch_wait_us.")
+
 struct RingStats {
-    Counter sqes, cqes, enters;
-    Counter batch_waits;  // waits for a batch of CQEs with a minimum timeout (batch_wait_us)
+    FP_RING_STATS(FP_STAT_MEMBER)
 };
+
+namespace ring_stats {
+using Self = RingStats;
+inline constexpr StatDef<Self> kDefs[] = {FP_RING_STATS(FP_STAT_DEF)};
+}  // namespace ring_stats
+inline constexpr std::span<const StatDef<RingStats>> kRingStatDefs = ring_stats::kDefs;
 
 class Worker {
   public:

@@ -158,7 +158,8 @@ class Proxy:
         self.binary = binary
         self.prefix = list(prefix)  # e.g. ["prlimit", "--nofile=64:64"]
         self.stats_path = tempfile.mktemp(suffix=".json")
-        self.args = ["--stats-json", self.stats_path, *args]
+        self.ready_path = tempfile.mktemp(suffix=".ready.json")
+        self.args = ["--stats-json", self.stats_path, "--ready-file", self.ready_path, *args]
         fd, self.config = tempfile.mkstemp(suffix=".yaml")
         os.close(fd)
         self.io_uring = io_uring
@@ -175,9 +176,11 @@ class Proxy:
                          config_text(listeners, workers, memory, drain, extra, self.io_uring))
 
     def start(self, listen_probe=None):
-        """Runs the proxy; returns once every worker is set up (the start banner, printed after
-        the last worker's listeners are bound and armed) and, given listen_probe (host, port),
+        """Runs the proxy; returns once every worker is set up (the ready record, --ready-file,
+        written once every listener is bound and armed) and, given listen_probe (host, port),
         a TCP connection to it succeeds."""
+        if os.path.exists(self.ready_path):  # (an earlier run's)
+            os.unlink(self.ready_path)
         self.proc = subprocess.Popen([*self.prefix, self.binary, "-c", self.config, *self.args],
                                      stdout=self.log, stderr=subprocess.STDOUT, env=self.env)
         CHILDREN.append(self.proc)
@@ -189,7 +192,7 @@ class Proxy:
                     skip("io_uring or a feature of it is missing here: "
                          + out.strip().splitlines()[-1])
                 raise RuntimeError("fragproxy exited at start:\n" + out)
-            if " worker(s)\n" not in self.output():
+            if not os.path.exists(self.ready_path):
                 return False
             if listen_probe is None:
                 return True
@@ -200,6 +203,20 @@ class Proxy:
                 return False
         wait_for(ready, 10, "fragproxy to start")
         return self
+
+    def ready(self):
+        """The ready record: {"pid", "listeners": [{"name", "protocol", "address"}], "admin"}
+        (rewritten after each reload)."""
+        with open(self.ready_path) as f:
+            return json.load(f)
+
+    def address(self, name):
+        """(host, port) a listener is bound to, by name, from the ready record."""
+        for l in self.ready()["listeners"]:
+            if l["name"] == name:
+                host, _, port = l["address"].rpartition(":")
+                return host.strip("[]"), int(port)
+        raise KeyError(name)
 
     def stats(self):
         """Every counter, from --stats-json: written on SIGUSR1 while running, and at exit."""

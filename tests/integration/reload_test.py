@@ -59,8 +59,9 @@ def echo_once(port, data=b"ping"):
         assert got == data
 
 
-async def long_lived(port, stop, pool):
-    """Sends 16 KiB chunks and compares each echo exactly until stop; then a clean close."""
+async def long_lived(port, stop, pool, up):
+    """Sends 16 KiB chunks and compares each echo exactly until stop; then a clean close.
+    up: a list of asyncio.Event, one of which it sets once its first echo is back."""
     r, w = await asyncio.open_connection(LOCAL, port)
     n = off = 0
     while not stop.is_set():
@@ -71,6 +72,8 @@ async def long_lived(port, stop, pool):
         got = await asyncio.wait_for(r.readexactly(len(chunk)), 10)
         assert got == chunk, "an echo differs"
         n += len(chunk)
+        if n == len(chunk):
+            up.pop().set()
         await asyncio.sleep(0.02)  # pacing, not synchronisation: 100 of these share the loop
     w.write_eof()
     assert await asyncio.wait_for(r.read(), 10) == b""
@@ -131,9 +134,12 @@ def case_under_load():
     async def main():
         stop = asyncio.Event()
         pool = os.urandom(1 << 20)
-        conns = [asyncio.create_task(long_lived(stay, stop, pool)) for _ in range(100)]
+        started = [asyncio.Event() for _ in range(100)]
+        events = list(started)
+        conns = [asyncio.create_task(long_lived(stay, stop, pool, events)) for _ in range(100)]
         looping = asyncio.create_task(connect_loop(stay, stop))
-        await asyncio.sleep(0.2)  # let them start (they are checked at the end either way)
+        # Every connection relays before the first reload.
+        await asyncio.wait_for(asyncio.gather(*(e.wait() for e in started)), 30)
         try:
             await asyncio.to_thread(driver)
         finally:
@@ -214,6 +220,50 @@ def case_udp_listener_added_and_removed():
     d.close()
     up.stop()
     tcp_up.stop()
+
+
+def case_port_zero():
+    """Listeners and the admin endpoint on port 0: the kernel picks each port, every worker's
+    socket binds that same one, and the ready record (--ready-file) names them; a reload keeps a
+    port-0 listener's port while its name stays, a new one gets its own, and the record is
+    rewritten."""
+    up, uup = Echo(), UdpEcho()
+    zt = listener("zt", 0, up.port)
+    zu = listener("zu", 0, uup.port, protocol="udp")
+    p = Proxy(BINARY, [zt, zu], workers=2, extra=[f'admin: {{listen: "{LOCAL}:0"}}'])
+    p.start()
+    r = p.ready()
+    assert r["pid"] == p.proc.pid, r
+    host, tport = p.address("zt")
+    _, uport = p.address("zu")
+    assert host == LOCAL and tport and uport, r
+    admin = int(r["admin"].rpartition(":")[2])
+    assert admin and r["admin"] == f"{LOCAL}:{admin}", r
+    for _ in range(40):
+        echo_once(tport)
+    m = metrics(admin)
+    per_worker = [total(m, "fragproxy_tcp_accepted_total", worker=str(w)) for w in (0, 1)]
+    assert sum(per_worker) == 40 and min(per_worker) > 0, per_worker  # both workers' sockets
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    u.settimeout(5)
+    u.sendto(b"dgram", (LOCAL, uport))
+    assert u.recvfrom(100)[0] == b"dgram"
+    # A reload: zt and zu keep their ports, zn is new and gets one of its own.
+    p.write_config([zt, zu, listener("zn", 0, up.port)], workers=2,
+                   extra=[f'admin: {{listen: "{LOCAL}:0"}}'])
+    p.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: "zn" in {l["name"] for l in p.ready()["listeners"]}, 10, "the new record")
+    assert p.address("zt")[1] == tport and p.address("zu")[1] == uport, p.ready()
+    nport = p.address("zn")[1]
+    assert nport and nport not in (tport, uport), p.ready()
+    echo_once(nport)
+    echo_once(tport)
+    u.sendto(b"again", (LOCAL, uport))
+    assert u.recvfrom(100)[0] == b"again"
+    u.close()
+    up.stop()
+    uup.stop()
+    p.finish()
 
 
 if __name__ == "__main__":

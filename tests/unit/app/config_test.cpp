@@ -80,7 +80,8 @@ TEST_CASE("bad configs are rejected with file:line:col") {
           "f.yaml:5:22: listeners[0].max_connections = 0 is out of range 1..1000000");
     CHECK(error_of("listeners:\n  - name: a\n    listen: 127.0.0.1:99999\n    upstreams: "
                    "[127.0.0.1:2]\n") ==
-          "f.yaml:3:13: listeners[0].listen '127.0.0.1:99999': port must be 1..65535");
+          "f.yaml:3:13: listeners[0].listen '127.0.0.1:99999': port must be 0..65535 (0: the "
+          "kernel picks one)");
     CHECK(
         error_of(
             "listeners:\n  - name: a\n    listen: localhost:80\n    upstreams: [127.0.0.1:2]\n") ==

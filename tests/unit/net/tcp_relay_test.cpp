@@ -447,7 +447,8 @@ TEST_CASE("scripted TCP: the upstream resets with the client's bytes queued: a c
     rig.pump();
     CHECK(rig.stats.cut.get() == 1);
     CHECK(rig.stats.resets.get() == 1);
-    rig.settle();  // the send in flight and the client's receive
+    rig.settle();                             // the send in flight and the client's receive
+    CHECK(rig.stats.page_drains.get() == 1);  // the queue released in one call for its page
     CHECK(rig.relay->idle());
     CHECK(end_count(rig.stats, net::AccessEnd::kReset) == 1);
 }
