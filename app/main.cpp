@@ -40,9 +40,13 @@ sigset_t stop_signals() {
 // Writing the stats needs a descriptor even when the workers have used them all: one is kept
 // in reserve (/dev/null) and given up for the moment of the write.
 int spare_fd = -1;
+// The spare descriptor and the files written with it: the stats (main thread) and the ready
+// record (after a reload: the main thread on SIGHUP, the admin thread on POST /reload).
+std::mutex files_mu;
 
 void write_stats(const fp::app::Proxy& proxy, const std::string& path, bool at_exit) {
     if (path.empty()) return;
+    std::lock_guard lock(files_mu);
     if (spare_fd >= 0) ::close(spare_fd);
     std::string tmp = path + ".tmp";
     {
@@ -56,12 +60,11 @@ void write_stats(const fp::app::Proxy& proxy, const std::string& path, bool at_e
 // --ready-file: {"pid": N, "listeners": [{"name", "protocol", "address"}, ...], "admin": ADDR or
 // null}, written once every listener is bound (the kernel's ports for port-0 ones) and again
 // after each reload; to a temporary file renamed over it, so a reader never sees half of it.
-std::mutex ready_mu;  // (a reload from the admin thread and one from SIGHUP)
 
 void write_ready(const std::string& path, const fp::app::Config& running,
                  const std::string& admin) {
     if (path.empty()) return;
-    std::lock_guard lock(ready_mu);
+    std::lock_guard lock(files_mu);
     using fp::app::json_quoted;
     std::string o = "{\"pid\": " + std::to_string(::getpid()) + ", \"listeners\": [";
     auto each = [&](const auto& list, const char* protocol) {
