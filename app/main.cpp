@@ -44,27 +44,30 @@ int spare_fd = -1;
 // record (after a reload: the main thread on SIGHUP, the admin thread on POST /reload).
 std::mutex files_mu;
 
-void write_stats(const fp::app::Proxy& proxy, const std::string& path, bool at_exit) {
-    if (path.empty()) return;
+// Writes `text` to a temporary file renamed over `path`, so a reader never sees half of it.
+void write_atomically(const std::string& path, const std::string& text, const char* what) {
     std::lock_guard lock(files_mu);
     if (spare_fd >= 0) ::close(spare_fd);
-    std::string tmp = path + ".tmp";
+    const std::string tmp = path + ".tmp";
     {
         std::ofstream out(tmp);
-        out << proxy.stats_json(at_exit);
+        out << text;
     }
-    std::rename(tmp.c_str(), path.c_str());  // readers never see half a file
+    if (std::rename(tmp.c_str(), path.c_str()) != 0)
+        std::cerr << "fragproxy: " << what << " " << path << ": " << std::strerror(errno) << "\n";
     spare_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+}
+
+void write_stats(const fp::app::Proxy& proxy, const std::string& path, bool at_exit) {
+    if (!path.empty()) write_atomically(path, proxy.stats_json(at_exit), "--stats-json");
 }
 
 // --ready-file: {"pid": N, "listeners": [{"name", "protocol", "address"}, ...], "admin": ADDR or
 // null}, written once every listener is bound (the kernel's ports for port-0 ones) and again
-// after each reload; to a temporary file renamed over it, so a reader never sees half of it.
-
+// after each reload.
 void write_ready(const std::string& path, const fp::app::Config& running,
                  const std::string& admin) {
     if (path.empty()) return;
-    std::lock_guard lock(files_mu);
     using fp::app::json_quoted;
     std::string o = "{\"pid\": " + std::to_string(::getpid()) + ", \"listeners\": [";
     auto each = [&](const auto& list, const char* protocol) {
@@ -76,15 +79,7 @@ void write_ready(const std::string& path, const fp::app::Config& running,
     each(running.worker.listeners, "tcp");
     each(running.worker.udp_listeners, "udp");
     o += "], \"admin\": " + (admin.empty() ? std::string("null") : json_quoted(admin)) + "}\n";
-    if (spare_fd >= 0) ::close(spare_fd);
-    const std::string tmp = path + ".tmp";
-    {
-        std::ofstream out(tmp);
-        out << o;
-    }
-    if (std::rename(tmp.c_str(), path.c_str()) != 0)
-        std::cerr << "fragproxy: --ready-file " << path << ": " << std::strerror(errno) << "\n";
-    spare_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+    write_atomically(path, o, "--ready-file");
 }
 
 // A proxy needs a descriptor per client and per upstream: take the hard limit, and say so when

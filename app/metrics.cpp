@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "app/json.hpp"
 #include "app/proxy.hpp"
 #include "net/base/stats.hpp"
 
@@ -17,7 +18,12 @@ struct Family {
     std::string name;
     net::StatType type;
     std::string help;
+    std::vector<std::string> labels;  // each label set it has besides worker (the README's table)
     std::string samples;
+    void sample(std::size_t worker, const std::string& with, std::uint64_t value) {
+        samples += name + "{worker=\"" + std::to_string(worker) + '"' +
+                   (with.empty() ? "" : "," + with) + "} " + std::to_string(value) + '\n';
+    }
 };
 
 class Families {
@@ -28,18 +34,16 @@ class Families {
                 if (f.help.empty()) f.help = help;
                 return f;
             }
-        return list_.emplace_back(Family{name, type, help, {}});
+        return list_.emplace_back(Family{name, type, help, {}, {}});
     }
     // One sample per worker of each stat in `defs`.
     template <class Stats, class Get>
     void add(std::span<const net::StatDef<Stats>> defs, std::size_t workers, Get stats_of) {
         for (const auto& d : defs) {
             Family& f = of(d.metric, d.type, d.help);
-            for (std::size_t w = 0; w < workers; ++w) {
-                f.samples += std::string(d.metric) + "{worker=\"" + std::to_string(w) + '"';
-                if (*d.labels) f.samples += std::string(",") + d.labels;
-                f.samples += "} " + std::to_string((stats_of(w).*d.field).get()) + '\n';
-            }
+            if (*d.labels) f.labels.push_back(d.labels);
+            for (std::size_t w = 0; w < workers; ++w)
+                f.sample(w, d.labels, (stats_of(w).*d.field).get());
         }
     }
     const std::vector<Family>& list() const { return list_; }
@@ -106,11 +110,13 @@ std::vector<Family> stat_families(const Proxy* proxy) {
     fs.add(net::kTcpStatDefs, n,
            [&](std::size_t w) -> const net::TcpStats& { return workers[w]->tcp_stats(); });
     Family& closed = fs.of(kClosedFamily, net::StatType::kCounter, kClosedHelp);
-    for (std::size_t how = 1; how < net::kAccessEnds; ++how)  // (0, kNone: no closed one has it)
+    for (std::size_t how = 1; how < net::kAccessEnds; ++how) {  // (0, kNone: no closed one has)
+        const std::string with =
+            std::string("how=\"") + net::access_end_name(net::AccessEnd(how)) + '"';
+        closed.labels.push_back(with);
         for (std::size_t i = 0; i < n; ++i)
-            closed.samples += std::string(kClosedFamily) + "{worker=\"" + std::to_string(i) +
-                              "\",how=\"" + net::access_end_name(net::AccessEnd(how)) + "\"} " +
-                              std::to_string(workers[i]->tcp_stats().closed_by[how].get()) + '\n';
+            closed.sample(i, with, workers[i]->tcp_stats().closed_by[how].get());
+    }
     fs.add(net::kUdpStatDefs, n,
            [&](std::size_t w) -> const net::UdpStats& { return workers[w]->udp_stats(); });
     fs.add(net::kRingStatDefs, n,
@@ -136,31 +142,10 @@ std::string stats_table() {
         }
         return o;
     };
-    std::vector<std::pair<std::string, std::vector<std::string>>> labels;  // by family
-    auto note = [&](const char* family, const char* l) {
-        for (auto& [name, ls] : labels)
-            if (name == family) {
-                if (*l) ls.push_back(l);
-                return;
-            }
-        labels.push_back({family, {}});
-        if (*l) labels.back().second.push_back(l);
-    };
-    for (const auto& d : net::kTcpStatDefs)
-        note(d.metric, d.labels);
-    for (std::size_t how = 1; how < net::kAccessEnds; ++how)
-        note(kClosedFamily,
-             (std::string("how=\"") + net::access_end_name(net::AccessEnd(how)) + '"').c_str());
-    for (const auto& d : net::kUdpStatDefs)
-        note(d.metric, d.labels);
-    for (const auto& d : net::kRingStatDefs)
-        note(d.metric, d.labels);
     for (const Family& f : stat_families(nullptr)) {
         std::string ls;
-        for (const auto& [name, l] : labels)
-            if (name == f.name)
-                for (const std::string& one : l)
-                    ls += (ls.empty() ? "`" : ", `") + one + "`";
+        for (const std::string& one : f.labels)
+            ls += (ls.empty() ? "`" : ", `") + one + "`";
         out += "| `" + f.name + "` | " + net::stat_type_name(f.type) + " | " + cell(ls) + " | " +
                cell(f.help) + " |\n";
     }
@@ -171,19 +156,11 @@ std::string stats_table() {
 // the lists, for tests.
 std::string stats_list_json() {
     std::string out = "[";
-    auto esc = [](const char* v) {
-        std::string o;
-        for (const char* c = v; *c; ++c) {
-            if (*c == '"' || *c == '\\') o += '\\';
-            o += *c;
-        }
-        return o;
-    };
     auto list = [&](const char* section, const auto& defs) {
         for (const auto& d : defs)
             out += std::string(out.size() > 1 ? ",\n " : "") + "{\"section\": \"" + section +
                    "\", \"key\": \"" + d.json + "\", \"metric\": \"" + d.metric +
-                   "\", \"labels\": \"" + esc(d.labels) + "\", \"type\": \"" +
+                   "\", \"labels\": " + json_quoted(d.labels) + ", \"type\": \"" +
                    (d.type == net::StatType::kPeak ? "peak" : net::stat_type_name(d.type)) + "\"}";
     };
     list("tcp", net::kTcpStatDefs);

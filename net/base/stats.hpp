@@ -39,6 +39,12 @@ struct StatDef {
 }  // namespace fp::net
 
 #define FP_STAT_MEMBER(member, type, json, metric, labels, help) ::fp::Counter member;
-// (inside a scope where Self names the stats struct)
 #define FP_STAT_DEF(member, type, json, metric, labels, help) \
     ::fp::net::StatDef<Self>{json, metric, labels, ::fp::net::StatType::type, help, &Self::member},
+// After the struct: `table`, the StatDefs of `Stats` from its LIST.
+#define FP_STAT_TABLE(table, Stats, LIST)                                        \
+    namespace table##_detail {                                                   \
+        using Self = Stats;                                                      \
+        inline constexpr ::fp::net::StatDef<Self> kDefs[] = {LIST(FP_STAT_DEF)}; \
+    }                                                                            \
+    inline constexpr std::span<const ::fp::net::StatDef<Stats>> table = table##_detail::kDefs;

@@ -172,11 +172,7 @@ struct TcpStats {
     Counter closed_by[kAccessEnds];
 };
 
-namespace tcp_stats {
-using Self = TcpStats;
-inline constexpr StatDef<Self> kDefs[] = {FP_TCP_STATS(FP_STAT_DEF)};
-}  // namespace tcp_stats
-inline constexpr std::span<const StatDef<TcpStats>> kTcpStatDefs = tcp_stats::kDefs;
+FP_STAT_TABLE(kTcpStatDefs, TcpStats, FP_TCP_STATS)
 
 class TcpRelay {
   public:

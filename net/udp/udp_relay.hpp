@@ -93,11 +93,7 @@ struct UdpStats {
     FP_UDP_STATS(FP_STAT_MEMBER)
 };
 
-namespace udp_stats {
-using Self = UdpStats;
-inline constexpr StatDef<Self> kDefs[] = {FP_UDP_STATS(FP_STAT_DEF)};
-}  // namespace udp_stats
-inline constexpr std::span<const StatDef<UdpStats>> kUdpStatDefs = udp_stats::kDefs;
+FP_STAT_TABLE(kUdpStatDefs, UdpStats, FP_UDP_STATS)
 
 class UdpRelay {
   public:

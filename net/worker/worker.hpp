@@ -42,11 +42,7 @@ struct RingStats {
     FP_RING_STATS(FP_STAT_MEMBER)
 };
 
-namespace ring_stats {
-using Self = RingStats;
-inline constexpr StatDef<Self> kDefs[] = {FP_RING_STATS(FP_STAT_DEF)};
-}  // namespace ring_stats
-inline constexpr std::span<const StatDef<RingStats>> kRingStatDefs = ring_stats::kDefs;
+FP_STAT_TABLE(kRingStatDefs, RingStats, FP_RING_STATS)
 
 class Worker {
   public:
