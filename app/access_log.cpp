@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <ctime>
 #include <system_error>
+#include <utility>
 
 #include "app/json.hpp"
 
@@ -40,7 +41,8 @@ std::uint64_t clock_ms(clockid_t id) {
 
 }  // namespace
 
-AccessLog::AccessLog(const AccessLogSettings& settings, unsigned workers) : settings_(settings) {
+AccessLog::AccessLog(AccessLogSettings settings, unsigned workers)
+    : settings_(std::move(settings)) {
     for (unsigned i = 0; i < workers; ++i)
         queues_.push_back(std::make_unique<net::AccessQueue>());
     fd_ = open_file();

@@ -24,7 +24,7 @@ class AccessLog {
     static constexpr std::chrono::milliseconds kPass{20};
 
     // Opens the file now (throws std::system_error naming it) and starts the thread.
-    AccessLog(const AccessLogSettings& settings, unsigned workers);
+    AccessLog(AccessLogSettings settings, unsigned workers);
     // Writes what the queues still hold, then stops. The workers must have stopped.
     ~AccessLog();
     AccessLog(const AccessLog&) = delete;

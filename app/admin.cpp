@@ -55,7 +55,8 @@ class Session : public std::enable_shared_from_this<Session> {
             return finish(
                 reply(431, "Request Header Fields Too Large", "text/plain", "request too large\n"));
         if (ec) return finish("");
-        std::string head(asio::buffers_begin(buf_.data()), asio::buffers_begin(buf_.data()) + n);
+        std::string head(asio::buffers_begin(buf_.data()),
+                         asio::buffers_begin(buf_.data()) + static_cast<std::ptrdiff_t>(n));
         finish(server_.respond(head));
     }
     void finish(std::string response) {

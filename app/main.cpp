@@ -122,7 +122,7 @@ void drain(fp::app::Proxy& proxy, std::chrono::milliseconds timeout, int sig, co
               << timeout.count() << " ms (a second SIGTERM or SIGINT stops at once)\n";
     proxy.drain();
     const auto deadline = std::chrono::steady_clock::now() + timeout;
-    constexpr timespec kPoll{0, 50 * 1000 * 1000};  // how often the workers are asked
+    constexpr timespec kPoll{0, 50L * 1000 * 1000};  // how often the workers are asked
     while (!proxy.drained()) {
         if (std::chrono::steady_clock::now() >= deadline) {
             std::cerr << "fragproxy: drain_timeout passed: closing what is left\n";

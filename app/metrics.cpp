@@ -103,8 +103,8 @@ class Writer {
 
 // Every stats list's families, with the samples of every worker; closed_by as one family by how.
 std::vector<Family> stat_families(const Proxy* proxy) {
-    static const std::vector<std::unique_ptr<net::Worker>> kNone;
-    const auto& workers = proxy ? proxy->workers() : kNone;
+    static const std::vector<std::unique_ptr<net::Worker>> none;
+    const auto& workers = proxy ? proxy->workers() : none;
     const std::size_t n = proxy ? workers.size() : 0;
     Families fs;
     fs.add(net::kTcpStatDefs, n,
@@ -134,7 +134,7 @@ std::string stats_table() {
     std::string out =
         "| metric | type | labels besides `worker` | what it counts |\n"
         "|---|---|---|---|\n";
-    auto cell = [](std::string v) {
+    auto cell = [](const std::string& v) {
         std::string o;
         for (char ch : v) {
             if (ch == '|') o += '\\';

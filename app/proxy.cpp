@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <sstream>
 #include <stdexcept>
+#include <utility>
 
 #include "net/engine/features.hpp"
 #include "net/engine/reactor.hpp"
@@ -41,7 +42,7 @@ std::vector<net::Fd> reserve_ports(Config& next, const Config* running) {
 
 }  // namespace
 
-Proxy::Proxy(const Config& config, AccessLog* log) : config_(config), log_(log) {
+Proxy::Proxy(Config config, AccessLog* log) : config_(std::move(config)), log_(log) {
     // Another process on a listener's address is refused before anything binds; then port-0
     // listeners get their ports (before the listeners are keyed by address).
     for (const auto& l : config_.worker.listeners)
@@ -115,6 +116,7 @@ void Proxy::configure_health(const Config& config) {
     if (targets.empty() && !health_) return;
     if (!health_) health_ = std::make_unique<HealthChecker>();
     std::vector<HealthChecker::Target> list;
+    list.reserve(targets.size());
     for (auto& [addr, t] : targets)
         list.push_back(std::move(t));
     health_->configure(std::move(list), std::move(listeners_of));
@@ -230,8 +232,8 @@ Proxy::ReloadResult Proxy::reload(Config next) {
     for (auto& w : workers_)
         done.push_back(w->reload(settings));
     std::string errors;
-    for (unsigned i = 0; i < done.size(); ++i) {
-        std::string e = done[i].get();
+    for (auto& d : done) {
+        std::string e = d.get();
         if (!e.empty() && errors.find(e) == std::string::npos)  // workers fail alike
             errors += (errors.empty() ? "" : "; ") + e;
     }

@@ -20,7 +20,7 @@ namespace fp::app {
 class Proxy {
   public:
     // log: the access log the workers hand their records to (null: none); outlives the Proxy.
-    explicit Proxy(const Config& config, AccessLog* log = nullptr);
+    explicit Proxy(Config config, AccessLog* log = nullptr);
     ~Proxy();
     // Starts every worker; throws (and stops those already started) if one fails to set up.
     void start();

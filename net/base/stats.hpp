@@ -42,9 +42,11 @@ struct StatDef {
 #define FP_STAT_DEF(member, type, json, metric, labels, help) \
     ::fp::net::StatDef<Self>{json, metric, labels, ::fp::net::StatType::type, help, &Self::member},
 // After the struct: `table`, the StatDefs of `Stats` from its LIST.
+// NOLINTBEGIN(bugprone-macro-parentheses): a type and a name, which parentheses would break.
 #define FP_STAT_TABLE(table, Stats, LIST)                                        \
     namespace table##_detail {                                                   \
         using Self = Stats;                                                      \
         inline constexpr ::fp::net::StatDef<Self> kDefs[] = {LIST(FP_STAT_DEF)}; \
     }                                                                            \
     inline constexpr std::span<const ::fp::net::StatDef<Stats>> table = table##_detail::kDefs;
+// NOLINTEND(bugprone-macro-parentheses)

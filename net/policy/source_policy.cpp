@@ -68,7 +68,7 @@ bool CidrList::allowed(const AccessAddr& a) const noexcept {
 }
 
 SourceTable::SourceTable()
-    : counts_(std::make_unique<std::atomic<std::uint32_t>[]>(2 * kBuckets)),
+    : counts_(std::make_unique<std::atomic<std::uint32_t>[]>(std::size_t{2} * kBuckets)),
       tokens_(std::make_unique<std::atomic<std::uint64_t>[]>(kBuckets)) {}
 
 std::uint64_t SourceTable::hash(const AccessAddr& a) noexcept {

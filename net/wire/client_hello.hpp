@@ -18,7 +18,7 @@
 namespace fp::net {
 
 // The largest ClientHello read (its handshake message, header included).
-constexpr std::size_t kClientHelloMax = 16 * 1024;
+constexpr std::size_t kClientHelloMax = std::size_t{16} * 1024;
 // The most bytes from the start of the connection examined for it: the message and the headers
 // of the records carrying it, within reason (a client splitting it into hundreds of records is
 // refused).

@@ -5,6 +5,7 @@
 #include <array>
 #include <cstdio>
 #include <cstring>
+#include <string_view>
 
 namespace fp::net {
 namespace {
@@ -14,8 +15,9 @@ constexpr std::uint8_t kSignature[12] = {0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D,
 
 std::size_t v1(char* out, const AccessAddr& src, const AccessAddr& dst) {
     if (src.family == 0 || src.family != dst.family) {
-        std::memcpy(out, "PROXY UNKNOWN\r\n", 15);
-        return 15;
+        constexpr std::string_view kUnknown = "PROXY UNKNOWN\r\n";
+        std::memcpy(out, kUnknown.data(), kUnknown.size());
+        return kUnknown.size();
     }
     char s[INET6_ADDRSTRLEN], d[INET6_ADDRSTRLEN];
     ::inet_ntop(src.family, src.addr, s, sizeof s);
