@@ -475,9 +475,9 @@ EpollRing::~EpollRing() {
         if (f.desc) f.desc->release();
 }
 
-// Asio allocates its handlers: out of memory here ends the process (terminate), as nothing on
-// the data path throws or catches.
-// NOLINTNEXTLINE(bugprone-exception-escape)
+// Asio allocates its handlers: out of memory in these four ends the process (terminate), as
+// nothing on the data path throws or catches.
+// NOLINTBEGIN(bugprone-exception-escape)
 io_uring_sqe* EpollRing::sqe() noexcept {
     Impl& m = *impl_;
     if (m.sq_n == m.sq.size()) submit();
@@ -487,16 +487,10 @@ io_uring_sqe* EpollRing::sqe() noexcept {
     return s;
 }
 
-// Asio allocates its handlers: out of memory here ends the process (terminate), as nothing on
-// the data path throws or catches.
-// NOLINTNEXTLINE(bugprone-exception-escape)
 void EpollRing::reserve(unsigned n) noexcept {
     if (impl_->sq.size() - impl_->sq_n < n) submit();
 }
 
-// Asio allocates its handlers: out of memory here ends the process (terminate), as nothing on
-// the data path throws or catches.
-// NOLINTNEXTLINE(bugprone-exception-escape)
 int EpollRing::submit() noexcept {
     Impl& m = *impl_;
     const unsigned n = m.sq_n;
@@ -511,9 +505,6 @@ int EpollRing::submit() noexcept {
     return int(n);
 }
 
-// Asio allocates its handlers: out of memory here ends the process (terminate), as nothing on
-// the data path throws or catches.
-// NOLINTNEXTLINE(bugprone-exception-escape)
 int EpollRing::submit_and_wait(const __kernel_timespec* timeout) noexcept {
     Impl& m = *impl_;
     const int submitted = submit();
@@ -531,6 +522,7 @@ int EpollRing::submit_and_wait(const __kernel_timespec* timeout) noexcept {
     }
     return m.cq.empty() ? -ETIME : submitted;
 }
+// NOLINTEND(bugprone-exception-escape)
 
 unsigned EpollRing::drain_cqes(CqeFn fn, void* ctx) noexcept {
     Impl& m = *impl_;
