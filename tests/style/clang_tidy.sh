@@ -14,11 +14,10 @@ entries = [e for e in json.load(open(sys.argv[1]))
 json.dump(entries, open(sys.argv[2], "w"))
 PY
 out=$(run-clang-tidy -quiet -j "$(nproc)" -p "$db" -extra-arg=-Wno-ignored-optimization-argument \
-      "$src/(alloc|net|app)/.*\.cpp$" 2>&1) && rc=0 || rc=$?
-findings=$(printf '%s\n' "$out" | sed 's/\x1b\[[0-9;]*m//g' | grep -E '(warning|error):' || true)
-if [ "$rc" -ne 0 ] || [ -n "$findings" ]; then
-    printf '%s\n' "$out" | sed 's/\x1b\[[0-9;]*m//g'
+      "$src/(alloc|net|app)/.*\.cpp$" 2>&1 | sed 's/\x1b\[[0-9;]*m//g') && rc=0 || rc=$?
+if [ "$rc" -ne 0 ] || grep -qE '(warning|error):' <<<"$out"; then
+    printf '%s\n' "$out"
     echo "clang-tidy: findings (exit $rc)"
     exit 1
 fi
-echo "clang-tidy clean over $(printf '%s\n' "$out" | grep -c 'clang-tidy' || true) files"
+echo "clang-tidy clean over $(grep -c '^clang-tidy' <<<"$out" || true) files"
